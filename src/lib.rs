@@ -1,0 +1,11 @@
+//! backorderd: the library behind the `backorderd` binary.
+//!
+//! - [`engine`]: the pure allocation engine (the contract, exactly).
+//! - [`input`]: reading JSON documents with refusals that name the record.
+//! - [`bookgen`]: synthetic books for trials and benchmarks.
+//! - [`cli`]: the command line, a thin layer over the rest.
+
+pub mod bookgen;
+pub mod cli;
+pub mod engine;
+pub mod input;

@@ -1,0 +1,9 @@
+use clap::Parser;
+
+fn main() {
+    let cli = backorderd::cli::Cli::parse();
+    if let Err(err) = backorderd::cli::run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(backorderd::cli::exit_code(&err));
+    }
+}
