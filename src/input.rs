@@ -14,7 +14,7 @@ pub enum InputError {
     Syntax(serde_json::Error),
     #[error("{location}: {message}")]
     Shape { location: String, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Refusal),
     #[error("{0}")]
     Other(String),

@@ -67,6 +67,15 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
 }
 
+/// How messages name an input file.
+pub fn input_name(path: &std::path::Path) -> String {
+    if path.as_os_str() == "-" {
+        "from standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// Reads a whole file, or standard input for `-`.
 pub fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;

@@ -7,12 +7,13 @@ use crate::engine::{self, ResultView, Snapshot};
 use crate::input::{InputError, from_json};
 
 pub fn run(file: &Path, pretty: bool) -> anyhow::Result<()> {
+    let name = super::input_name(file);
     let bytes = super::read_input(file)?;
-    let snapshot: Snapshot = from_json(&bytes).with_context(|| format!("snapshot {} refused", file.display()))?;
+    let snapshot: Snapshot = from_json(&bytes).with_context(|| format!("snapshot {name} refused"))?;
     drop(bytes);
     let allocation = engine::recalculate(&snapshot, Utc::now())
         .map_err(InputError::from)
-        .with_context(|| format!("snapshot {} refused", file.display()))?;
+        .with_context(|| format!("snapshot {name} refused"))?;
 
     let view = ResultView { snapshot: &snapshot, allocation: &allocation };
     let stdout = std::io::stdout().lock();

@@ -3,10 +3,11 @@
 //!
 //! Everything is index-based: lines are numbered in snapshot order (order by
 //! order, flattened), pools are interned, and each pool gets a queue of its
-//! active lines in priority order. The work is linear in the lines plus one
-//! sort of the active orders.
+//! active lines in priority order. Each line's outcome starts as "all of it
+//! backordered" and allocation subtracts from it in place. The work is
+//! linear in the lines plus one sort of the active orders.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 
 use super::eta;
@@ -35,26 +36,28 @@ pub(super) struct PoolQueues {
 }
 
 impl PoolQueues {
-    fn build(ranked: &[Ranked], orders: &[Order], first_line: &[u32], line_pool: &[u32], pools: usize) -> Self {
-        let mut starts = vec![0u32; pools + 1];
-        for r in ranked {
-            let o = r.order as usize;
-            for g in first_line[o]..first_line[o + 1] {
-                starts[line_pool[g as usize] as usize + 1] += 1;
-            }
+    /// Reads only compact per-line arrays, never the snapshot's orders: in
+    /// priority order those reads would be random over the whole book.
+    fn build(ranked: &[Ranked], first_line: &[u32], line_pool: &[u32], lines: &[LineOutcome], mut counts: Vec<u32>) -> Self {
+        let mut starts = Vec::with_capacity(counts.len() + 1);
+        let mut total = 0u32;
+        starts.push(0);
+        for count in &mut counts {
+            let start = total;
+            total += *count;
+            starts.push(total);
+            // `counts` becomes each pool's next free slot.
+            *count = start;
         }
-        for p in 0..pools {
-            starts[p + 1] += starts[p];
-        }
-        let mut next = starts.clone();
-        let placeholder = QueueEntry { line: 0, rank: 0, qty: 0 };
-        let mut entries = vec![placeholder; starts[pools] as usize];
+        let mut next = counts;
+        let mut entries = vec![QueueEntry { line: 0, rank: 0, qty: 0 }; total as usize];
         for (rank, r) in ranked.iter().enumerate() {
             let o = r.order as usize;
-            for (k, line) in orders[o].lines.iter().enumerate() {
-                let g = first_line[o] + k as u32;
+            for g in first_line[o]..first_line[o + 1] {
                 let slot = &mut next[line_pool[g as usize] as usize];
-                entries[*slot as usize] = QueueEntry { line: g, rank: rank as u32, qty: line.qty };
+                // Before allocation an active line's backorder is its qty.
+                let qty = lines[g as usize].backorder_qty;
+                entries[*slot as usize] = QueueEntry { line: g, rank: rank as u32, qty };
                 *slot += 1;
             }
         }
@@ -77,10 +80,7 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
     let settings = &snapshot.settings;
     let orders = &snapshot.orders;
     let warehouses = WarehouseIndex::new(&snapshot.warehouses);
-    let scopes: Vec<Scope> = orders
-        .iter()
-        .map(|o| classify(o, settings, &warehouses, as_of))
-        .collect();
+    let scopes: Vec<Scope> = orders.iter().map(|o| classify(o, settings, &warehouses, as_of)).collect();
     let first_line = line_offsets(orders);
     let total_lines = first_line[orders.len()] as usize;
 
@@ -95,46 +95,71 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
         FxHashMap::default()
     };
 
-    let mut pools = PoolIndex::new(settings.warehouse_based, snapshot.inventory.len());
+    let mut pools = PoolIndex::new(settings.warehouse_based, snapshot.inventory.len().max(64));
+    let mut lines = Vec::with_capacity(total_lines);
     let mut line_pool = vec![NO_POOL; total_lines];
     let mut replacement_pool = vec![NO_POOL; if replacements.is_empty() { 0 } else { total_lines }];
-    for (o, order) in orders.iter().enumerate() {
-        let scope = scopes[o];
-        if !matches!(scope, Scope::Active | Scope::Frozen) {
-            continue;
-        }
+    let mut queue_lengths: Vec<u32> = Vec::new();
+    for (order, &scope) in orders.iter().zip(&scopes) {
         let ship_from = order.ship_from.as_deref().and_then(|w| warehouses.index(w));
-        for (k, line) in order.lines.iter().enumerate() {
-            let g = first_line[o] as usize + k;
-            line_pool[g] = pools.intern(&line.sku, ship_from);
-            if scope == Scope::Active && !replacements.is_empty() {
+        for line in &order.lines {
+            let g = lines.len();
+            let backorder_qty = match scope {
+                Scope::Closed => 0,
+                Scope::Excluded | Scope::Frozen => line.backorder_qty,
+                Scope::Active => line.qty,
+            };
+            lines.push(LineOutcome { backorder_qty, eta: None });
+            if matches!(scope, Scope::Closed | Scope::Excluded) {
+                continue;
+            }
+            let pool = pools.intern(&line.sku, ship_from);
+            line_pool[g] = pool;
+            if scope == Scope::Active {
+                if pool as usize >= queue_lengths.len() {
+                    queue_lengths.resize(pool as usize + 1, 0);
+                }
+                queue_lengths[pool as usize] += 1;
                 if let Some(replacement) = replacements.get(line.sku.as_str()) {
                     replacement_pool[g] = pools.intern(replacement, ship_from);
                 }
             }
         }
     }
+    queue_lengths.resize(pools.len(), 0);
 
     let mut remaining = pool_sizes(snapshot, &scopes, &first_line, &line_pool, &pools, &warehouses);
     let ranked = rank(orders, (0..orders.len() as u32).filter(|&o| scopes[o as usize] == Scope::Active), settings);
-    let queues = PoolQueues::build(&ranked, orders, &first_line, &line_pool, pools.len());
+    let queues = PoolQueues::build(&ranked, &first_line, &line_pool, &lines, queue_lengths);
 
-    let mut granted = vec![0i64; total_lines];
     for pool in 0..queues.pools() {
         let queue = queues.of(pool);
         let rem = &mut remaining[pool as usize];
         if settings.prioritize_fully_shippable {
-            serve_fully_shippable_first(queue, &ranked, &mut granted, rem);
+            serve_fully_shippable_first(queue, &ranked, &mut lines, rem);
         } else {
-            serve_in_order(queue, &mut granted, rem);
+            serve_in_order(queue, &mut lines, rem);
         }
     }
     if !replacements.is_empty() {
-        draw_on_replacements(&ranked, orders, &first_line, &replacement_pool, &mut granted, &mut remaining);
+        draw_on_replacements(&ranked, &first_line, &replacement_pool, &mut lines, &mut remaining);
     }
-    let etas = eta::estimate(snapshot, &warehouses, &pools, &queues, &granted);
+    eta::estimate(snapshot, &warehouses, &pools, &queues, &mut lines);
 
-    assemble(orders, &scopes, &granted, &etas)
+    let orders = orders
+        .iter()
+        .zip(&scopes)
+        .zip(first_line.windows(2))
+        .map(|((order, &scope), range)| {
+            let outcomes = &lines[range[0] as usize..range[1] as usize];
+            OrderOutcome {
+                scope,
+                status: BackorderStatus::of_lines(order.lines.iter().zip(outcomes).map(|(l, out)| (l.qty, out.backorder_qty))),
+                backorder_qty: outcomes.iter().map(|out| out.backorder_qty).sum(),
+            }
+        })
+        .collect();
+    Allocation { lines, orders }
 }
 
 fn line_offsets(orders: &[Order]) -> Vec<u32> {
@@ -159,10 +184,10 @@ fn pool_sizes(
 ) -> Vec<i64> {
     let mut size = vec![0i64; pools.len()];
     for row in &snapshot.inventory {
-        if !warehouses.is_eligible(&row.warehouse, &snapshot.settings) {
+        let Some(warehouse) = warehouses.eligible_index(&row.warehouse, &snapshot.settings) else {
             continue;
-        }
-        if let Some(pool) = pools.get(&row.sku, warehouses.index(&row.warehouse)) {
+        };
+        if let Some(pool) = pools.get(&row.sku, Some(warehouse)) {
             size[pool as usize] += row.on_hand;
         }
     }
@@ -185,35 +210,36 @@ fn pool_sizes(
 }
 
 /// Section 5, plain: each line in turn takes what it can.
-fn serve_in_order(queue: &[QueueEntry], granted: &mut [i64], rem: &mut i64) {
+fn serve_in_order(queue: &[QueueEntry], lines: &mut [LineOutcome], rem: &mut i64) {
     for e in queue {
         let take = e.qty.min(*rem);
-        granted[e.line as usize] = take;
+        lines[e.line as usize].backorder_qty = e.qty - take;
         *rem -= take;
     }
 }
 
 /// Section 5 with `prioritize_fully_shippable`: tier by tier, first every
 /// order whose whole demand on this pool fits, then the rest line by line.
-fn serve_fully_shippable_first(queue: &[QueueEntry], ranked: &[Ranked], granted: &mut [i64], rem: &mut i64) {
-    let tier = |e: &QueueEntry| ranked[e.rank as usize].key.tier;
+fn serve_fully_shippable_first(queue: &[QueueEntry], ranked: &[Ranked], lines: &mut [LineOutcome], rem: &mut i64) {
+    let tier = |e: &QueueEntry| ranked[e.rank as usize].tier();
     for tier_run in queue.chunk_by(|a, b| tier(a) == tier(b)) {
         for order in tier_run.chunk_by(|a, b| a.rank == b.rank) {
             let demand: i64 = order.iter().map(|e| e.qty).sum();
             if demand <= *rem {
                 for e in order {
-                    granted[e.line as usize] = e.qty;
+                    lines[e.line as usize].backorder_qty = 0;
                 }
                 *rem -= demand;
             }
         }
         for order in tier_run.chunk_by(|a, b| a.rank == b.rank) {
-            // An order served whole above has a positive grant; one that was
-            // not has none yet (a zero-demand order gains nothing either way).
-            if order.iter().any(|e| granted[e.line as usize] > 0) {
+            // An order served whole above has a line below its qty; one that
+            // was not is still wholly backordered (a zero-demand order gains
+            // nothing either way).
+            if order.iter().any(|e| lines[e.line as usize].backorder_qty < e.qty) {
                 continue;
             }
-            serve_in_order(order, granted, rem);
+            serve_in_order(order, lines, rem);
         }
     }
 }
@@ -222,48 +248,21 @@ fn serve_fully_shippable_first(queue: &[QueueEntry], ranked: &[Ranked], granted:
 /// leftover of their product's replacement pool. One hop only.
 fn draw_on_replacements(
     ranked: &[Ranked],
-    orders: &[Order],
     first_line: &[u32],
     replacement_pool: &[u32],
-    granted: &mut [i64],
+    lines: &mut [LineOutcome],
     remaining: &mut [i64],
 ) {
     for r in ranked {
         let o = r.order as usize;
-        for (k, line) in orders[o].lines.iter().enumerate() {
-            let g = first_line[o] as usize + k;
+        for g in first_line[o] as usize..first_line[o + 1] as usize {
             let pool = replacement_pool[g];
-            let missing = line.qty - granted[g];
-            if pool == NO_POOL || missing <= 0 {
+            if pool == NO_POOL {
                 continue;
             }
-            let take = missing.min(remaining[pool as usize]);
-            granted[g] += take;
+            let take = lines[g].backorder_qty.min(remaining[pool as usize]);
+            lines[g].backorder_qty -= take;
             remaining[pool as usize] -= take;
         }
     }
-}
-
-fn assemble(orders: &[Order], scopes: &[Scope], granted: &[i64], etas: &[Option<NaiveDate>]) -> Allocation {
-    let mut lines = Vec::with_capacity(granted.len());
-    let mut order_outcomes = Vec::with_capacity(orders.len());
-    for (order, &scope) in orders.iter().zip(scopes) {
-        let start = lines.len();
-        for line in &order.lines {
-            let g = lines.len();
-            lines.push(match scope {
-                Scope::Closed => LineOutcome { backorder_qty: 0, eta: None },
-                Scope::Excluded | Scope::Frozen => LineOutcome { backorder_qty: line.backorder_qty, eta: None },
-                Scope::Active => LineOutcome { backorder_qty: line.qty - granted[g], eta: etas[g] },
-            });
-        }
-        let outcomes = &lines[start..];
-        let status = BackorderStatus::of_lines(order.lines.iter().zip(outcomes).map(|(l, out)| (l.qty, out.backorder_qty)));
-        order_outcomes.push(OrderOutcome {
-            scope,
-            status,
-            backorder_qty: outcomes.iter().map(|out| out.backorder_qty).sum(),
-        });
-    }
-    Allocation { lines, orders: order_outcomes }
 }

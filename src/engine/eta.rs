@@ -3,6 +3,7 @@
 use chrono::NaiveDate;
 
 use super::allocate::PoolQueues;
+use super::outcome::LineOutcome;
 use super::pools::{PoolIndex, WarehouseIndex};
 use super::snapshot::Snapshot;
 
@@ -13,8 +14,8 @@ struct Supply<'a> {
     open: i64,
 }
 
-/// For each line (snapshot order), the date of the purchase order that
-/// supplies its last missing unit. Backordered active lines consume each
+/// Sets each backordered active line's `eta`: the date of the purchase
+/// order that supplies its last missing unit. Backordered active lines consume each
 /// pool's open supply greedily in priority order, so a line that finds too
 /// little gets `None` and also uses up what was left.
 pub(super) fn estimate(
@@ -22,19 +23,19 @@ pub(super) fn estimate(
     warehouses: &WarehouseIndex,
     pools: &PoolIndex,
     queues: &PoolQueues,
-    granted: &[i64],
-) -> Vec<Option<NaiveDate>> {
-    let mut etas = vec![None; granted.len()];
+    lines: &mut [LineOutcome],
+) {
     let mut supply: Vec<Supply> = snapshot
         .purchase_orders
         .iter()
         .filter_map(|po| {
             let date = po.expected_date?;
             let open = po.open_qty();
-            if open <= 0 || !warehouses.is_eligible(&po.warehouse, &snapshot.settings) {
+            if open <= 0 {
                 return None;
             }
-            let pool = pools.get(&po.sku, warehouses.index(&po.warehouse))?;
+            let warehouse = warehouses.eligible_index(&po.warehouse, &snapshot.settings)?;
+            let pool = pools.get(&po.sku, Some(warehouse))?;
             Some(Supply { pool, date, po_id: &po.id, open })
         })
         .collect();
@@ -45,13 +46,14 @@ pub(super) fn estimate(
     for run in supply.chunk_by_mut(|a, b| a.pool == b.pool) {
         let mut next = 0;
         for e in queues.of(run[0].pool) {
-            let mut missing = e.qty - granted[e.line as usize];
+            let line = &mut lines[e.line as usize];
+            let mut missing = line.backorder_qty;
             while missing > 0 && next < run.len() {
                 let take = missing.min(run[next].open);
                 run[next].open -= take;
                 missing -= take;
                 if missing == 0 {
-                    etas[e.line as usize] = Some(run[next].date);
+                    line.eta = Some(run[next].date);
                 }
                 if run[next].open == 0 {
                     next += 1;
@@ -62,5 +64,4 @@ pub(super) fn estimate(
             }
         }
     }
-    etas
 }

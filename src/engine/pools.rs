@@ -1,6 +1,8 @@
 //! Section 3: pools, eligible warehouses and how much each pool holds.
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use std::hash::{BuildHasher, Hasher};
 
 use super::snapshot::{Settings, Warehouse, WarehouseKind};
 
@@ -31,9 +33,11 @@ impl<'a> WarehouseIndex<'a> {
         self.index(id).map(|i| self.kinds[i as usize])
     }
 
-    /// Whether stock and open purchase orders there count (section 3).
-    pub fn is_eligible(&self, id: &str, settings: &Settings) -> bool {
-        self.kind(id).is_some_and(|kind| is_eligible(kind, settings))
+    /// The warehouse's index if its stock and open purchase orders count
+    /// (section 3), `None` if it does not or is unknown.
+    pub fn eligible_index(&self, id: &str, settings: &Settings) -> Option<u32> {
+        self.index(id)
+            .filter(|&i| is_eligible(self.kinds[i as usize], settings))
     }
 }
 
@@ -48,44 +52,90 @@ pub fn is_eligible(kind: WarehouseKind, settings: &Settings) -> bool {
 /// Stands for "any warehouse" in a pool key when pools are per SKU.
 const ANY_WAREHOUSE: u32 = u32::MAX;
 
+struct PoolKey {
+    sku_start: u32,
+    sku_len: u32,
+    warehouse: u32,
+    hash: u64,
+}
+
 /// Pools interned to dense indices, keyed by SKU and, with
 /// `warehouse_based`, the ship-from warehouse.
-pub struct PoolIndex<'a> {
-    by_key: FxHashMap<(&'a str, u32), u32>,
+///
+/// The SKU bytes of every key live in one arena: a lookup compares against
+/// memory that stays in cache instead of chasing a pointer into the
+/// snapshot, which on a million lines is most of the engine's time.
+pub struct PoolIndex {
+    table: HashTable<u32>,
+    keys: Vec<PoolKey>,
+    arena: Vec<u8>,
     warehouse_based: bool,
 }
 
-impl<'a> PoolIndex<'a> {
+impl PoolIndex {
     pub fn new(warehouse_based: bool, expected: usize) -> Self {
-        let mut by_key = FxHashMap::default();
-        by_key.reserve(expected);
         PoolIndex {
-            by_key,
+            table: HashTable::with_capacity(expected),
+            keys: Vec::with_capacity(expected),
+            arena: Vec::with_capacity(expected * 12),
             warehouse_based,
         }
     }
 
-    fn key(&self, sku: &'a str, warehouse: Option<u32>) -> (&'a str, u32) {
-        let warehouse = if self.warehouse_based {
-            warehouse.unwrap_or(ANY_WAREHOUSE)
-        } else {
-            ANY_WAREHOUSE
-        };
-        (sku, warehouse)
+    fn warehouse(&self, warehouse: Option<u32>) -> u32 {
+        match warehouse {
+            Some(w) if self.warehouse_based => w,
+            _ => ANY_WAREHOUSE,
+        }
     }
 
-    pub fn intern(&mut self, sku: &'a str, warehouse: Option<u32>) -> u32 {
-        let key = self.key(sku, warehouse);
-        let next = self.by_key.len() as u32;
-        *self.by_key.entry(key).or_insert(next)
+    fn hash(sku: &[u8], warehouse: u32) -> u64 {
+        let mut h = FxBuildHasher.build_hasher();
+        h.write(sku);
+        h.write_u32(warehouse);
+        h.finish()
+    }
+
+    fn sku_of(&self, key: &PoolKey) -> &[u8] {
+        &self.arena[key.sku_start as usize..(key.sku_start + key.sku_len) as usize]
+    }
+
+    fn find(&self, sku: &[u8], warehouse: u32, hash: u64) -> Option<u32> {
+        self.table
+            .find(hash, |&p| {
+                let key = &self.keys[p as usize];
+                key.hash == hash && key.warehouse == warehouse && self.sku_of(key) == sku
+            })
+            .copied()
+    }
+
+    pub fn intern(&mut self, sku: &str, warehouse: Option<u32>) -> u32 {
+        let warehouse = self.warehouse(warehouse);
+        let hash = Self::hash(sku.as_bytes(), warehouse);
+        if let Some(pool) = self.find(sku.as_bytes(), warehouse, hash) {
+            return pool;
+        }
+        let pool = self.keys.len() as u32;
+        self.keys.push(PoolKey {
+            sku_start: self.arena.len() as u32,
+            sku_len: sku.len() as u32,
+            warehouse,
+            hash,
+        });
+        self.arena.extend_from_slice(sku.as_bytes());
+        let keys = &self.keys;
+        self.table
+            .insert_unique(hash, pool, |&p| keys[p as usize].hash);
+        pool
     }
 
     /// The pool of a stock or supply row, if any line uses it.
-    pub fn get(&self, sku: &'a str, warehouse: Option<u32>) -> Option<u32> {
-        self.by_key.get(&self.key(sku, warehouse)).copied()
+    pub fn get(&self, sku: &str, warehouse: Option<u32>) -> Option<u32> {
+        let warehouse = self.warehouse(warehouse);
+        self.find(sku.as_bytes(), warehouse, Self::hash(sku.as_bytes(), warehouse))
     }
 
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.keys.len()
     }
 }

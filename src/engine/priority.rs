@@ -1,22 +1,24 @@
 //! Section 4: the order in which active orders are served.
 
 use chrono::{DateTime, Utc};
-use std::cmp::Ordering;
 
 use super::snapshot::{Order, Settings};
 
-/// Keys 1-3 of section 4; key 4 (the order id) breaks ties in [`rank`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PriorityKey {
-    /// Keys 1 and 2 together: orders with equal `tier` form one tier.
-    pub tier: u8,
-    /// With `use_payment_date`, orders without a payment date come after.
-    undated_payment: bool,
-    date: DateTime<Utc>,
+/// An active order with keys 1-3 of section 4 packed for a fast sort; key
+/// 4 (the order id) breaks the rare ties.
+#[derive(Debug, Clone, Copy)]
+pub struct Ranked {
+    /// Bits 62-63: tier (keys 1 and 2); bit 61: no payment date while
+    /// dating by payment; bits 0-60: seconds of the priority date, biased.
+    major: u64,
+    nanos: u32,
+    pub order: u32,
 }
 
-impl PriorityKey {
-    pub fn of(order: &Order, settings: &Settings) -> PriorityKey {
+const SECONDS_BIAS: i64 = 1 << 60;
+
+impl Ranked {
+    pub fn of(order_index: u32, order: &Order, settings: &Settings) -> Ranked {
         let not_picked = settings.prioritize_picked && !order.picked;
         let not_rush = settings.prioritize_rush && !order.rush;
         let (undated_payment, date) = match (settings.use_payment_date, order.payment_date) {
@@ -24,36 +26,35 @@ impl PriorityKey {
             (true, None) => (true, order.order_date),
             (false, _) => (false, order.order_date),
         };
-        PriorityKey {
-            tier: (u8::from(not_picked) << 1) | u8::from(not_rush),
-            undated_payment,
-            date,
+        let tier = (u64::from(not_picked) << 1) | u64::from(not_rush);
+        Ranked {
+            major: (tier << 62) | (u64::from(undated_payment) << 61) | seconds(date),
+            nanos: date.timestamp_subsec_nanos(),
+            order: order_index,
         }
+    }
+
+    /// Orders with equal tier values form one tier (section 4).
+    pub fn tier(&self) -> u8 {
+        (self.major >> 62) as u8
     }
 }
 
-/// A served order: its index in the snapshot and its key.
-#[derive(Debug, Clone, Copy)]
-pub struct Ranked {
-    pub order: u32,
-    pub key: PriorityKey,
+fn seconds(date: DateTime<Utc>) -> u64 {
+    // chrono's range (about ±262,000 years) fits well inside ±2^60 seconds.
+    (date.timestamp() + SECONDS_BIAS) as u64
 }
 
 /// Sorts the given orders into priority order (keys 1-4).
 pub fn rank(orders: &[Order], selected: impl Iterator<Item = u32>, settings: &Settings) -> Vec<Ranked> {
     let mut ranked: Vec<Ranked> = selected
-        .map(|order| Ranked {
-            order,
-            key: PriorityKey::of(&orders[order as usize], settings),
-        })
+        .map(|o| Ranked::of(o, &orders[o as usize], settings))
         .collect();
-    ranked.sort_unstable_by(|a, b| compare(orders, a, b));
+    ranked.sort_unstable_by(|a, b| {
+        (a.major, a.nanos).cmp(&(b.major, b.nanos)).then_with(|| {
+            let (a, b) = (&orders[a.order as usize].id, &orders[b.order as usize].id);
+            a.as_bytes().cmp(b.as_bytes())
+        })
+    });
     ranked
-}
-
-fn compare(orders: &[Order], a: &Ranked, b: &Ranked) -> Ordering {
-    a.key.cmp(&b.key).then_with(|| {
-        let (a, b) = (&orders[a.order as usize].id, &orders[b.order as usize].id);
-        a.as_bytes().cmp(b.as_bytes())
-    })
 }
