@@ -9,3 +9,4 @@ pub mod bookgen;
 pub mod cli;
 pub mod engine;
 pub mod input;
+pub mod store;

@@ -3,6 +3,7 @@
 
 mod generate;
 mod simulate;
+mod storage;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,9 +27,15 @@ pub const EXIT_FAILURE: i32 = 1;
                   1 any other failure."
 )]
 pub struct Cli {
+    /// The database: `sqlite://PATH` (created on first use).
+    #[arg(long, env = "DATABASE_URL", global = true, default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// An SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://backorderd.db";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -49,18 +56,53 @@ pub enum Command {
     /// SKU popularity follows a Zipf-like law, so a few hot SKUs get long queues; stock
     /// covers about half of the demand. The same seed always gives the same book.
     Generate(generate::GenerateArgs),
+    /// Create the database if needed and bring its schema up to date.
+    Migrate,
+    /// Replace the stored state with a snapshot and queue a full recalculation.
+    ///
+    /// The snapshot's stored backorder quantities are kept as they are until the
+    /// recalculation writes new ones. A refused snapshot (exit 2) changes nothing.
+    Import {
+        /// The snapshot file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Print the stored state as a snapshot, stored backorder quantities in the lines.
+    ///
+    /// `as_of` is the moment of the export, so `simulate` on the output recomputes
+    /// what the daemon would compute now.
+    Export {
+        /// Indent the JSON output.
+        #[arg(long)]
+        pretty: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = cli.database_url.as_str();
     match cli.command {
         Command::Simulate { file, pretty } => simulate::run(&file, pretty),
         Command::Generate(args) => generate::run(&args),
+        Command::Migrate => block_on(storage::migrate(url)),
+        Command::Import { file } => block_on(storage::import(url, &file)),
+        Command::Export { pretty } => block_on(storage::export(url, pretty)),
     }
+}
+
+fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
 }
 
 /// Refused input exits 2, anything else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|cause| cause.downcast_ref::<InputError>().is_some()) {
+    if err
+        .chain()
+        .any(|cause| cause.downcast_ref::<InputError>().is_some())
+    {
         EXIT_REFUSED
     } else {
         EXIT_FAILURE

@@ -18,10 +18,10 @@ pub fn classify(
     if is_excluded(order, settings, warehouses) {
         return Scope::Excluded;
     }
-    if let Some(days) = settings.max_days_back {
-        if order.order_date < as_of - Duration::days(i64::from(days)) {
-            return Scope::Frozen;
-        }
+    if let Some(days) = settings.max_days_back
+        && order.order_date < as_of - Duration::days(i64::from(days))
+    {
+        return Scope::Frozen;
     }
     Scope::Active
 }
@@ -38,7 +38,11 @@ fn is_excluded(order: &Order, settings: &Settings, warehouses: &WarehouseIndex) 
         PaymentStatus::Paid => false,
     };
     let by_warehouse = settings.warehouse_based
-        && match order.ship_from.as_deref().and_then(|id| warehouses.kind(id)) {
+        && match order
+            .ship_from
+            .as_deref()
+            .and_then(|id| warehouses.kind(id))
+        {
             None => true,
             Some(kind) => matches!(
                 kind,

@@ -1,0 +1,68 @@
+//! Commands over the stored state: migrate, import, export.
+
+use anyhow::Context;
+use chrono::Utc;
+use std::io::Write;
+use std::path::Path;
+
+use crate::engine::{self, Snapshot};
+use crate::input::{InputError, from_json};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// Opens the database and brings its schema up to date: every command may
+/// be the first to touch a new database.
+pub async fn open(database_url: &str) -> anyhow::Result<SqliteStore> {
+    if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        return Err(crate::store::StoreError::UnsupportedUrl(database_url.to_owned()).into());
+    }
+    let store = SqliteStore::open(database_url)
+        .await
+        .with_context(|| format!("cannot open the database {database_url}"))?;
+    store
+        .migrate()
+        .await
+        .context("cannot bring the database schema up to date")?;
+    Ok(store)
+}
+
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    open(database_url).await?;
+    eprintln!("schema is up to date");
+    Ok(())
+}
+
+pub async fn import(database_url: &str, file: &Path) -> anyhow::Result<()> {
+    let name = super::input_name(file);
+    let bytes = super::read_input(file)?;
+    let snapshot: Snapshot =
+        from_json(&bytes).with_context(|| format!("snapshot {name} refused"))?;
+    drop(bytes);
+    engine::validate(&snapshot)
+        .map_err(InputError::from)
+        .with_context(|| format!("snapshot {name} refused"))?;
+    let store = open(database_url).await?;
+    let summary = store
+        .import(&snapshot)
+        .await
+        .context("import failed; the stored state is unchanged")?;
+    eprintln!(
+        "imported {} orders with {} lines; {} SKUs queued for recalculation",
+        summary.orders, summary.lines, summary.skus_marked_dirty
+    );
+    Ok(())
+}
+
+pub async fn export(database_url: &str, pretty: bool) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let mut snapshot = store.export().await.context("export failed")?;
+    snapshot.as_of = Some(Utc::now());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    if pretty {
+        serde_json::to_writer_pretty(&mut out, &snapshot)?;
+    } else {
+        serde_json::to_writer(&mut out, &snapshot)?;
+    }
+    out.write_all(b"\n")?;
+    out.flush().context("cannot write the snapshot")
+}

@@ -1,0 +1,67 @@
+//! How the contract's values are written in columns, shared by backends:
+//! enums by their contract names, timestamps as RFC 3339 in UTC, dates as
+//! YYYY-MM-DD.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::StoreError;
+use crate::engine::snapshot::{OrderStatus, PaymentStatus, WarehouseKind};
+use crate::engine::time_format::{parse_date, parse_timestamp};
+
+fn corrupt(record: &str, problem: String) -> StoreError {
+    StoreError::Corrupt {
+        record: record.to_owned(),
+        problem,
+    }
+}
+
+fn parse_named<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    text: &str,
+    record: &str,
+    field: &str,
+) -> Result<T, StoreError> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == text)
+        .ok_or_else(|| corrupt(record, format!("{field} {text:?} is not a known value")))
+}
+
+pub fn warehouse_kind(text: &str, record: &str) -> Result<WarehouseKind, StoreError> {
+    parse_named(
+        &WarehouseKind::ALL,
+        WarehouseKind::as_str,
+        text,
+        record,
+        "kind",
+    )
+}
+
+pub fn order_status(text: &str, record: &str) -> Result<OrderStatus, StoreError> {
+    parse_named(
+        &OrderStatus::ALL,
+        OrderStatus::as_str,
+        text,
+        record,
+        "status",
+    )
+}
+
+pub fn payment_status(text: &str, record: &str) -> Result<PaymentStatus, StoreError> {
+    parse_named(
+        &PaymentStatus::ALL,
+        PaymentStatus::as_str,
+        text,
+        record,
+        "payment_status",
+    )
+}
+
+pub fn timestamp(text: &str, record: &str) -> Result<DateTime<Utc>, StoreError> {
+    parse_timestamp(text).map_err(|e| corrupt(record, e))
+}
+
+pub fn date(text: &str, record: &str) -> Result<NaiveDate, StoreError> {
+    parse_date(text).map_err(|e| corrupt(record, e))
+}
