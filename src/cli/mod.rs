@@ -97,6 +97,23 @@ fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> an
         .block_on(work)
 }
 
+/// The error and its causes on one line, leaving out a cause that only
+/// repeats what was already said (database drivers wrap their own errors).
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    said
+}
+
 /// Refused input exits 2, anything else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err

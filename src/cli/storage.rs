@@ -16,9 +16,12 @@ pub async fn open(database_url: &str) -> anyhow::Result<SqliteStore> {
     if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
         return Err(crate::store::StoreError::UnsupportedUrl(database_url.to_owned()).into());
     }
-    let store = SqliteStore::open(database_url)
-        .await
-        .with_context(|| format!("cannot open the database {database_url}"))?;
+    let store = SqliteStore::open(database_url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            crate::store::redact_url(database_url)
+        )
+    })?;
     store
         .migrate()
         .await

@@ -18,10 +18,50 @@ pub enum StoreError {
     /// was edited by hand or by an incompatible version.
     #[error("stored {record} is unreadable: {problem}")]
     Corrupt { record: String, problem: String },
-    #[error(
-        "unsupported database URL {0:?}: use sqlite://PATH (PostgreSQL arrives with its own backend)"
-    )]
+    #[error("unsupported database URL {}: use sqlite://PATH (PostgreSQL arrives with its own backend)", redact_url(.0))]
     UnsupportedUrl(String),
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    let Some(at) = url[scheme_end..authority_end]
+        .rfind('@')
+        .map(|i| scheme_end + i)
+    else {
+        return url.to_owned();
+    };
+    match url[scheme_end..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..scheme_end + colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_appear_in_redacted_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr:et@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            redact_url("sqlite://backorderd.db"),
+            "sqlite://backorderd.db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?x=a@b"),
+            "postgres://u:***@h/db?x=a@b"
+        );
+    }
 }
 
 /// What an import wrote.
