@@ -10,7 +10,12 @@ use backorderd::bookgen::{BookShape, generate};
 use backorderd::engine::{self, snapshot::Settings};
 
 fn book(settings: Settings) -> engine::Snapshot {
-    let mut book = generate(BookShape { lines: 1_000_000, skus: 100_000, seed: 7, skew: 1.0 });
+    let mut book = generate(BookShape {
+        lines: 1_000_000,
+        skus: 100_000,
+        seed: 7,
+        skew: 1.0,
+    });
     book.settings = settings;
     book
 }
@@ -19,9 +24,15 @@ fn engine_1m(c: &mut Criterion) {
     let plain = book(Settings::default());
     let as_of = plain.as_of.unwrap();
     let mut group = c.benchmark_group("engine_1m_lines_100k_skus");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
-    group.bench_function("allocate_plain", |b| b.iter(|| engine::allocate(black_box(&plain), as_of)));
-    group.bench_function("validate", |b| b.iter(|| engine::validate(black_box(&plain))));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("allocate_plain", |b| {
+        b.iter(|| engine::allocate(black_box(&plain), as_of))
+    });
+    group.bench_function("validate", |b| {
+        b.iter(|| engine::validate(black_box(&plain)))
+    });
 
     let every = book(Settings {
         warehouse_based: true,
@@ -33,7 +44,9 @@ fn engine_1m(c: &mut Criterion) {
         max_days_back: Some(45),
         ..Settings::default()
     });
-    group.bench_function("allocate_every_setting", |b| b.iter(|| engine::allocate(black_box(&every), as_of)));
+    group.bench_function("allocate_every_setting", |b| {
+        b.iter(|| engine::allocate(black_box(&every), as_of))
+    });
     group.finish();
 }
 

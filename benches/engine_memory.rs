@@ -29,7 +29,12 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 fn measure(name: &str, settings: Settings) {
-    let mut book = generate(BookShape { lines: 1_000_000, skus: 100_000, seed: 7, skew: 1.0 });
+    let mut book = generate(BookShape {
+        lines: 1_000_000,
+        skus: 100_000,
+        seed: 7,
+        skew: 1.0,
+    });
     book.settings = settings;
     let lines: usize = book.orders.iter().map(|o| o.lines.len()).sum();
     let as_of = book.as_of.unwrap();

@@ -8,8 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
 use crate::engine::snapshot::{
-    InventoryRow, Line, Order, PaymentStatus, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
-    WarehouseKind,
+    InventoryRow, Line, Order, PaymentStatus, Product, PurchaseOrder, Settings, Snapshot,
+    Warehouse, WarehouseKind,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +23,12 @@ pub struct BookShape {
 
 impl Default for BookShape {
     fn default() -> Self {
-        BookShape { lines: 10_000, skus: 1_000, seed: 1, skew: 1.0 }
+        BookShape {
+            lines: 10_000,
+            skus: 1_000,
+            seed: 1,
+            skew: 1.0,
+        }
     }
 }
 
@@ -51,7 +56,12 @@ pub fn generate(shape: BookShape) -> Snapshot {
                 let sku = zipf.sample(&mut rng) as usize - 1;
                 let qty = rng.random_range(1..=5);
                 demand[sku] += qty;
-                Line { id: format!("{id}-{}", k + 1), sku: sku_name(sku), qty, backorder_qty: 0 }
+                Line {
+                    id: format!("{id}-{}", k + 1),
+                    sku: sku_name(sku),
+                    qty,
+                    backorder_qty: 0,
+                }
             })
             .collect();
         made += n;
@@ -61,7 +71,11 @@ pub fn generate(shape: BookShape) -> Snapshot {
             id,
             order_date,
             payment_date: paid.then(|| order_date + Duration::minutes(rng.random_range(1..600))),
-            payment_status: if paid { PaymentStatus::Paid } else { PaymentStatus::Unpaid },
+            payment_status: if paid {
+                PaymentStatus::Paid
+            } else {
+                PaymentStatus::Unpaid
+            },
             status: Default::default(),
             rush: rng.random_bool(0.05),
             picked: rng.random_bool(0.02),
@@ -89,11 +103,17 @@ pub fn generate(shape: BookShape) -> Snapshot {
                 warehouse: warehouses[sku % warehouses.len()].to_owned(),
                 qty_ordered: qty,
                 qty_received: 0,
-                expected_date: Some(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap() + Duration::days(rng.random_range(0..60))),
+                expected_date: Some(
+                    NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+                        + Duration::days(rng.random_range(0..60)),
+                ),
             });
         }
         if sku + 1 < skus && rng.random_bool(0.02) {
-            products.push(Product { sku: sku_name(sku), replacement_sku: Some(sku_name(sku + 1)) });
+            products.push(Product {
+                sku: sku_name(sku),
+                replacement_sku: Some(sku_name(sku + 1)),
+            });
         }
     }
 
@@ -102,7 +122,10 @@ pub fn generate(shape: BookShape) -> Snapshot {
         settings: Settings::default(),
         warehouses: warehouses
             .iter()
-            .map(|id| Warehouse { id: (*id).to_owned(), kind: WarehouseKind::Normal })
+            .map(|id| Warehouse {
+                id: (*id).to_owned(),
+                kind: WarehouseKind::Normal,
+            })
             .collect(),
         products,
         inventory,

@@ -72,7 +72,11 @@ fn describe_path(path: &serde_path_to_error::Path, tree: Option<&Value>) -> Stri
             Segment::Unknown => out.push_str(".?"),
         }
     }
-    if out.is_empty() { "document".into() } else { out }
+    if out.is_empty() {
+        "document".into()
+    } else {
+        out
+    }
 }
 
 fn record_id(node: &Value) -> Option<(&'static str, &str)> {

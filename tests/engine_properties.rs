@@ -68,56 +68,103 @@ fn order(index: usize) -> impl Strategy<Value = Order> {
         prop::option::of(warehouse()),
         lines,
     )
-        .prop_map(move |(order_date, payment_date, payment_status, status, (rush, picked), ship_from, lines)| {
-            let id = format!("O{index:02}");
-            Order {
-                lines: lines
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, (sku, qty, backorder_qty))| Line { id: format!("{id}-{k}"), sku, qty, backorder_qty })
-                    .collect(),
-                id,
+        .prop_map(
+            move |(
                 order_date,
                 payment_date,
                 payment_status,
                 status,
-                rush,
-                picked,
+                (rush, picked),
                 ship_from,
-            }
-        })
+                lines,
+            )| {
+                let id = format!("O{index:02}");
+                Order {
+                    lines: lines
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, (sku, qty, backorder_qty))| Line {
+                            id: format!("{id}-{k}"),
+                            sku,
+                            qty,
+                            backorder_qty,
+                        })
+                        .collect(),
+                    id,
+                    order_date,
+                    payment_date,
+                    payment_status,
+                    status,
+                    rush,
+                    picked,
+                    ship_from,
+                }
+            },
+        )
 }
 
 fn snapshot() -> impl Strategy<Value = Snapshot> {
     let inventory = prop::collection::vec((sku(), warehouse(), -12i64..16), 0..10);
-    let purchase_orders = prop::collection::vec((sku(), warehouse(), 0i64..10, 0i64..6, prop::option::of(0u64..40)), 0..5);
+    let purchase_orders = prop::collection::vec(
+        (
+            sku(),
+            warehouse(),
+            0i64..10,
+            0i64..6,
+            prop::option::of(0u64..40),
+        ),
+        0..5,
+    );
     let products = prop::collection::vec(prop::option::of(sku()), SKUS.len());
     let orders = (0usize..12).prop_flat_map(|n| (0..n).map(order).collect::<Vec<_>>());
-    (settings(), inventory, purchase_orders, products, orders).prop_map(|(settings, inventory, pos, replacements, orders)| Snapshot {
-        as_of: Some(as_of()),
-        settings,
-        warehouses: WAREHOUSES.iter().map(|(id, kind)| Warehouse { id: (*id).into(), kind: *kind }).collect(),
-        products: SKUS
-            .iter()
-            .zip(replacements)
-            .filter(|(sku, r)| r.as_deref() != Some(**sku))
-            .map(|(sku, replacement_sku)| Product { sku: (*sku).into(), replacement_sku })
-            .collect(),
-        inventory: inventory.into_iter().map(|(sku, warehouse, on_hand)| InventoryRow { sku, warehouse, on_hand }).collect(),
-        purchase_orders: pos
-            .into_iter()
-            .enumerate()
-            .map(|(i, (sku, warehouse, qty_ordered, qty_received, days))| PurchaseOrder {
-                id: format!("PO{}", 9 - i),
-                sku,
-                warehouse,
-                qty_ordered,
-                qty_received,
-                expected_date: days.map(|d| NaiveDate::from_ymd_opt(2026, 12, 1).unwrap() + Duration::days(d as i64 % 4 * 10)),
-            })
-            .collect(),
-        orders,
-    })
+    (settings(), inventory, purchase_orders, products, orders).prop_map(
+        |(settings, inventory, pos, replacements, orders)| Snapshot {
+            as_of: Some(as_of()),
+            settings,
+            warehouses: WAREHOUSES
+                .iter()
+                .map(|(id, kind)| Warehouse {
+                    id: (*id).into(),
+                    kind: *kind,
+                })
+                .collect(),
+            products: SKUS
+                .iter()
+                .zip(replacements)
+                .filter(|(sku, r)| r.as_deref() != Some(**sku))
+                .map(|(sku, replacement_sku)| Product {
+                    sku: (*sku).into(),
+                    replacement_sku,
+                })
+                .collect(),
+            inventory: inventory
+                .into_iter()
+                .map(|(sku, warehouse, on_hand)| InventoryRow {
+                    sku,
+                    warehouse,
+                    on_hand,
+                })
+                .collect(),
+            purchase_orders: pos
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(i, (sku, warehouse, qty_ordered, qty_received, days))| PurchaseOrder {
+                        id: format!("PO{}", 9 - i),
+                        sku,
+                        warehouse,
+                        qty_ordered,
+                        qty_received,
+                        expected_date: days.map(|d| {
+                            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+                                + Duration::days(d as i64 % 4 * 10)
+                        }),
+                    },
+                )
+                .collect(),
+            orders,
+        },
+    )
 }
 
 // ------------------------------------------------------ the contract, naively
@@ -131,7 +178,10 @@ struct Expected {
 }
 
 fn kind(s: &Snapshot, warehouse: &str) -> Option<WarehouseKind> {
-    s.warehouses.iter().find(|w| w.id == warehouse).map(|w| w.kind)
+    s.warehouses
+        .iter()
+        .find(|w| w.id == warehouse)
+        .map(|w| w.kind)
 }
 
 fn eligible(s: &Snapshot, warehouse: &str) -> bool {
@@ -151,7 +201,10 @@ fn scope(s: &Snapshot, o: &Order) -> Scope {
     let excluded = o.status == OrderStatus::Quote
         || (o.status == OrderStatus::OnHold && !st.include_on_hold)
         || (o.payment_status == PaymentStatus::Authorized && !st.include_authorized)
-        || (matches!(o.payment_status, PaymentStatus::Unpaid | PaymentStatus::PartiallyPaid) && !st.include_unpaid)
+        || (matches!(
+            o.payment_status,
+            PaymentStatus::Unpaid | PaymentStatus::PartiallyPaid
+        ) && !st.include_unpaid)
         || (st.warehouse_based
             && !matches!(
                 o.ship_from.as_deref().and_then(|w| kind(s, w)),
@@ -167,7 +220,14 @@ fn scope(s: &Snapshot, o: &Order) -> Scope {
 }
 
 fn pool_of(s: &Snapshot, sku: &str, ship_from: Option<&str>) -> PoolKey {
-    (sku.to_owned(), if s.settings.warehouse_based { ship_from.map(str::to_owned) } else { None })
+    (
+        sku.to_owned(),
+        if s.settings.warehouse_based {
+            ship_from.map(str::to_owned)
+        } else {
+            None
+        },
+    )
 }
 
 fn priority(s: &Snapshot, o: &Order) -> (bool, bool, bool, DateTime<Utc>, Vec<u8>) {
@@ -177,19 +237,40 @@ fn priority(s: &Snapshot, o: &Order) -> (bool, bool, bool, DateTime<Utc>, Vec<u8
         (true, None) => (true, o.order_date),
         _ => (false, o.order_date),
     };
-    (st.prioritize_picked && !o.picked, st.prioritize_rush && !o.rush, undated, date, o.id.as_bytes().to_vec())
+    (
+        st.prioritize_picked && !o.picked,
+        st.prioritize_rush && !o.rush,
+        undated,
+        date,
+        o.id.as_bytes().to_vec(),
+    )
 }
 
 fn lines_in_pool<'s>(s: &Snapshot, o: &'s Order, key: &PoolKey) -> Vec<&'s Line> {
-    o.lines.iter().filter(|l| pool_of(s, &l.sku, o.ship_from.as_deref()) == *key).collect()
+    o.lines
+        .iter()
+        .filter(|l| pool_of(s, &l.sku, o.ship_from.as_deref()) == *key)
+        .collect()
 }
 
 fn reference<'s>(s: &'s Snapshot) -> Expected {
     let st = &s.settings;
-    let scopes: HashMap<&str, Scope> = s.orders.iter().map(|o| (o.id.as_str(), scope(s, o))).collect();
-    let mut active: Vec<&'s Order> = s.orders.iter().filter(|o| scopes[o.id.as_str()] == Scope::Active).collect();
+    let scopes: HashMap<&str, Scope> = s
+        .orders
+        .iter()
+        .map(|o| (o.id.as_str(), scope(s, o)))
+        .collect();
+    let mut active: Vec<&'s Order> = s
+        .orders
+        .iter()
+        .filter(|o| scopes[o.id.as_str()] == Scope::Active)
+        .collect();
     active.sort_by_key(|o| priority(s, o));
-    let active_lines = || active.iter().flat_map(|o| o.lines.iter().map(move |l| (*o, l)));
+    let active_lines = || {
+        active
+            .iter()
+            .flat_map(|o| o.lines.iter().map(move |l| (*o, l)))
+    };
 
     // Section 3.
     let mut rem: HashMap<PoolKey, i64> = HashMap::new();
@@ -210,10 +291,19 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
             .map(|(_, l)| l.qty - l.backorder_qty.clamp(0, l.qty))
             .sum();
         let eligible_pool = key.1.as_ref().is_none_or(|w| eligible(s, w));
-        if eligible_pool { (stock.max(0) - held).max(0) } else { 0 }
+        if eligible_pool {
+            (stock.max(0) - held).max(0)
+        } else {
+            0
+        }
     };
-    let mut keys: Vec<PoolKey> = active_lines().map(|(o, l)| pool_of(s, &l.sku, o.ship_from.as_deref())).collect();
-    keys.extend(SKUS.iter().flat_map(|k| WAREHOUSES.iter().map(move |w| pool_of(s, k, Some(w.0)))));
+    let mut keys: Vec<PoolKey> = active_lines()
+        .map(|(o, l)| pool_of(s, &l.sku, o.ship_from.as_deref()))
+        .collect();
+    keys.extend(
+        SKUS.iter()
+            .flat_map(|k| WAREHOUSES.iter().map(move |w| pool_of(s, k, Some(w.0)))),
+    );
     for key in keys {
         let size = size_of(&key);
         rem.entry(key).or_insert(size);
@@ -221,7 +311,12 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
 
     // Section 5.
     let mut granted: HashMap<&str, i64> = HashMap::new();
-    let tier = |o: &Order| (st.prioritize_picked && !o.picked, st.prioritize_rush && !o.rush);
+    let tier = |o: &Order| {
+        (
+            st.prioritize_picked && !o.picked,
+            st.prioritize_rush && !o.rush,
+        )
+    };
     for (key, left) in rem.iter_mut() {
         let in_pool = |o: &'s Order| lines_in_pool(s, o, key);
         if !st.prioritize_fully_shippable {
@@ -260,9 +355,17 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
     // Section 6.
     if st.consider_replacement_sku {
         for (o, l) in active_lines() {
-            let replacement = s.products.iter().find(|p| p.sku == l.sku).and_then(|p| p.replacement_sku.clone());
-            let Some(r) = replacement.filter(|r| *r != l.sku) else { continue };
-            let left = rem.get_mut(&pool_of(s, &r, o.ship_from.as_deref())).unwrap();
+            let replacement = s
+                .products
+                .iter()
+                .find(|p| p.sku == l.sku)
+                .and_then(|p| p.replacement_sku.clone());
+            let Some(r) = replacement.filter(|r| *r != l.sku) else {
+                continue;
+            };
+            let left = rem
+                .get_mut(&pool_of(s, &r, o.ship_from.as_deref()))
+                .unwrap();
             let g = granted.get_mut(l.id.as_str()).unwrap();
             let take = (l.qty - *g).min(*left);
             *g += take;
@@ -274,14 +377,26 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
     let mut etas: HashMap<&str, NaiveDate> = HashMap::new();
     let mut supply: HashMap<PoolKey, Vec<(NaiveDate, String, i64)>> = HashMap::new();
     for po in &s.purchase_orders {
-        if let (Some(date), true, true) = (po.expected_date, po.qty_ordered - po.qty_received > 0, eligible(s, &po.warehouse)) {
+        if let (Some(date), true, true) = (
+            po.expected_date,
+            po.qty_ordered - po.qty_received > 0,
+            eligible(s, &po.warehouse),
+        ) {
             let key = pool_of(s, &po.sku, Some(&po.warehouse));
-            supply.entry(key).or_default().push((date, po.id.clone(), po.qty_ordered - po.qty_received));
+            supply.entry(key).or_default().push((
+                date,
+                po.id.clone(),
+                po.qty_ordered - po.qty_received,
+            ));
         }
     }
-    supply.values_mut().for_each(|v| v.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes()))));
+    supply
+        .values_mut()
+        .for_each(|v| v.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes()))));
     for (o, l) in active_lines() {
-        let Some(rows) = supply.get_mut(&pool_of(s, &l.sku, o.ship_from.as_deref())) else { continue };
+        let Some(rows) = supply.get_mut(&pool_of(s, &l.sku, o.ship_from.as_deref())) else {
+            continue;
+        };
         let mut missing = l.qty - granted[l.id.as_str()];
         for row in rows.iter_mut() {
             if missing == 0 {
@@ -297,7 +412,10 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
     }
 
     // Section 8 and the result.
-    let mut expected = Expected { lines: BTreeMap::new(), orders: BTreeMap::new() };
+    let mut expected = Expected {
+        lines: BTreeMap::new(),
+        orders: BTreeMap::new(),
+    };
     for o in &s.orders {
         let sc = scopes[o.id.as_str()];
         let mut pairs = Vec::new();
@@ -307,11 +425,19 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
                 Scope::Excluded | Scope::Frozen => l.backorder_qty,
                 Scope::Active => l.qty - granted[l.id.as_str()],
             };
-            let eta = if sc == Scope::Active && bo > 0 { etas.get(l.id.as_str()).copied() } else { None };
+            let eta = if sc == Scope::Active && bo > 0 {
+                etas.get(l.id.as_str()).copied()
+            } else {
+                None
+            };
             expected.lines.insert(l.id.clone(), (bo, eta));
             pairs.push((l.qty, bo));
         }
-        let nonzero: Vec<_> = pairs.iter().filter(|(q, _)| *q > 0).map(|(q, b)| (*q, (*b).clamp(0, *q))).collect();
+        let nonzero: Vec<_> = pairs
+            .iter()
+            .filter(|(q, _)| *q > 0)
+            .map(|(q, b)| (*q, (*b).clamp(0, *q)))
+            .collect();
         let status = if nonzero.iter().all(|(_, b)| *b == 0) {
             BackorderStatus::None
         } else if nonzero.iter().all(|(q, b)| b == q) {
@@ -319,7 +445,9 @@ fn reference<'s>(s: &'s Snapshot) -> Expected {
         } else {
             BackorderStatus::Partial
         };
-        expected.orders.insert(o.id.clone(), (sc, status, pairs.iter().map(|p| p.1).sum()));
+        expected
+            .orders
+            .insert(o.id.clone(), (sc, status, pairs.iter().map(|p| p.1).sum()));
     }
     expected
 }
@@ -331,21 +459,41 @@ fn run(s: &Snapshot) -> Allocation {
 }
 
 fn keyed(s: &Snapshot, a: &Allocation) -> Expected {
-    let mut out = Expected { lines: BTreeMap::new(), orders: BTreeMap::new() };
-    for ((o, outcomes), oo) in s.orders.iter().zip(a.lines_by_order(&s.orders)).zip(&a.orders) {
+    let mut out = Expected {
+        lines: BTreeMap::new(),
+        orders: BTreeMap::new(),
+    };
+    for ((o, outcomes), oo) in s
+        .orders
+        .iter()
+        .zip(a.lines_by_order(&s.orders))
+        .zip(&a.orders)
+    {
         for (l, lo) in o.lines.iter().zip(outcomes) {
             out.lines.insert(l.id.clone(), (lo.backorder_qty, lo.eta));
         }
-        out.orders.insert(o.id.clone(), (oo.scope, oo.status, oo.backorder_qty));
+        out.orders
+            .insert(o.id.clone(), (oo.scope, oo.status, oo.backorder_qty));
     }
     out
 }
 
 /// Each active line with its order, in priority order, and its pool.
 fn active_in_priority(s: &Snapshot) -> Vec<(PoolKey, &Line)> {
-    let mut active: Vec<&Order> = s.orders.iter().filter(|o| scope(s, o) == Scope::Active).collect();
+    let mut active: Vec<&Order> = s
+        .orders
+        .iter()
+        .filter(|o| scope(s, o) == Scope::Active)
+        .collect();
     active.sort_by_key(|o| priority(s, o));
-    active.iter().flat_map(|o| o.lines.iter().map(move |l| (pool_of(s, &l.sku, o.ship_from.as_deref()), l))).collect()
+    active
+        .iter()
+        .flat_map(|o| {
+            o.lines
+                .iter()
+                .map(move |l| (pool_of(s, &l.sku, o.ship_from.as_deref()), l))
+        })
+        .collect()
 }
 
 proptest! {

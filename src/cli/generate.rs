@@ -20,7 +20,12 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let book = generate(BookShape { lines: args.lines, skus: args.skus, seed: args.seed, skew: args.skew });
+    let book = generate(BookShape {
+        lines: args.lines,
+        skus: args.skus,
+        seed: args.seed,
+        skew: args.skew,
+    });
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     serde_json::to_writer(&mut out, &book)?;
     out.write_all(b"\n")?;

@@ -9,13 +9,17 @@ use crate::input::{InputError, from_json};
 pub fn run(file: &Path, pretty: bool) -> anyhow::Result<()> {
     let name = super::input_name(file);
     let bytes = super::read_input(file)?;
-    let snapshot: Snapshot = from_json(&bytes).with_context(|| format!("snapshot {name} refused"))?;
+    let snapshot: Snapshot =
+        from_json(&bytes).with_context(|| format!("snapshot {name} refused"))?;
     drop(bytes);
     let allocation = engine::recalculate(&snapshot, Utc::now())
         .map_err(InputError::from)
         .with_context(|| format!("snapshot {name} refused"))?;
 
-    let view = ResultView { snapshot: &snapshot, allocation: &allocation };
+    let view = ResultView {
+        snapshot: &snapshot,
+        allocation: &allocation,
+    };
     let stdout = std::io::stdout().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
     if pretty {

@@ -44,14 +44,18 @@ impl Serialize for Lines<'_> {
             .iter()
             .zip(view.allocation.lines_by_order(&view.snapshot.orders))
             .flat_map(|(order, outcomes)| {
-                order.lines.iter().zip(outcomes).map(move |(line, out)| LineRow {
-                    order_id: &order.id,
-                    line_id: &line.id,
-                    sku: &line.sku,
-                    qty: line.qty,
-                    backorder_qty: out.backorder_qty,
-                    eta: out.eta,
-                })
+                order
+                    .lines
+                    .iter()
+                    .zip(outcomes)
+                    .map(move |(line, out)| LineRow {
+                        order_id: &order.id,
+                        line_id: &line.id,
+                        sku: &line.sku,
+                        qty: line.qty,
+                        backorder_qty: out.backorder_qty,
+                        eta: out.eta,
+                    })
             });
         s.collect_seq(rows)
     }

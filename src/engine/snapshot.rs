@@ -12,7 +12,11 @@ use super::time_format::{date_opt, timestamp, timestamp_opt};
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// The moment of the calculation; `None` means "now", supplied by the caller.
-    #[serde(default, with = "timestamp_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "timestamp_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub as_of: Option<DateTime<Utc>>,
     #[serde(default)]
     pub settings: Settings,

@@ -20,10 +20,20 @@ pub struct Violation {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
-    EmptyId { field: &'static str },
-    DuplicateId { earlier: String },
-    NegativeQuantity { field: &'static str, value: i64 },
-    UnknownWarehouse { field: &'static str, warehouse: String },
+    EmptyId {
+        field: &'static str,
+    },
+    DuplicateId {
+        earlier: String,
+    },
+    NegativeQuantity {
+        field: &'static str,
+        value: i64,
+    },
+    UnknownWarehouse {
+        field: &'static str,
+        warehouse: String,
+    },
     SelfReplacement,
 }
 
@@ -138,7 +148,12 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         let record = || format!("warehouse \"{}\"", w.id);
         c.id(&w.id, "id", record);
         if !warehouses.insert(w.id.as_str()) {
-            c.push(record, Rule::DuplicateId { earlier: "another warehouse".into() });
+            c.push(
+                record,
+                Rule::DuplicateId {
+                    earlier: "another warehouse".into(),
+                },
+            );
         }
     }
 
@@ -147,7 +162,12 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         let record = || format!("product \"{}\"", p.sku);
         c.id(&p.sku, "sku", record);
         if !products.insert(p.sku.as_str()) {
-            c.push(record, Rule::DuplicateId { earlier: "another product".into() });
+            c.push(
+                record,
+                Rule::DuplicateId {
+                    earlier: "another product".into(),
+                },
+            );
         }
         if p.replacement_sku.as_deref() == Some(p.sku.as_str()) {
             c.push(record, Rule::SelfReplacement);
@@ -157,7 +177,12 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
     }
 
     for row in &snapshot.inventory {
-        let record = || format!("inventory row (sku \"{}\", warehouse \"{}\")", row.sku, row.warehouse);
+        let record = || {
+            format!(
+                "inventory row (sku \"{}\", warehouse \"{}\")",
+                row.sku, row.warehouse
+            )
+        };
         c.id(&row.sku, "sku", record);
         c.warehouse(&warehouses, &row.warehouse, "warehouse", record);
     }
@@ -168,7 +193,12 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         c.id(&po.id, "id", record);
         c.id(&po.sku, "sku", record);
         if !purchase_orders.insert(po.id.as_str()) {
-            c.push(record, Rule::DuplicateId { earlier: "another purchase order".into() });
+            c.push(
+                record,
+                Rule::DuplicateId {
+                    earlier: "another purchase order".into(),
+                },
+            );
         }
         c.warehouse(&warehouses, &po.warehouse, "warehouse", record);
         c.quantity(po.qty_ordered, "qty_ordered", record);
@@ -183,7 +213,12 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         let record = || order_record(&order.id);
         c.id(&order.id, "id", record);
         if !orders.insert(order.id.as_str()) {
-            c.push(record, Rule::DuplicateId { earlier: "another order".into() });
+            c.push(
+                record,
+                Rule::DuplicateId {
+                    earlier: "another order".into(),
+                },
+            );
         }
         if let Some(ship_from) = &order.ship_from {
             c.warehouse(&warehouses, ship_from, "ship_from", record);
@@ -195,7 +230,12 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
             c.quantity(line.qty, "qty", record);
             c.quantity(line.backorder_qty, "backorder_qty", record);
             if let Some(owner) = line_owner.insert(line.id.as_str(), order.id.as_str()) {
-                c.push(record, Rule::DuplicateId { earlier: format!("a line of order \"{owner}\"") });
+                c.push(
+                    record,
+                    Rule::DuplicateId {
+                        earlier: format!("a line of order \"{owner}\""),
+                    },
+                );
             }
         }
     }
