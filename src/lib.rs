@@ -8,5 +8,6 @@
 pub mod bookgen;
 pub mod cli;
 pub mod engine;
+pub mod events;
 pub mod input;
 pub mod store;
