@@ -38,7 +38,13 @@ pub(super) struct PoolQueues {
 impl PoolQueues {
     /// Reads only compact per-line arrays, never the snapshot's orders: in
     /// priority order those reads would be random over the whole book.
-    fn build(ranked: &[Ranked], first_line: &[u32], line_pool: &[u32], lines: &[LineOutcome], mut counts: Vec<u32>) -> Self {
+    fn build(
+        ranked: &[Ranked],
+        first_line: &[u32],
+        line_pool: &[u32],
+        lines: &[LineOutcome],
+        mut counts: Vec<u32>,
+    ) -> Self {
         let mut starts = Vec::with_capacity(counts.len() + 1);
         let mut total = 0u32;
         starts.push(0);
@@ -50,14 +56,25 @@ impl PoolQueues {
             *count = start;
         }
         let mut next = counts;
-        let mut entries = vec![QueueEntry { line: 0, rank: 0, qty: 0 }; total as usize];
+        let mut entries = vec![
+            QueueEntry {
+                line: 0,
+                rank: 0,
+                qty: 0
+            };
+            total as usize
+        ];
         for (rank, r) in ranked.iter().enumerate() {
             let o = r.order as usize;
             for g in first_line[o]..first_line[o + 1] {
                 let slot = &mut next[line_pool[g as usize] as usize];
                 // Before allocation an active line's backorder is its qty.
                 let qty = lines[g as usize].backorder_qty;
-                entries[*slot as usize] = QueueEntry { line: g, rank: rank as u32, qty };
+                entries[*slot as usize] = QueueEntry {
+                    line: g,
+                    rank: rank as u32,
+                    qty,
+                };
                 *slot += 1;
             }
         }
@@ -80,7 +97,10 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
     let settings = &snapshot.settings;
     let orders = &snapshot.orders;
     let warehouses = WarehouseIndex::new(&snapshot.warehouses);
-    let scopes: Vec<Scope> = orders.iter().map(|o| classify(o, settings, &warehouses, as_of)).collect();
+    let scopes: Vec<Scope> = orders
+        .iter()
+        .map(|o| classify(o, settings, &warehouses, as_of))
+        .collect();
     let first_line = line_offsets(orders);
     let total_lines = first_line[orders.len()] as usize;
 
@@ -98,7 +118,14 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
     let mut pools = PoolIndex::new(settings.warehouse_based, snapshot.inventory.len().max(64));
     let mut lines = Vec::with_capacity(total_lines);
     let mut line_pool = vec![NO_POOL; total_lines];
-    let mut replacement_pool = vec![NO_POOL; if replacements.is_empty() { 0 } else { total_lines }];
+    let mut replacement_pool = vec![
+        NO_POOL;
+        if replacements.is_empty() {
+            0
+        } else {
+            total_lines
+        }
+    ];
     let mut queue_lengths: Vec<u32> = Vec::new();
     for (order, &scope) in orders.iter().zip(&scopes) {
         let ship_from = order.ship_from.as_deref().and_then(|w| warehouses.index(w));
@@ -109,7 +136,10 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
                 Scope::Excluded | Scope::Frozen => line.backorder_qty,
                 Scope::Active => line.qty,
             };
-            lines.push(LineOutcome { backorder_qty, eta: None });
+            lines.push(LineOutcome {
+                backorder_qty,
+                eta: None,
+            });
             if matches!(scope, Scope::Closed | Scope::Excluded) {
                 continue;
             }
@@ -128,8 +158,19 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
     }
     queue_lengths.resize(pools.len(), 0);
 
-    let mut remaining = pool_sizes(snapshot, &scopes, &first_line, &line_pool, &pools, &warehouses);
-    let ranked = rank(orders, (0..orders.len() as u32).filter(|&o| scopes[o as usize] == Scope::Active), settings);
+    let mut remaining = pool_sizes(
+        snapshot,
+        &scopes,
+        &first_line,
+        &line_pool,
+        &pools,
+        &warehouses,
+    );
+    let ranked = rank(
+        orders,
+        (0..orders.len() as u32).filter(|&o| scopes[o as usize] == Scope::Active),
+        settings,
+    );
     let queues = PoolQueues::build(&ranked, &first_line, &line_pool, &lines, queue_lengths);
 
     for pool in 0..queues.pools() {
@@ -142,7 +183,13 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
         }
     }
     if !replacements.is_empty() {
-        draw_on_replacements(&ranked, &first_line, &replacement_pool, &mut lines, &mut remaining);
+        draw_on_replacements(
+            &ranked,
+            &first_line,
+            &replacement_pool,
+            &mut lines,
+            &mut remaining,
+        );
     }
     eta::estimate(snapshot, &warehouses, &pools, &queues, &mut lines);
 
@@ -154,7 +201,13 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
             let outcomes = &lines[range[0] as usize..range[1] as usize];
             OrderOutcome {
                 scope,
-                status: BackorderStatus::of_lines(order.lines.iter().zip(outcomes).map(|(l, out)| (l.qty, out.backorder_qty))),
+                status: BackorderStatus::of_lines(
+                    order
+                        .lines
+                        .iter()
+                        .zip(outcomes)
+                        .map(|(l, out)| (l.qty, out.backorder_qty)),
+                ),
                 backorder_qty: outcomes.iter().map(|out| out.backorder_qty).sum(),
             }
         })
@@ -220,7 +273,12 @@ fn serve_in_order(queue: &[QueueEntry], lines: &mut [LineOutcome], rem: &mut i64
 
 /// Section 5 with `prioritize_fully_shippable`: tier by tier, first every
 /// order whose whole demand on this pool fits, then the rest line by line.
-fn serve_fully_shippable_first(queue: &[QueueEntry], ranked: &[Ranked], lines: &mut [LineOutcome], rem: &mut i64) {
+fn serve_fully_shippable_first(
+    queue: &[QueueEntry],
+    ranked: &[Ranked],
+    lines: &mut [LineOutcome],
+    rem: &mut i64,
+) {
     let tier = |e: &QueueEntry| ranked[e.rank as usize].tier();
     for tier_run in queue.chunk_by(|a, b| tier(a) == tier(b)) {
         for order in tier_run.chunk_by(|a, b| a.rank == b.rank) {
@@ -236,7 +294,10 @@ fn serve_fully_shippable_first(queue: &[QueueEntry], ranked: &[Ranked], lines: &
             // An order served whole above has a line below its qty; one that
             // was not is still wholly backordered (a zero-demand order gains
             // nothing either way).
-            if order.iter().any(|e| lines[e.line as usize].backorder_qty < e.qty) {
+            if order
+                .iter()
+                .any(|e| lines[e.line as usize].backorder_qty < e.qty)
+            {
                 continue;
             }
             serve_in_order(order, lines, rem);

@@ -36,7 +36,12 @@ pub(super) fn estimate(
             }
             let warehouse = warehouses.eligible_index(&po.warehouse, &snapshot.settings)?;
             let pool = pools.get(&po.sku, Some(warehouse))?;
-            Some(Supply { pool, date, po_id: &po.id, open })
+            Some(Supply {
+                pool,
+                date,
+                po_id: &po.id,
+                open,
+            })
         })
         .collect();
     supply.sort_unstable_by(|a, b| {

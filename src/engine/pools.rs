@@ -132,7 +132,11 @@ impl PoolIndex {
     /// The pool of a stock or supply row, if any line uses it.
     pub fn get(&self, sku: &str, warehouse: Option<u32>) -> Option<u32> {
         let warehouse = self.warehouse(warehouse);
-        self.find(sku.as_bytes(), warehouse, Self::hash(sku.as_bytes(), warehouse))
+        self.find(
+            sku.as_bytes(),
+            warehouse,
+            Self::hash(sku.as_bytes(), warehouse),
+        )
     }
 
     pub fn len(&self) -> usize {

@@ -46,7 +46,11 @@ fn seconds(date: DateTime<Utc>) -> u64 {
 }
 
 /// Sorts the given orders into priority order (keys 1-4).
-pub fn rank(orders: &[Order], selected: impl Iterator<Item = u32>, settings: &Settings) -> Vec<Ranked> {
+pub fn rank(
+    orders: &[Order],
+    selected: impl Iterator<Item = u32>,
+    settings: &Settings,
+) -> Vec<Ranked> {
     let mut ranked: Vec<Ranked> = selected
         .map(|o| Ranked::of(o, &orders[o as usize], settings))
         .collect();
