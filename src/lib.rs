@@ -7,7 +7,13 @@
 
 pub mod bookgen;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod events;
 pub mod input;
+pub mod queue;
+pub mod recalc;
+pub mod service;
 pub mod store;
+pub mod telemetry;
+pub mod worker;

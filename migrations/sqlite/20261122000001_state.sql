@@ -63,8 +63,10 @@ CREATE TABLE order_lines (
     backorder_qty INTEGER NOT NULL DEFAULT 0,
     eta           TEXT                -- YYYY-MM-DD
 );
-CREATE INDEX order_lines_by_sku ON order_lines (sku);
-CREATE INDEX order_lines_by_order ON order_lines (order_id, position);
+-- Covering indexes: a recalculation finds a group's orders through the
+-- first and reads their lines from the second without touching the table.
+CREATE INDEX order_lines_by_sku ON order_lines (sku, order_id);
+CREATE INDEX order_lines_by_order ON order_lines (order_id, position, sku, qty, backorder_qty, eta, id);
 
 -- Every accepted event id, so that a repeat is acknowledged and ignored.
 CREATE TABLE received_events (
@@ -78,7 +80,8 @@ CREATE TABLE received_events (
 -- mark raises marked_seq, so a claim only clears what it actually computed.
 CREATE TABLE dirty_skus (
     sku        TEXT PRIMARY KEY NOT NULL,
-    marked_seq INTEGER NOT NULL
+    marked_seq INTEGER NOT NULL,
+    cause      TEXT NOT NULL          -- the event id, `import`, `recalc`...
 );
 
 -- One row per written-back change.

@@ -6,7 +6,11 @@ pub mod sqlite;
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
+
 use crate::engine::Snapshot;
+use crate::events::Event;
+use crate::queue::RecalcJob;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,6 +22,12 @@ pub enum StoreError {
     /// was edited by hand or by an incompatible version.
     #[error("stored {record} is unreadable: {problem}")]
     Corrupt { record: String, problem: String },
+    #[error("queue error: {0}")]
+    Queue(String),
+    /// An event that the stored state refuses (unknown order, line or
+    /// warehouse): the whole batch is rolled back.
+    #[error("{0}")]
+    Refused(String),
     #[error("unsupported database URL {}: use sqlite://PATH (PostgreSQL arrives with its own backend)", redact_url(.0))]
     UnsupportedUrl(String),
 }
@@ -84,4 +94,81 @@ pub trait Store {
     ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send;
     /// The stored state as a snapshot, `as_of` left for the caller.
     fn export(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+    /// Applies a batch of checked events in one transaction: records each
+    /// id (a repeat is skipped), applies its effect, marks the SKUs it can
+    /// change and queues a recalculation job. A refused event rolls back
+    /// the whole batch ([`StoreError::Refused`]).
+    fn ingest(
+        &self,
+        events: &[Event],
+        options: IngestOptions,
+    ) -> impl Future<Output = Result<IngestReport, StoreError>> + Send;
+    /// Recalculates up to `max_skus` dirty SKUs (plus the SKUs tied to them
+    /// by replacement) in one transaction, writing back only what changed.
+    /// `None` when nothing is dirty.
+    fn recalculate_dirty(
+        &self,
+        max_skus: usize,
+        as_of: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<BatchReport>, StoreError>> + Send;
+    /// How many of `skus` (all when `None`) wait for a recalculation.
+    fn dirty_count(
+        &self,
+        skus: Option<&[String]>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Queues a recalculation job for the SKUs already marked dirty.
+    fn enqueue(&self, job: &RecalcJob) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn queue_status(&self) -> impl Future<Output = Result<QueueStatus, StoreError>> + Send;
+}
+
+/// The daemon options that decide which events recalculate at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOptions {
+    /// Status and payment changes recalculate at once (else: at the periodic run).
+    pub recalculate_on_status_change: bool,
+    /// A new order does not recalculate at once (it waits for the periodic run).
+    pub defer_new_orders: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            recalculate_on_status_change: true,
+            defer_new_orders: false,
+        }
+    }
+}
+
+/// What happened to a batch of events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    /// Ids applied now, in order.
+    pub accepted: Vec<String>,
+    /// Ids seen before: acknowledged and ignored.
+    pub duplicates: Vec<String>,
+    /// SKUs marked for recalculation (empty when `all_marked`).
+    pub marked_skus: Vec<String>,
+    pub all_marked: bool,
+}
+
+/// What one recalculation transaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchReport {
+    /// The dirty SKUs it cleared.
+    pub skus: Vec<String>,
+    /// Why they were dirty (event ids and the like), deduplicated.
+    pub causes: Vec<String>,
+    pub lines_seen: usize,
+    pub lines_changed: usize,
+    pub orders_changed: usize,
+}
+
+/// The queue as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStatus {
+    pub pending: i64,
+    pub running: i64,
+    pub failed: i64,
+    /// SKUs waiting for a recalculation.
+    pub dirty_skus: i64,
 }

@@ -1,5 +1,6 @@
 //! One integration-test binary: every test drives the real `backorderd`
 //! binary the way a user would.
 
+mod simulate;
 mod storage;
 mod support;

@@ -8,9 +8,20 @@ use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{ImportSummary, Store, StoreError, codec};
+mod ingest;
+mod recalc;
+mod writeback;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+
+use super::{
+    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
+};
 use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
+use crate::events::Event;
 
 /// How long a writer waits for another process's transaction to finish
 /// before reporting the database as locked.
@@ -52,6 +63,11 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        // The queue's tables, tracked in their own migrations table so that
+        // neither set of migrations sees the other's as unknown.
+        let mut queue = apalis_sqlite::SqliteStorage::migrations();
+        queue.dangerous_set_table_name("_apalis_migrations");
+        queue.run(&self.pool).await?;
         Ok(())
     }
 
@@ -72,13 +88,18 @@ impl Store for SqliteStore {
         }
         insert_state(&mut tx, snapshot).await?;
         let marked = sqlx::query(
-            "INSERT INTO dirty_skus (sku, marked_seq)
-             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events) FROM order_lines WHERE true
-             ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq",
+            "INSERT INTO dirty_skus (sku, marked_seq, cause)
+             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), 'import' FROM order_lines WHERE true
+             ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
         )
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        ingest::push_job(
+            &mut tx,
+            &crate::queue::RecalcJob::new(vec!["import".into()], &[], true),
+        )
+        .await?;
         tx.commit().await?;
         Ok(ImportSummary {
             orders: snapshot.orders.len(),
@@ -89,28 +110,8 @@ impl Store for SqliteStore {
 
     async fn export(&self) -> Result<Snapshot, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let settings = match sqlx::query("SELECT settings FROM client_settings WHERE id = 1")
-            .fetch_optional(&mut *conn)
-            .await?
-        {
-            Some(row) => {
-                serde_json::from_str(row.get::<&str, _>(0)).map_err(|e| StoreError::Corrupt {
-                    record: "client settings".into(),
-                    problem: e.to_string(),
-                })?
-            }
-            None => Settings::default(),
-        };
-
-        let mut warehouses = Vec::new();
-        let mut rows =
-            sqlx::query("SELECT id, kind FROM warehouses ORDER BY position").fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            let id: String = row.get(0);
-            let kind = codec::warehouse_kind(row.get(1), &format!("warehouse {id:?}"))?;
-            warehouses.push(Warehouse { id, kind });
-        }
-        drop(rows);
+        let settings = load_settings(&mut conn).await?;
+        let warehouses = load_warehouses(&mut conn).await?;
 
         let products = sqlx::query("SELECT sku, replacement_sku FROM products ORDER BY position")
             .fetch_all(&mut *conn)
@@ -157,28 +158,12 @@ impl Store for SqliteStore {
         drop(rows);
 
         let mut orders: Vec<Order> = Vec::new();
-        let mut rows = sqlx::query(
-            "SELECT id, order_date, payment_date, payment_status, status, rush, picked, ship_from FROM orders ORDER BY position",
-        )
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_HEADER_COLUMNS} FROM orders o ORDER BY o.position"
+        )))
         .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
-            let id: String = row.get(0);
-            let record = format!("order {id:?}");
-            let payment_date = match row.get::<Option<&str>, _>(2) {
-                Some(text) => Some(codec::timestamp(text, &record)?),
-                None => None,
-            };
-            orders.push(Order {
-                order_date: codec::timestamp(row.get(1), &record)?,
-                payment_date,
-                payment_status: codec::payment_status(row.get(3), &record)?,
-                status: codec::order_status(row.get(4), &record)?,
-                rush: row.get(5),
-                picked: row.get(6),
-                ship_from: row.get(7),
-                lines: Vec::new(),
-                id,
-            });
+            orders.push(decode_order_header(&row)?);
         }
         drop(rows);
 
@@ -218,6 +203,70 @@ impl Store for SqliteStore {
             inventory,
             purchase_orders,
             orders,
+        })
+    }
+
+    async fn ingest(
+        &self,
+        events: &[Event],
+        options: IngestOptions,
+    ) -> Result<IngestReport, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let report = ingest::ingest(&mut tx, events, options).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn recalculate_dirty(
+        &self,
+        max_skus: usize,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<BatchReport>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let report = recalc::recalculate_dirty(&mut tx, max_skus, as_of).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
+        let count =
+            match skus {
+                None => {
+                    sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
+                        .fetch_one(&self.pool)
+                        .await?
+                }
+                Some(skus) => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM dirty_skus WHERE sku IN (SELECT value FROM json_each(?))",
+                )
+                .bind(serde_json::to_string(skus).expect("skus serialize"))
+                .fetch_one(&self.pool)
+                .await?,
+            };
+        Ok(count)
+    }
+
+    async fn enqueue(&self, job: &crate::queue::RecalcJob) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        ingest::push_job(&mut conn, job).await
+    }
+
+    async fn queue_status(&self) -> Result<QueueStatus, StoreError> {
+        let (pending, running, failed): (i64, i64, i64) = sqlx::query_as(
+            "SELECT
+                COALESCE(SUM(status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)), 0),
+                COALESCE(SUM(status IN ('Queued', 'Running')), 0),
+                COALESCE(SUM(status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)), 0)
+             FROM Jobs WHERE job_type = ?",
+        )
+        .bind(crate::queue::QUEUE)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStatus {
+            pending,
+            running,
+            failed,
+            dirty_skus: self.dirty_count(None).await?,
         })
     }
 }
@@ -272,34 +321,101 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
         .await?;
     }
     for (position, o) in s.orders.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&o.id)
-        .bind(position as i64)
-        .bind(format_timestamp(&o.order_date))
-        .bind(o.payment_date.as_ref().map(format_timestamp))
-        .bind(o.payment_status.as_str())
-        .bind(o.status.as_str())
-        .bind(o.rush)
-        .bind(o.picked)
-        .bind(&o.ship_from)
-        .execute(&mut **tx)
-        .await?;
-        for (k, l) in o.lines.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_lines (id, order_id, position, sku, qty, backorder_qty) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&l.id)
-            .bind(&o.id)
-            .bind(k as i64)
-            .bind(&l.sku)
-            .bind(l.qty)
-            .bind(l.backorder_qty)
-            .execute(&mut **tx)
+        insert_order_header(tx, o, Some(position as i64)).await?;
+        insert_lines(tx, o).await?;
+    }
+    Ok(())
+}
+
+/// The columns [`decode_order_header`] reads, from `orders o`.
+const ORDER_HEADER_COLUMNS: &str =
+    "o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from";
+
+/// An order without its lines, from the first columns of `row`.
+fn decode_order_header(row: &SqliteRow) -> Result<Order, StoreError> {
+    let id: String = row.get(0);
+    let record = format!("order {id:?}");
+    let payment_date = match row.get::<Option<&str>, _>(2) {
+        Some(text) => Some(codec::timestamp(text, &record)?),
+        None => None,
+    };
+    Ok(Order {
+        order_date: codec::timestamp(row.get(1), &record)?,
+        payment_date,
+        payment_status: codec::payment_status(row.get(3), &record)?,
+        status: codec::order_status(row.get(4), &record)?,
+        rush: row.get(5),
+        picked: row.get(6),
+        ship_from: row.get(7),
+        lines: Vec::new(),
+        id,
+    })
+}
+
+async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM client_settings WHERE id = 1")
+            .fetch_optional(&mut *conn)
             .await?;
-        }
+    match stored {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            record: "client settings".into(),
+            problem: e.to_string(),
+        }),
+        None => Ok(Settings::default()),
+    }
+}
+
+async fn load_warehouses(conn: &mut SqliteConnection) -> Result<Vec<Warehouse>, StoreError> {
+    let mut warehouses = Vec::new();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, kind FROM warehouses ORDER BY position")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (id, kind) in rows {
+        let kind = codec::warehouse_kind(&kind, &format!("warehouse {id:?}"))?;
+        warehouses.push(Warehouse { id, kind });
+    }
+    Ok(warehouses)
+}
+
+/// Inserts an order's header at `position`, or after every stored order.
+async fn insert_order_header(
+    conn: &mut SqliteConnection,
+    o: &Order,
+    position: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from)
+         VALUES (?, COALESCE(?, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders)), ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&o.id)
+    .bind(position)
+    .bind(format_timestamp(&o.order_date))
+    .bind(o.payment_date.as_ref().map(format_timestamp))
+    .bind(o.payment_status.as_str())
+    .bind(o.status.as_str())
+    .bind(o.rush)
+    .bind(o.picked)
+    .bind(&o.ship_from)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_lines(conn: &mut SqliteConnection, o: &Order) -> Result<(), StoreError> {
+    for (k, l) in o.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_lines (id, order_id, position, sku, qty, backorder_qty) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&l.id)
+        .bind(&o.id)
+        .bind(k as i64)
+        .bind(&l.sku)
+        .bind(l.qty)
+        .bind(l.backorder_qty)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

@@ -1,0 +1,635 @@
+//! The daemon's settings, in layers (lowest first):
+//!
+//! 1. the defaults in `config/default.toml`, embedded in the binary so it
+//!    works from any directory;
+//! 2. the file given with `--config` (TOML; it must exist);
+//! 3. environment variables `BACKORDERD__<SECTION>__<KEY>`, e.g.
+//!    `BACKORDERD__SERVICE__POLL_INTERVAL_MS=10`, `BACKORDERD__LOG__FORMAT=json`,
+//!    `BACKORDERD__DATABASE_URL=...` (an empty value counts as unset);
+//! 4. the database URL the caller passes (`--database-url` / `DATABASE_URL`).
+//!
+//! Unknown keys and invalid values are refused with an error naming the key
+//! and where it came from (the file, or the environment variable).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat, Source, Value, ValueKind};
+use serde::Deserialize;
+use serde_path_to_error::Segment;
+
+use crate::store::redact_url;
+
+/// Prefix of the environment variables read as settings.
+pub const ENV_PREFIX: &str = "BACKORDERD";
+/// Separator between the prefix, sections and keys of those variables.
+pub const ENV_SEPARATOR: &str = "__";
+/// The database URL when no layer sets one.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://backorderd.db";
+/// Upper bound for every interval setting (one year), so that adding an
+/// interval to an instant cannot overflow.
+pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// The embedded lowest layer.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// All settings of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub service: ServiceSettings,
+    pub log: LogSettings,
+}
+
+/// How the service schedules recalculations and talks to its queue.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// `order_status_changed` / `order_payment_changed` events trigger a
+    /// recalculation at once; when false they wait for the periodic full run.
+    pub recalculate_on_status_change: bool,
+    /// "Don't mark backorders while orders are being created": when true, an
+    /// `order_upserted` for an order not yet stored triggers no recalculation;
+    /// new orders wait for the periodic full run.
+    pub defer_new_orders: bool,
+    /// Seconds between periodic full recalculations; 0 disables them.
+    pub full_recalculation_interval_secs: u64,
+    /// Milliseconds between polls of the queue for jobs enqueued by other
+    /// processes (at least 1).
+    pub poll_interval_ms: u64,
+    /// Seconds a shutdown waits for running work.
+    pub shutdown_grace_secs: u64,
+    /// SKUs recalculated per transaction (at least 1).
+    pub skus_per_batch: usize,
+    /// Seconds between queue worker heartbeats (at least 1).
+    pub heartbeat_secs: u64,
+}
+
+/// Where and how the daemon logs (always to standard error).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,backorderd=debug`; `RUST_LOG`, if
+    /// set, takes precedence.
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A database URL whose `Debug` and `Display` hide any password; use
+/// [`DatabaseUrl::expose`] to connect.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&redact_url(&self.0))
+            .finish()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
+            service: ServiceSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            recalculate_on_status_change: true,
+            defer_new_orders: false,
+            full_recalculation_interval_secs: 3600,
+            poll_interval_ms: 50,
+            shutdown_grace_secs: 20,
+            skus_per_batch: 2000,
+            heartbeat_secs: 5,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+impl ServiceSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// `None` when the periodic full recalculation is disabled.
+    pub fn full_recalculation_interval(&self) -> Option<Duration> {
+        (self.full_recalculation_interval_secs > 0)
+            .then(|| Duration::from_secs(self.full_recalculation_interval_secs))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {} not found", .0.display())]
+    FileNotFound(PathBuf),
+    #[error("configuration file {}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {name} is not valid UTF-8")]
+    NotUnicode { name: String },
+    /// An unknown key or an invalid value; `origin` says where it was set.
+    #[error("configuration key `{key}`{}: {message}", describe_origin(.origin))]
+    Invalid {
+        key: String,
+        origin: Option<String>,
+        message: String,
+    },
+    #[error("configuration: {0}")]
+    Other(String),
+}
+
+fn describe_origin(origin: &Option<String>) -> String {
+    origin
+        .as_deref()
+        .map_or_else(String::new, |origin| format!(" (set by {origin})"))
+}
+
+/// Loads the settings from the embedded defaults, `file`, the process
+/// environment and `database_url`, in that order of precedence (lowest first).
+pub fn load(file: Option<&Path>, database_url: Option<&str>) -> Result<Settings, ConfigError> {
+    load_from(file, database_url, process_env()?)
+}
+
+/// [`load`] with `env` in place of the process environment: only the
+/// variables prefixed `BACKORDERD__` (in any case) are read.
+pub fn load_from(
+    file: Option<&Path>,
+    database_url: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::FileNotFound(path.to_owned()));
+        }
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
+    let env: config::Map<String, String> = env.into_iter().collect();
+    builder = builder.add_source(
+        Environment::with_prefix(ENV_PREFIX)
+            .separator(ENV_SEPARATOR)
+            .ignore_empty(true)
+            .source(Some(env)),
+    );
+    if let Some(url) = database_url {
+        builder = builder
+            .set_override("database_url", url)
+            .map_err(|err| ConfigError::Other(err.to_string()))?;
+    }
+    let config = builder.build().map_err(|err| build_error(err, file))?;
+    // The merged tree, each value with its origin, to say where a bad key was set.
+    let tree = config
+        .collect()
+        .map_err(|err| ConfigError::Other(err.to_string()))?;
+    let settings: Settings = serde_path_to_error::deserialize(config).map_err(|err| {
+        let key = dotted(err.path());
+        let message = strip_decoration(err.inner());
+        invalid(&tree, key, message)
+    })?;
+    settings.validate(&tree)?;
+    Ok(settings)
+}
+
+/// The process environment's `BACKORDERD__*` variables. Others are skipped
+/// whatever they contain; ours must be UTF-8.
+fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}").to_lowercase();
+    let mut ours = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.to_lowercase().starts_with(&prefix) {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|_: OsString| ConfigError::NotUnicode {
+                name: name.to_owned(),
+            })?;
+        ours.push((name.to_owned(), value));
+    }
+    Ok(ours)
+}
+
+impl Settings {
+    /// Ranges that types alone do not enforce.
+    fn validate(&self, tree: &config::Map<String, Value>) -> Result<(), ConfigError> {
+        let service = &self.service;
+        let intervals = [
+            (
+                "service.full_recalculation_interval_secs",
+                service.full_recalculation_interval_secs,
+                0,
+                MAX_INTERVAL_SECS,
+            ),
+            (
+                "service.poll_interval_ms",
+                service.poll_interval_ms,
+                1,
+                MAX_INTERVAL_SECS * 1000,
+            ),
+            (
+                "service.shutdown_grace_secs",
+                service.shutdown_grace_secs,
+                0,
+                MAX_INTERVAL_SECS,
+            ),
+            (
+                "service.heartbeat_secs",
+                service.heartbeat_secs,
+                1,
+                MAX_INTERVAL_SECS,
+            ),
+        ];
+        for (key, value, min, max) in intervals {
+            if !(min..=max).contains(&value) {
+                let message = format!("{value} is out of range: expected {min} to {max}");
+                return Err(invalid(tree, key.to_owned(), message));
+            }
+        }
+        if service.skus_per_batch == 0 {
+            let message = "0 is out of range: expected at least 1".to_owned();
+            return Err(invalid(tree, "service.skus_per_batch".to_owned(), message));
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {
+            let message = format!("{:?} is not a valid log filter: {err}", self.log.filter);
+            return Err(invalid(tree, "log.filter".to_owned(), message));
+        }
+        if self.database_url.expose().trim().is_empty() {
+            let message = "the database URL is empty".to_owned();
+            return Err(invalid(tree, "database_url".to_owned(), message));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(tree: &config::Map<String, Value>, key: String, message: String) -> ConfigError {
+    let origin = origin_of(tree, &key).map(|origin| {
+        if origin == "the environment" {
+            let name = format!(
+                "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+                key.replace('.', ENV_SEPARATOR)
+            );
+            format!("environment variable {}", name.to_uppercase())
+        } else {
+            origin
+        }
+    });
+    ConfigError::Invalid {
+        key,
+        origin,
+        message,
+    }
+}
+
+/// Where the value at `key` (dotted) was set, if known: a file path or
+/// "the environment". The embedded defaults and overrides have no origin.
+fn origin_of(tree: &config::Map<String, Value>, key: &str) -> Option<String> {
+    let mut segments = key.split('.');
+    let mut value = tree.get(segments.next()?)?;
+    for segment in segments {
+        let ValueKind::Table(table) = &value.kind else {
+            return None;
+        };
+        value = table.get(segment)?;
+    }
+    value.origin().map(str::to_owned)
+}
+
+/// The path as `section.key`, without the `?` serde_path_to_error uses for
+/// unknown parts.
+fn dotted(path: &serde_path_to_error::Path) -> String {
+    let parts: Vec<String> = path
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        parts.join(".")
+    }
+}
+
+/// The message of a deserialization error without the "for key ... in ..."
+/// that the `config` crate appends (we name the key and origin ourselves).
+fn strip_decoration(err: &config::ConfigError) -> String {
+    match err {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            ..
+        } => format!("invalid type: {unexpected}, expected {expected}"),
+        config::ConfigError::At { error, .. } => strip_decoration(error),
+        config::ConfigError::NotFound(key) => format!("missing key {key:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn build_error(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
+    match (err, file) {
+        (
+            config::ConfigError::FileParse {
+                uri: Some(_),
+                cause,
+            },
+            Some(path),
+        ) => ConfigError::File {
+            path: path.to_owned(),
+            message: cause.to_string(),
+        },
+        (err, _) => ConfigError::Other(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_load_with_no_file_and_no_env() {
+        let settings = load_from(None, None, env(&[])).unwrap();
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.database_url.expose(), "sqlite://backorderd.db");
+        assert!(settings.service.recalculate_on_status_change);
+        assert!(!settings.service.defer_new_orders);
+        assert_eq!(settings.service.full_recalculation_interval_secs, 3600);
+        assert_eq!(settings.service.poll_interval_ms, 50);
+        assert_eq!(settings.service.shutdown_grace_secs, 20);
+        assert_eq!(settings.service.skus_per_batch, 2000);
+        assert_eq!(settings.service.heartbeat_secs, 5);
+        assert_eq!(settings.log.format, LogFormat::Text);
+        assert_eq!(settings.log.filter, "info");
+    }
+
+    #[test]
+    fn the_embedded_file_sets_every_key() {
+        // Deserializing the embedded file alone fails if a key is missing.
+        let config = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .build()
+            .unwrap();
+        let settings: Settings = config.try_deserialize().unwrap();
+        assert_eq!(settings, Settings::default());
+        for key in [
+            "BACKORDERD__DATABASE_URL",
+            "BACKORDERD__SERVICE__RECALCULATE_ON_STATUS_CHANGE",
+            "BACKORDERD__SERVICE__DEFER_NEW_ORDERS",
+            "BACKORDERD__SERVICE__FULL_RECALCULATION_INTERVAL_SECS",
+            "BACKORDERD__SERVICE__POLL_INTERVAL_MS",
+            "BACKORDERD__SERVICE__SHUTDOWN_GRACE_SECS",
+            "BACKORDERD__SERVICE__SKUS_PER_BATCH",
+            "BACKORDERD__SERVICE__HEARTBEAT_SECS",
+            "BACKORDERD__LOG__FORMAT",
+            "BACKORDERD__LOG__FILTER",
+        ] {
+            assert!(
+                DEFAULTS.contains(key),
+                "default.toml does not mention {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_overrides_defaults() {
+        let file = toml_file(
+            "[service]\npoll_interval_ms = 10\ndefer_new_orders = true\n\
+             full_recalculation_interval_secs = 0\n[log]\nformat = \"json\"\n",
+        );
+        let settings = load_from(Some(file.path()), None, env(&[])).unwrap();
+        assert_eq!(settings.service.poll_interval_ms, 10);
+        assert_eq!(settings.service.poll_interval(), Duration::from_millis(10));
+        assert!(settings.service.defer_new_orders);
+        assert_eq!(settings.service.full_recalculation_interval(), None);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        // Untouched keys keep their defaults.
+        assert_eq!(settings.service.skus_per_batch, 2000);
+        assert_eq!(settings.log.filter, "info");
+    }
+
+    #[test]
+    fn env_overrides_file_and_the_argument_overrides_everything() {
+        let file = toml_file(
+            "database_url = \"sqlite://from-file.db\"\n\
+             [service]\npoll_interval_ms = 10\nheartbeat_secs = 7\n",
+        );
+        let vars = env(&[
+            ("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "25"),
+            ("BACKORDERD__SERVICE__RECALCULATE_ON_STATUS_CHANGE", "false"),
+            ("BACKORDERD__LOG__FORMAT", "json"),
+            ("BACKORDERD__LOG__FILTER", "warn,backorderd=debug"),
+            ("BACKORDERD__DATABASE_URL", "sqlite://from-env.db"),
+        ]);
+        let settings = load_from(Some(file.path()), None, vars.clone()).unwrap();
+        assert_eq!(settings.service.poll_interval_ms, 25);
+        assert_eq!(settings.service.heartbeat_secs, 7);
+        assert!(!settings.service.recalculate_on_status_change);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.log.filter, "warn,backorderd=debug");
+        assert_eq!(settings.database_url.expose(), "sqlite://from-env.db");
+
+        let settings = load_from(Some(file.path()), Some("sqlite://flag.db"), vars).unwrap();
+        assert_eq!(settings.database_url.expose(), "sqlite://flag.db");
+    }
+
+    #[test]
+    fn foreign_and_empty_env_vars_are_ignored() {
+        let vars = env(&[
+            ("PATH", "/usr/bin"),
+            ("DATABASE_URL", "sqlite://not-read-here.db"),
+            ("BACKORDERD_HOME", "/srv"),
+            ("BACKORDERD_SERVICE__POLL_INTERVAL_MS", "1"),
+            ("BACKORDERD__LOG__FILTER", ""),
+        ]);
+        assert_eq!(load_from(None, None, vars).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_naming_them() {
+        let file = toml_file("[service]\npoll_intervall_ms = 10\n");
+        let err = load_from(Some(file.path()), None, env(&[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("poll_intervall_ms"), "{message}");
+        assert!(message.contains("service"), "{message}");
+        assert!(
+            message.contains(&file.path().display().to_string()),
+            "{message}"
+        );
+
+        let file = toml_file("colour = \"blue\"\n");
+        let message = load_from(Some(file.path()), None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("colour"), "{message}");
+
+        let vars = env(&[("BACKORDERD__LOG__LEVEL", "debug")]);
+        let message = load_from(None, None, vars).unwrap_err().to_string();
+        assert!(message.contains("level"), "{message}");
+        assert!(message.contains("BACKORDERD__LOG__LEVEL"), "{message}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_naming_the_key() {
+        let cases = [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[service]\nfull_recalculation_interval_secs = -1\n",
+                "service.full_recalculation_interval_secs",
+            ),
+            (
+                "[service]\ndefer_new_orders = \"sometimes\"\n",
+                "service.defer_new_orders",
+            ),
+            ("[service]\nskus_per_batch = 0\n", "service.skus_per_batch"),
+            (
+                "[service]\npoll_interval_ms = 0\n",
+                "service.poll_interval_ms",
+            ),
+            (
+                "[service]\nheartbeat_secs = 99999999999\n",
+                "service.heartbeat_secs",
+            ),
+            ("[log]\nfilter = \"=[\"\n", "log.filter"),
+            ("service = 3\n", "service"),
+        ];
+        for (text, key) in cases {
+            let file = toml_file(text);
+            let err = load_from(Some(file.path()), None, env(&[])).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(&format!("`{key}`")), "{text:?}: {message}");
+            assert!(
+                message.contains(&file.path().display().to_string()),
+                "{text:?}: {message}"
+            );
+        }
+
+        let vars = env(&[("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "-5")]);
+        let message = load_from(None, None, vars).unwrap_err().to_string();
+        assert!(message.contains("`service.poll_interval_ms`"), "{message}");
+        assert!(
+            message.contains("BACKORDERD__SERVICE__POLL_INTERVAL_MS"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_malformed_file_is_named() {
+        let path = Path::new("/nonexistent/backorderd-config.toml");
+        let err = load_from(Some(path), None, env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::FileNotFound(_)));
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/backorderd-config.toml")
+        );
+
+        let file = toml_file("[service\n");
+        let err = load_from(Some(file.path()), None, env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err}");
+        assert!(err.to_string().contains(&file.path().display().to_string()));
+    }
+
+    #[test]
+    fn a_file_without_toml_extension_is_read_as_toml() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"[service]\nskus_per_batch = 7\n").unwrap();
+        let settings = load_from(Some(file.path()), None, env(&[])).unwrap();
+        assert_eq!(settings.service.skus_per_batch, 7);
+    }
+
+    #[test]
+    fn passwords_never_appear_in_debug_or_display() {
+        let url = "postgres://app:hunter2@db.internal:5432/backorders";
+        let settings = load_from(None, Some(url), env(&[])).unwrap();
+        assert_eq!(settings.database_url.expose(), url);
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("db.internal"), "{debug}");
+        assert!(!format!("{settings:#?}").contains("hunter2"));
+        assert_eq!(
+            settings.database_url.to_string(),
+            "postgres://app:***@db.internal:5432/backorders"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let service = ServiceSettings::default();
+        assert_eq!(service.poll_interval(), Duration::from_millis(50));
+        assert_eq!(
+            service.full_recalculation_interval(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(service.shutdown_grace(), Duration::from_secs(20));
+        assert_eq!(service.heartbeat(), Duration::from_secs(5));
+    }
+}

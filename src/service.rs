@@ -1,0 +1,166 @@
+//! `serve`: the long-running daemon. Wires the store, the apalis worker,
+//! the periodic full recalculation and the signals; stops on SIGTERM or
+//! SIGINT after the job in hand, within the grace period.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_sqlite::SqliteStorage;
+use futures_util::StreamExt;
+use tracing::{error, info, warn};
+
+use crate::config::ServiceSettings;
+use crate::events::{Event, EventKind};
+use crate::queue::{QUEUE, RecalcJob};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{IngestOptions, Store};
+use crate::worker::{WorkerState, run_job};
+
+impl ServiceSettings {
+    pub fn ingest_options(&self) -> IngestOptions {
+        IngestOptions {
+            recalculate_on_status_change: self.recalculate_on_status_change,
+            defer_new_orders: self.defer_new_orders,
+        }
+    }
+}
+
+/// Resolves once SIGTERM or SIGINT arrives.
+async fn shutdown_signal() -> anyhow::Result<i32> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT])
+        .context("cannot install the signal handlers")?;
+    Ok(signals.next().await.unwrap_or(SIGTERM))
+}
+
+async fn handle_job(
+    job: RecalcJob,
+    state: Data<Arc<WorkerState<SqliteStore>>>,
+) -> Result<(), BoxDynError> {
+    run_job(&job, &state).await?;
+    Ok(())
+}
+
+/// A name no other live worker has: apalis refuses a name it saw less than
+/// a heartbeat ago (shared/notes/apalis-1.0.md).
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("backorderd-{host}-{}", std::process::id())
+}
+
+pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Result<()> {
+    let store = Arc::new(store);
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(WorkerState {
+        store: store.clone(),
+        skus_per_batch: settings.skus_per_batch,
+        stop: stop.clone(),
+        busy: tokio::sync::Mutex::new(()),
+    });
+
+    // Marks left by a crash or by events sent while no daemon ran.
+    let dirty = store.dirty_count(None).await?;
+    if dirty > 0 {
+        info!(
+            dirty_skus = dirty,
+            "resuming recalculation left from before"
+        );
+        store
+            .enqueue(&RecalcJob::new(vec!["startup".into()], &[], false))
+            .await?;
+    }
+
+    let config = apalis_sqlite::Config::default()
+        .queue(QUEUE)
+        .heartbeat_interval(settings.heartbeat())
+        .missed_heartbeats(3);
+    let backend = SqliteStorage::<RecalcJob>::new(store.pool())
+        .with_config(config)
+        .poll_with_interval(settings.poll_interval());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let name = worker_name();
+    let worker = WorkerBuilder::new(name.as_str())
+        .backend(backend)
+        .concurrency(1)
+        .data(state.clone())
+        .on_event(move |_, event| match event {
+            apalis::prelude::Event::Start => {
+                if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(());
+                }
+            }
+            apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
+            _ => {}
+        })
+        .build(handle_job);
+
+    let (stop_worker_tx, stop_worker_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker_task = tokio::spawn(worker.run_until(async move {
+        let _ = stop_worker_rx.await;
+        Ok::<(), WorkerError>(())
+    }));
+
+    tokio::select! {
+        started = started_rx => {
+            if started.is_err() {
+                let outcome = worker_task.await;
+                anyhow::bail!("the queue worker did not start: {outcome:?}");
+            }
+        }
+        _ = tokio::time::sleep(Duration::from_secs(30)) => {
+            anyhow::bail!("the queue worker did not start within 30 s");
+        }
+    }
+    info!(worker = %name, "backorderd is ready");
+
+    let periodic = settings
+        .full_recalculation_interval()
+        .map(|every| tokio::spawn(periodic_full_run(store.clone(), every)));
+
+    let signal = shutdown_signal().await?;
+    info!(signal, "stopping: finishing the job in hand");
+    stop.store(true, Ordering::Relaxed);
+    if let Some(task) = periodic {
+        task.abort();
+    }
+    let _ = stop_worker_tx.send(());
+    match tokio::time::timeout(settings.shutdown_grace(), worker_task).await {
+        Ok(Ok(Ok(()))) => info!("stopped"),
+        Ok(Ok(Err(e))) => warn!(error = %e, "the queue worker stopped with an error"),
+        Ok(Err(e)) => error!(error = %e, "the queue worker panicked"),
+        Err(_) => warn!(
+            grace_secs = settings.shutdown_grace().as_secs(),
+            "the job in hand did not finish within the grace period; its transaction is rolled back and redone at the next start"
+        ),
+    }
+    Ok(())
+}
+
+/// Every `every`, marks every SKU dirty: repairs any drift and moves orders
+/// into the frozen class as time passes. The event id names the period, so
+/// several daemons on one database ask for one run per period.
+async fn periodic_full_run(store: Arc<SqliteStore>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let period = chrono::Utc::now().timestamp() / every.as_secs().max(1) as i64;
+        let event = Event {
+            id: format!("periodic-full-recalculation-{period}"),
+            kind: EventKind::Recalculate {
+                skus: Vec::new(),
+                all: true,
+            },
+        };
+        if let Err(e) = store.ingest(&[event], IngestOptions::default()).await {
+            warn!(error = %e, "could not queue the periodic full recalculation");
+        }
+    }
+}
