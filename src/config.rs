@@ -78,14 +78,28 @@ pub struct LogSettings {
     pub filter: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// Readable lines.
     #[default]
     Text,
     /// One JSON object per line.
     Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    /// `text` or `json`, in any case.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(serde::de::Error::invalid_value(
+                serde::de::Unexpected::Str(&name),
+                &"\"text\" or \"json\"",
+            )),
+        }
+    }
 }
 
 /// A database URL whose `Debug` and `Display` hide any password; use
@@ -218,7 +232,12 @@ pub fn load_from(
         }
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
-    let env: config::Map<String, String> = env.into_iter().collect();
+    // A bare `BACKORDERD__` names no key: not ours.
+    let bare = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case(&bare))
+        .collect();
     builder = builder.add_source(
         Environment::with_prefix(ENV_PREFIX)
             .separator(ENV_SEPARATOR)
@@ -238,9 +257,9 @@ pub fn load_from(
     let settings: Settings = serde_path_to_error::deserialize(config).map_err(|err| {
         let key = dotted(err.path());
         let message = strip_decoration(err.inner());
-        invalid(&tree, key, message)
+        invalid(&tree, file, key, message)
     })?;
-    settings.validate(&tree)?;
+    settings.validate(&tree, file)?;
     Ok(settings)
 }
 
@@ -266,7 +285,11 @@ fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
 
 impl Settings {
     /// Ranges that types alone do not enforce.
-    fn validate(&self, tree: &config::Map<String, Value>) -> Result<(), ConfigError> {
+    fn validate(
+        &self,
+        tree: &config::Map<String, Value>,
+        file: Option<&Path>,
+    ) -> Result<(), ConfigError> {
         let service = &self.service;
         let intervals = [
             (
@@ -294,38 +317,66 @@ impl Settings {
                 MAX_INTERVAL_SECS,
             ),
         ];
+        // The `config` crate rounds a fractional number given for an integer.
+        let integers = intervals
+            .iter()
+            .map(|(key, ..)| *key)
+            .chain(["service.skus_per_batch"]);
+        for key in integers {
+            if let Some(Value {
+                kind: ValueKind::Float(number),
+                ..
+            }) = value_at(tree, key)
+            {
+                let message = format!("{number} is not a whole number");
+                return Err(invalid(tree, file, key.to_owned(), message));
+            }
+        }
         for (key, value, min, max) in intervals {
             if !(min..=max).contains(&value) {
                 let message = format!("{value} is out of range: expected {min} to {max}");
-                return Err(invalid(tree, key.to_owned(), message));
+                return Err(invalid(tree, file, key.to_owned(), message));
             }
         }
         if service.skus_per_batch == 0 {
             let message = "0 is out of range: expected at least 1".to_owned();
-            return Err(invalid(tree, "service.skus_per_batch".to_owned(), message));
+            return Err(invalid(
+                tree,
+                file,
+                "service.skus_per_batch".to_owned(),
+                message,
+            ));
         }
         if let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {
             let message = format!("{:?} is not a valid log filter: {err}", self.log.filter);
-            return Err(invalid(tree, "log.filter".to_owned(), message));
+            return Err(invalid(tree, file, "log.filter".to_owned(), message));
         }
         if self.database_url.expose().trim().is_empty() {
             let message = "the database URL is empty".to_owned();
-            return Err(invalid(tree, "database_url".to_owned(), message));
+            return Err(invalid(tree, file, "database_url".to_owned(), message));
         }
         Ok(())
     }
 }
 
-fn invalid(tree: &config::Map<String, Value>, key: String, message: String) -> ConfigError {
-    let origin = origin_of(tree, &key).map(|origin| {
-        if origin == "the environment" {
+/// The error for `key`, saying where its value was set: the environment
+/// variable, or the file as the user named it. (The embedded defaults and the
+/// `database_url` argument have no origin.)
+fn invalid(
+    tree: &config::Map<String, Value>,
+    file: Option<&Path>,
+    key: String,
+    message: String,
+) -> ConfigError {
+    let origin = origin_of(tree, &key).and_then(|origin| {
+        if origin == ENV_ORIGIN {
             let name = format!(
                 "{ENV_PREFIX}{ENV_SEPARATOR}{}",
                 key.replace('.', ENV_SEPARATOR)
             );
-            format!("environment variable {}", name.to_uppercase())
+            Some(format!("environment variable {}", name.to_uppercase()))
         } else {
-            origin
+            file.map(|path| path.display().to_string())
         }
     });
     ConfigError::Invalid {
@@ -335,9 +386,17 @@ fn invalid(tree: &config::Map<String, Value>, key: String, message: String) -> C
     }
 }
 
+/// How the `config` crate names the origin of environment values.
+const ENV_ORIGIN: &str = "the environment";
+
 /// Where the value at `key` (dotted) was set, if known: a file path or
-/// "the environment". The embedded defaults and overrides have no origin.
+/// [`ENV_ORIGIN`].
 fn origin_of(tree: &config::Map<String, Value>, key: &str) -> Option<String> {
+    value_at(tree, key)?.origin().map(str::to_owned)
+}
+
+/// The merged value at `key` (dotted), with its origin.
+fn value_at<'t>(tree: &'t config::Map<String, Value>, key: &str) -> Option<&'t Value> {
     let mut segments = key.split('.');
     let mut value = tree.get(segments.next()?)?;
     for segment in segments {
@@ -346,7 +405,7 @@ fn origin_of(tree: &config::Map<String, Value>, key: &str) -> Option<String> {
         };
         value = table.get(segment)?;
     }
-    value.origin().map(str::to_owned)
+    Some(value)
 }
 
 /// The path as `section.key`, without the `?` serde_path_to_error uses for
@@ -509,6 +568,7 @@ mod tests {
             ("DATABASE_URL", "sqlite://not-read-here.db"),
             ("BACKORDERD_HOME", "/srv"),
             ("BACKORDERD_SERVICE__POLL_INTERVAL_MS", "1"),
+            ("BACKORDERD__", "1"),
             ("BACKORDERD__LOG__FILTER", ""),
         ]);
         assert_eq!(load_from(None, None, vars).unwrap(), Settings::default());
@@ -561,6 +621,10 @@ mod tests {
             ),
             ("[log]\nfilter = \"=[\"\n", "log.filter"),
             ("service = 3\n", "service"),
+            (
+                "[service]\npoll_interval_ms = 1.5\n",
+                "service.poll_interval_ms",
+            ),
         ];
         for (text, key) in cases {
             let file = toml_file(text);

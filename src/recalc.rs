@@ -5,7 +5,8 @@
 //! A group is closed under the replacement relation (when replacement is
 //! on), so the engine run on just these SKUs gives exactly what a full run
 //! gives for them (docs/architecture.md). An order's status needs all its
-//! lines: lines outside the group count with their stored values.
+//! lines: the store keeps each order's [`LineCounts`], and a changed line
+//! moves them, so lines outside the group are never read.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rustc_hash::FxHashMap;
@@ -13,7 +14,7 @@ use rustc_hash::FxHashMap;
 use crate::engine::snapshot::{
     InventoryRow, Order, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
 };
-use crate::engine::{self, BackorderStatus};
+use crate::engine::{self, BackorderStatus, LineCounts};
 
 /// What the store holds for a group of SKUs.
 #[derive(Debug, Clone, Default)]
@@ -35,9 +36,8 @@ pub struct StoredOrder {
     pub order: Order,
     /// The stored ETA of each line of `order.lines`, aligned.
     pub etas: Vec<Option<NaiveDate>>,
-    /// `(qty, backorder_qty)` of the order's lines outside the group.
-    pub other_lines: Vec<(i64, i64)>,
-    pub status: BackorderStatus,
+    /// The stored counts and total over all the order's lines.
+    pub counts: LineCounts,
     pub backorder_qty: i64,
 }
 
@@ -58,6 +58,7 @@ pub struct OrderChange {
     pub new_status: BackorderStatus,
     pub old_backorder_qty: i64,
     pub new_backorder_qty: i64,
+    pub new_counts: LineCounts,
     pub cause: String,
 }
 
@@ -83,7 +84,8 @@ pub struct Changes {
 }
 
 /// Runs the engine on the group and returns only what differs from the
-/// stored values, lines in the group's order.
+/// stored values, lines in the group's order. Only an order with a changed
+/// line can change.
 pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
     let GroupState {
         settings,
@@ -97,7 +99,7 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
     let mut stored = Vec::with_capacity(orders.len());
     let mut snapshot_orders = Vec::with_capacity(orders.len());
     for o in orders {
-        stored.push((o.etas, o.other_lines, o.status, o.backorder_qty));
+        stored.push((o.etas, o.counts, o.backorder_qty));
         snapshot_orders.push(o.order);
     }
     let snapshot = Snapshot {
@@ -113,46 +115,44 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
     let cause_of = |sku: &str| causes.get(sku).cloned().unwrap_or_default();
 
     let mut out = Changes::default();
-    for ((order, outcomes), (etas, other_lines, old_status, old_qty)) in snapshot
+    for ((order, outcomes), (etas, old_counts, old_qty)) in snapshot
         .orders
         .iter()
         .zip(allocation.lines_by_order(&snapshot.orders))
         .zip(stored)
     {
+        out.lines_seen += order.lines.len();
+        let mut counts = old_counts;
+        let mut qty = old_qty;
         let mut order_cause = None;
         for ((line, outcome), old_eta) in order.lines.iter().zip(outcomes).zip(etas) {
-            if line.backorder_qty != outcome.backorder_qty || old_eta != outcome.eta {
-                let cause = cause_of(&line.sku);
-                order_cause.get_or_insert_with(|| cause.clone());
-                out.lines.push(LineChange {
-                    line_id: line.id.clone(),
-                    order_id: order.id.clone(),
-                    old_backorder_qty: line.backorder_qty,
-                    new_backorder_qty: outcome.backorder_qty,
-                    new_eta: outcome.eta,
-                    cause,
-                });
+            if line.backorder_qty == outcome.backorder_qty && old_eta == outcome.eta {
+                continue;
             }
+            counts.remove(line.qty, line.backorder_qty);
+            counts.add(line.qty, outcome.backorder_qty);
+            qty += outcome.backorder_qty - line.backorder_qty;
+            let cause = cause_of(&line.sku);
+            order_cause.get_or_insert_with(|| cause.clone());
+            out.lines.push(LineChange {
+                line_id: line.id.clone(),
+                order_id: order.id.clone(),
+                old_backorder_qty: line.backorder_qty,
+                new_backorder_qty: outcome.backorder_qty,
+                new_eta: outcome.eta,
+                cause,
+            });
         }
-        out.lines_seen += order.lines.len();
-        let all_lines = order
-            .lines
-            .iter()
-            .zip(outcomes)
-            .map(|(l, o)| (l.qty, o.backorder_qty))
-            .chain(other_lines.iter().copied());
-        let new_status = BackorderStatus::of_lines(all_lines.clone());
-        let new_qty: i64 = all_lines.map(|(_, b)| b).sum();
-        if new_status != old_status || new_qty != old_qty {
-            let cause = order_cause
-                .or_else(|| order.lines.first().map(|l| cause_of(&l.sku)))
-                .unwrap_or_default();
+        if let Some(cause) = order_cause
+            && (counts, qty) != (old_counts, old_qty)
+        {
             out.orders.push(OrderChange {
                 order_id: order.id.clone(),
-                old_status,
-                new_status,
+                old_status: old_counts.status(),
+                new_status: counts.status(),
                 old_backorder_qty: old_qty,
-                new_backorder_qty: new_qty,
+                new_backorder_qty: qty,
+                new_counts: counts,
                 cause,
             });
         }
@@ -213,15 +213,23 @@ mod tests {
         }
     }
 
-    fn stored(order: Order, other_lines: Vec<(i64, i64)>, status: BackorderStatus) -> StoredOrder {
-        let backorder_qty = order.lines.iter().map(|l| l.backorder_qty).sum::<i64>()
-            + other_lines.iter().map(|l| l.1).sum::<i64>();
+    /// The order as stored, with `other_lines` `(qty, backorder_qty)` outside the group.
+    fn stored(order: Order, other_lines: Vec<(i64, i64)>) -> StoredOrder {
+        let all: Vec<(i64, i64)> = order
+            .lines
+            .iter()
+            .map(|l| (l.qty, l.backorder_qty))
+            .chain(other_lines)
+            .collect();
+        let mut counts = LineCounts::default();
+        for &(qty, backorder_qty) in &all {
+            counts.add(qty, backorder_qty);
+        }
         StoredOrder {
             etas: vec![None; order.lines.len()],
             order,
-            other_lines,
-            status,
-            backorder_qty,
+            counts,
+            backorder_qty: all.iter().map(|l| l.1).sum(),
         }
     }
 
@@ -245,16 +253,8 @@ mod tests {
     #[test]
     fn only_what_differs_from_the_stored_values_is_returned() {
         // 10 on hand: A (older, 40) gets 10, B gets nothing. A is stored right.
-        let a = stored(
-            order("A", 1, &[("A1", "TEA", 40, 30)]),
-            vec![],
-            BackorderStatus::Partial,
-        );
-        let b = stored(
-            order("B", 2, &[("B1", "TEA", 10, 0)]),
-            vec![],
-            BackorderStatus::None,
-        );
+        let a = stored(order("A", 1, &[("A1", "TEA", 40, 30)]), vec![]);
+        let b = stored(order("B", 2, &[("B1", "TEA", 10, 0)]), vec![]);
         let out = changes(group(10, vec![a, b]), Utc::now());
         assert_eq!(out.lines_seen, 2);
         assert_eq!(
@@ -276,11 +276,7 @@ mod tests {
     #[test]
     fn lines_outside_the_group_count_for_the_order_status() {
         // The order's other line (another SKU) is fully served: partial, not full.
-        let a = stored(
-            order("A", 1, &[("A1", "TEA", 5, 0)]),
-            vec![(3, 0)],
-            BackorderStatus::None,
-        );
+        let a = stored(order("A", 1, &[("A1", "TEA", 5, 0)]), vec![(3, 0)]);
         let out = changes(group(0, vec![a]), Utc::now());
         assert_eq!(out.orders[0].new_status, BackorderStatus::Partial);
         assert_eq!(out.orders[0].new_backorder_qty, 5);
@@ -288,11 +284,7 @@ mod tests {
 
     #[test]
     fn nothing_changes_when_the_stored_state_is_current() {
-        let a = stored(
-            order("A", 1, &[("A1", "TEA", 4, 0)]),
-            vec![],
-            BackorderStatus::None,
-        );
+        let a = stored(order("A", 1, &[("A1", "TEA", 4, 0)]), vec![]);
         let out = changes(group(4, vec![a]), Utc::now());
         assert_eq!(
             out,

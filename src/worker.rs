@@ -33,6 +33,10 @@ impl DrainReport {
     }
 }
 
+/// From this many dirty SKUs on, a drain starts with one bulk transaction
+/// (every order header read once) rather than looking headers up per batch.
+const BULK_FROM_SKUS: i64 = 5_000;
+
 /// Recalculates dirty SKUs until none is left or `stop` is set (checked
 /// between batches: a batch is never cut in half). `on_batch` sees each
 /// batch as it is written, for progress.
@@ -40,9 +44,17 @@ pub async fn drain<S: Store>(
     store: &S,
     skus_per_batch: usize,
     stop: &AtomicBool,
-    mut on_batch: impl FnMut(&BatchReport),
+    mut on_batch: impl FnMut(&BatchReport) + Send,
 ) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
+    if store.dirty_count(None).await? >= BULK_FROM_SKUS {
+        store
+            .recalculate_bulk(skus_per_batch, Utc::now(), stop, |batch| {
+                report.add(batch);
+                on_batch(batch);
+            })
+            .await?;
+    }
     while !stop.load(Ordering::Relaxed) {
         let Some(batch) = store.recalculate_dirty(skus_per_batch, Utc::now()).await? else {
             return Ok(report);

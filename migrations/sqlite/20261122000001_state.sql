@@ -47,26 +47,30 @@ CREATE TABLE orders (
     rush             INTEGER NOT NULL,
     picked           INTEGER NOT NULL,
     ship_from        TEXT REFERENCES warehouses (id),
-    -- written back by recalculation
-    backorder_status TEXT NOT NULL DEFAULT 'none',
-    backorder_qty    INTEGER NOT NULL DEFAULT 0
-);
+    -- written back by recalculation: the status and total of the lines, and
+    -- the counts the status follows from (engine::LineCounts), so that a
+    -- changed line moves them without reading the order's other lines
+    backorder_status  TEXT NOT NULL DEFAULT 'none',
+    backorder_qty     INTEGER NOT NULL DEFAULT 0,
+    lines_open        INTEGER NOT NULL DEFAULT 0,
+    lines_backordered INTEGER NOT NULL DEFAULT 0,
+    lines_whole       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 CREATE INDEX orders_by_position ON orders (position);
 
+-- Clustered by SKU: a recalculation reads a group's lines as a few ranges.
 CREATE TABLE order_lines (
-    id            TEXT PRIMARY KEY NOT NULL,
+    sku           TEXT NOT NULL,
     order_id      TEXT NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     position      INTEGER NOT NULL,   -- within the order
-    sku           TEXT NOT NULL,
+    id            TEXT NOT NULL UNIQUE,
     qty           INTEGER NOT NULL,
     -- the stored backorder quantity (input to frozen/excluded orders, output of recalculation)
     backorder_qty INTEGER NOT NULL DEFAULT 0,
-    eta           TEXT                -- YYYY-MM-DD
-);
--- Covering indexes: a recalculation finds a group's orders through the
--- first and reads their lines from the second without touching the table.
-CREATE INDEX order_lines_by_sku ON order_lines (sku, order_id);
-CREATE INDEX order_lines_by_order ON order_lines (order_id, position, sku, qty, backorder_qty, eta, id);
+    eta           TEXT,               -- YYYY-MM-DD
+    PRIMARY KEY (sku, order_id, position)
+) WITHOUT ROWID;
+CREATE INDEX order_lines_by_order ON order_lines (order_id, position);
 
 -- Every accepted event id, so that a repeat is acknowledged and ignored.
 CREATE TABLE received_events (

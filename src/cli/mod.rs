@@ -1,6 +1,7 @@
 //! The command line: one module per command, each a thin layer over the
 //! library.
 
+mod daemon;
 mod generate;
 mod simulate;
 mod storage;
@@ -27,15 +28,18 @@ pub const EXIT_FAILURE: i32 = 1;
                   1 any other failure."
 )]
 pub struct Cli {
-    /// The database: `sqlite://PATH` (created on first use).
-    #[arg(long, env = "DATABASE_URL", global = true, default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
+    /// The database: `sqlite://PATH` (created on first use). Default: the
+    /// configuration's `database_url`, `sqlite://backorderd.db` unless set.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A TOML configuration file layered over the built-in defaults
+    /// (config/default.toml lists every key); `BACKORDERD__SECTION__KEY`
+    /// environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
-
-/// An SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://backorderd.db";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -75,17 +79,84 @@ pub enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Apply the events of a JSON Lines file (one event per line) and queue the
+    /// recalculations they cause.
+    ///
+    /// Each event is checked and applied in the file's order, all in one
+    /// transaction: if any event is refused (bad JSON, unknown type or field,
+    /// unknown order, line or warehouse, negative quantity) nothing of the file is
+    /// applied and the command exits 2 naming the event. An id seen before is
+    /// acknowledged and ignored, so a sender may retry a file freely. Prints a
+    /// JSON report: accepted ids, duplicate ids, SKUs marked.
+    Event {
+        /// The JSON Lines file; `-` reads standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        wait: daemon::WaitArgs,
+    },
+    /// Queue a recalculation of some SKUs or of everything.
+    ///
+    /// Without --inline a running `backorderd serve` does the work; --inline does
+    /// it in this process (for a maintenance window or cron), showing progress on
+    /// a terminal.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["all", "sku"]))]
+    Recalc {
+        /// Every SKU.
+        #[arg(long)]
+        all: bool,
+        /// These SKUs (and the SKUs tied to them by replacement).
+        #[arg(long, num_args = 1.., value_name = "SKU")]
+        sku: Vec<String>,
+        /// Recalculate here and now instead of leaving it to the daemon.
+        #[arg(long, conflicts_with = "wait")]
+        inline: bool,
+        #[command(flatten)]
+        wait: daemon::WaitArgs,
+    },
+    /// Run the daemon: recalculate as events arrive, until SIGTERM or SIGINT.
+    ///
+    /// On a signal it stops taking jobs, finishes the batch in hand and exits 0
+    /// within `service.shutdown_grace_secs`. A full recalculation runs every
+    /// `service.full_recalculation_interval_secs`. Logs go to standard error
+    /// (`log.format = "json"` for JSON lines).
+    Serve,
+    /// Print the queue's state as JSON: pending, running and failed jobs, and
+    /// the SKUs waiting for a recalculation.
+    Status,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let url = cli.database_url.as_str();
+    let settings = || {
+        crate::config::load(cli.config.as_deref(), cli.database_url.as_deref())
+            .map_err(anyhow::Error::from)
+    };
     match cli.command {
         Command::Simulate { file, pretty } => simulate::run(&file, pretty),
         Command::Generate(args) => generate::run(&args),
-        Command::Migrate => block_on(storage::migrate(url)),
-        Command::Import { file } => block_on(storage::import(url, &file)),
-        Command::Export { pretty } => block_on(storage::export(url, pretty)),
+        Command::Migrate => block_on(storage::migrate(&settings()?)),
+        Command::Import { file } => block_on(storage::import(&settings()?, &file)),
+        Command::Export { pretty } => block_on(storage::export(&settings()?, pretty)),
+        Command::Event { file, wait } => block_on(daemon::event(&settings()?, &file, &wait)),
+        Command::Recalc {
+            all,
+            sku,
+            inline,
+            wait,
+        } => block_on(daemon::recalc(&settings()?, all, sku, inline, &wait)),
+        Command::Serve => run_multi_thread(daemon::serve(&settings()?)),
+        Command::Status => block_on(daemon::status(&settings()?)),
     }
+}
+
+fn run_multi_thread(
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
 }
 
 fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
@@ -116,10 +187,14 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 /// Refused input exits 2, anything else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err
-        .chain()
-        .any(|cause| cause.downcast_ref::<InputError>().is_some())
-    {
+    let refused = |cause: &(dyn std::error::Error + 'static)| {
+        cause.downcast_ref::<InputError>().is_some()
+            || matches!(
+                cause.downcast_ref::<crate::store::StoreError>(),
+                Some(crate::store::StoreError::Refused(_))
+            )
+    };
+    if err.chain().any(refused) {
         EXIT_REFUSED
     } else {
         EXIT_FAILURE

@@ -5,6 +5,7 @@ use chrono::Utc;
 use std::io::Write;
 use std::path::Path;
 
+use crate::config::Settings;
 use crate::engine::{self, Snapshot};
 use crate::input::{InputError, from_json};
 use crate::store::Store;
@@ -12,7 +13,8 @@ use crate::store::sqlite::SqliteStore;
 
 /// Opens the database and brings its schema up to date: every command may
 /// be the first to touch a new database.
-pub async fn open(database_url: &str) -> anyhow::Result<SqliteStore> {
+pub async fn open(settings: &Settings) -> anyhow::Result<SqliteStore> {
+    let database_url = settings.database_url.expose();
     if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
         return Err(crate::store::StoreError::UnsupportedUrl(database_url.to_owned()).into());
     }
@@ -29,13 +31,13 @@ pub async fn open(database_url: &str) -> anyhow::Result<SqliteStore> {
     Ok(store)
 }
 
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    open(database_url).await?;
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    open(settings).await?;
     eprintln!("schema is up to date");
     Ok(())
 }
 
-pub async fn import(database_url: &str, file: &Path) -> anyhow::Result<()> {
+pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     let name = super::input_name(file);
     let bytes = super::read_input(file)?;
     let snapshot: Snapshot =
@@ -44,7 +46,7 @@ pub async fn import(database_url: &str, file: &Path) -> anyhow::Result<()> {
     engine::validate(&snapshot)
         .map_err(InputError::from)
         .with_context(|| format!("snapshot {name} refused"))?;
-    let store = open(database_url).await?;
+    let store = open(settings).await?;
     let summary = store
         .import(&snapshot)
         .await
@@ -56,8 +58,8 @@ pub async fn import(database_url: &str, file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn export(database_url: &str, pretty: bool) -> anyhow::Result<()> {
-    let store = open(database_url).await?;
+pub async fn export(settings: &Settings, pretty: bool) -> anyhow::Result<()> {
+    let store = open(settings).await?;
     let mut snapshot = store.export().await.context("export failed")?;
     snapshot.as_of = Some(Utc::now());
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());

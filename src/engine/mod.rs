@@ -16,10 +16,25 @@ pub mod validate;
 use chrono::{DateTime, Utc};
 
 pub use allocate::allocate;
-pub use outcome::{Allocation, BackorderStatus, LineOutcome, OrderOutcome, Scope};
+pub use outcome::{Allocation, BackorderStatus, LineCounts, LineOutcome, OrderOutcome, Scope};
 pub use result::ResultView;
 pub use snapshot::Snapshot;
 pub use validate::{Refusal, validate};
+
+/// Section 2 for one order: which class it falls in as of `as_of`.
+pub fn scope_of(
+    order: &snapshot::Order,
+    settings: &snapshot::Settings,
+    warehouses: &[snapshot::Warehouse],
+    as_of: DateTime<Utc>,
+) -> Scope {
+    scope::classify(
+        order,
+        settings,
+        &pools::WarehouseIndex::new(warehouses),
+        as_of,
+    )
+}
 
 /// Validates, then allocates as of the snapshot's `as_of` or else `now`.
 pub fn recalculate(snapshot: &Snapshot, now: DateTime<Utc>) -> Result<Allocation, Refusal> {

@@ -46,20 +46,52 @@ impl BackorderStatus {
     /// Section 8, from `(qty, backorder_qty)` of each line. Lines with qty 0
     /// are ignored; a stored backorder above qty counts as "whole qty".
     pub fn of_lines(lines: impl IntoIterator<Item = (i64, i64)>) -> BackorderStatus {
-        let mut any_backordered = false;
-        let mut all_whole = true;
+        let mut counts = LineCounts::default();
         for (qty, backorder) in lines {
-            if qty <= 0 {
-                continue;
-            }
-            let backorder = backorder.clamp(0, qty);
-            any_backordered |= backorder > 0;
-            all_whole &= backorder == qty;
+            counts.add(qty, backorder);
         }
-        match (any_backordered, all_whole) {
-            (false, _) => BackorderStatus::None,
-            (true, true) => BackorderStatus::Full,
-            (true, false) => BackorderStatus::Partial,
+        counts.status()
+    }
+}
+
+/// What section 8 needs to know of an order's lines, kept as counts so that
+/// a change to one line updates the order's status without reading the
+/// others (the store keeps these counts beside each order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineCounts {
+    /// Lines with qty above 0: the only ones that count.
+    pub open: i64,
+    /// Of those, lines with some backorder.
+    pub backordered: i64,
+    /// Of those, lines backordered for their whole qty (or more).
+    pub whole: i64,
+}
+
+impl LineCounts {
+    pub fn add(&mut self, qty: i64, backorder_qty: i64) {
+        self.shift(qty, backorder_qty, 1);
+    }
+
+    pub fn remove(&mut self, qty: i64, backorder_qty: i64) {
+        self.shift(qty, backorder_qty, -1);
+    }
+
+    fn shift(&mut self, qty: i64, backorder_qty: i64, by: i64) {
+        if qty <= 0 {
+            return;
+        }
+        self.open += by;
+        self.backordered += by * i64::from(backorder_qty > 0);
+        self.whole += by * i64::from(backorder_qty >= qty);
+    }
+
+    pub fn status(&self) -> BackorderStatus {
+        if self.backordered <= 0 {
+            BackorderStatus::None
+        } else if self.whole >= self.open {
+            BackorderStatus::Full
+        } else {
+            BackorderStatus::Partial
         }
     }
 }

@@ -5,7 +5,6 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
-use crate::engine::BackorderStatus;
 use crate::engine::snapshot::{OrderStatus, PaymentStatus, WarehouseKind};
 use crate::engine::time_format::{parse_date, parse_timestamp};
 
@@ -65,18 +64,4 @@ pub fn timestamp(text: &str, record: &str) -> Result<DateTime<Utc>, StoreError> 
 
 pub fn date(text: &str, record: &str) -> Result<NaiveDate, StoreError> {
     parse_date(text).map_err(|e| corrupt(record, e))
-}
-
-pub fn backorder_status(text: &str, record: &str) -> Result<BackorderStatus, StoreError> {
-    parse_named(
-        &[
-            BackorderStatus::None,
-            BackorderStatus::Partial,
-            BackorderStatus::Full,
-        ],
-        BackorderStatus::as_str,
-        text,
-        record,
-        "backorder_status",
-    )
 }

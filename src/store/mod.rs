@@ -111,6 +111,16 @@ pub trait Store {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<BatchReport>, StoreError>> + Send;
+    /// Like repeated [`Store::recalculate_dirty`] until nothing is dirty (or
+    /// `stop` is set between batches), but in one transaction that reads
+    /// every order header once: for when most of the book is dirty.
+    fn recalculate_bulk(
+        &self,
+        max_skus: usize,
+        as_of: DateTime<Utc>,
+        stop: &std::sync::atomic::AtomicBool,
+        on_batch: impl FnMut(&BatchReport) + Send,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many of `skus` (all when `None`) wait for a recalculation.
     fn dirty_count(
         &self,

@@ -141,17 +141,20 @@ async fn apply(
         } => {
             known_warehouse(conn, warehouse, "warehouse").await?;
             add_on_hand(conn, sku, warehouse, *qty).await?;
+            let mut effect = one(sku);
             if let Some(po_id) = po_id {
                 // An unknown PO id is not an error: the stock still arrived.
-                sqlx::query(
-                    "UPDATE purchase_orders SET qty_received = qty_received + ? WHERE id = ?",
+                // The PO may be of another SKU, whose ETAs then move too.
+                let po_sku: Option<String> = sqlx::query_scalar(
+                    "UPDATE purchase_orders SET qty_received = qty_received + ? WHERE id = ? RETURNING sku",
                 )
                 .bind(qty)
                 .bind(po_id)
-                .execute(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?;
+                effect.skus.extend(po_sku.filter(|s| s != sku));
             }
-            Ok(one(sku))
+            Ok(effect)
         }
         EventKind::InventoryAdjusted {
             sku,
@@ -230,18 +233,21 @@ async fn apply(
             line_id,
             backorder_qty,
         } => {
-            let order_id: Option<String> = sqlx::query_scalar(
-                "UPDATE order_lines SET backorder_qty = ? WHERE id = ? RETURNING order_id",
+            let found: Option<(String, String)> = sqlx::query_as(
+                "UPDATE order_lines SET backorder_qty = ? WHERE id = ? RETURNING order_id, sku",
             )
             .bind(backorder_qty)
             .bind(line_id)
             .fetch_optional(&mut *conn)
             .await?;
-            let order_id = order_id
-                .ok_or_else(|| StoreError::Refused(format!("unknown line \"{line_id}\"")))?;
-            // Not marked dirty: the override stands until the next
-            // recalculation of its SKU, as events.md says.
+            let (order_id, sku) =
+                found.ok_or_else(|| StoreError::Refused(format!("unknown line \"{line_id}\"")))?;
+            // An active line's override stands until the next recalculation
+            // of its SKU (events.md), so it marks nothing; a frozen line's
+            // value decides what it holds of the pool, so the others move.
+            let frozen = order_scope(conn, &order_id).await? == crate::engine::Scope::Frozen;
             Ok(Effect {
+                skus: if frozen { vec![sku] } else { Vec::new() },
                 orders: vec![order_id],
                 ..Effect::default()
             })
@@ -252,6 +258,29 @@ async fn apply(
             ..Effect::default()
         }),
     }
+}
+
+/// Section 2's class of a stored order, as of now.
+async fn order_scope(
+    conn: &mut SqliteConnection,
+    order_id: &str,
+) -> Result<crate::engine::Scope, StoreError> {
+    let header: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM orders o WHERE o.id = ?",
+        super::ORDER_HEADER_JSON
+    )))
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let order = super::from_json_text::<super::HeaderRow>(&header, "an order")?.into_order()?;
+    let settings = super::load_settings(conn).await?;
+    let warehouses = super::load_warehouses(conn).await?;
+    Ok(crate::engine::scope_of(
+        &order,
+        &settings,
+        &warehouses,
+        chrono::Utc::now(),
+    ))
 }
 
 fn status_effect(skus: Vec<String>, options: IngestOptions) -> Effect {
@@ -400,10 +429,10 @@ async fn upsert_order(
             .bind(&order.id)
             .execute(&mut *conn)
             .await?;
+        super::insert_lines(conn, std::iter::once(order)).await?;
     } else {
-        super::insert_order_header(conn, order, None).await?;
+        super::insert_orders(conn, &[(None, order)]).await?;
     }
-    super::insert_lines(conn, order).await?;
     let mut skus = old_skus;
     if existed || !options.defer_new_orders {
         skus.extend(order.lines.iter().map(|l| l.sku.clone()));

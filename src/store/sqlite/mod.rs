@@ -14,7 +14,6 @@ mod writeback;
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
@@ -47,7 +46,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A recalculation reads each order's page once per batch that
+            // touches it: a cache of 16 MiB per connection keeps the hot
+            // part of the book in memory instead of re-reading it from the OS.
+            .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -158,12 +161,12 @@ impl Store for SqliteStore {
         drop(rows);
 
         let mut orders: Vec<Order> = Vec::new();
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_HEADER_COLUMNS} FROM orders o ORDER BY o.position"
+        let mut rows = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_HEADER_JSON} FROM orders o ORDER BY o.position"
         )))
         .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            orders.push(decode_order_header(&row)?);
+        while let Some(text) = rows.try_next().await? {
+            orders.push(from_json_text::<HeaderRow>(&text, "an order")?.into_order()?);
         }
         drop(rows);
 
@@ -171,7 +174,7 @@ impl Store for SqliteStore {
         let mut next = 0;
         let mut rows = sqlx::query(
             "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
-             FROM order_lines l JOIN orders o ON o.id = l.order_id
+             FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
              ORDER BY o.position, l.position",
         )
         .fetch(&mut *conn);
@@ -223,9 +226,29 @@ impl Store for SqliteStore {
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let report = recalc::recalculate_dirty(&mut tx, max_skus, as_of).await?;
+        let report = recalc::recalculate_dirty(&mut tx, max_skus, as_of, None).await?;
         tx.commit().await?;
         Ok(report)
+    }
+
+    async fn recalculate_bulk(
+        &self,
+        max_skus: usize,
+        as_of: DateTime<Utc>,
+        stop: &std::sync::atomic::AtomicBool,
+        mut on_batch: impl FnMut(&BatchReport) + Send,
+    ) -> Result<(), StoreError> {
+        // One transaction: the headers read up front stay true to the end.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut cache = recalc::load_header_cache(&mut tx).await?;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match recalc::recalculate_dirty(&mut tx, max_skus, as_of, Some(&mut cache)).await? {
+                Some(batch) => on_batch(&batch),
+                None => break,
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
@@ -293,15 +316,18 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
             .execute(&mut **tx)
             .await?;
     }
-    for row in &s.inventory {
+    for chunk in s.inventory.chunks(IMPORT_CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|r| serde_json::json!([r.sku, r.warehouse, r.on_hand]))
+            .collect();
         // Rows repeating a (sku, warehouse) are summed, as section 3 sums them.
         sqlx::query(
-            "INSERT INTO inventory (sku, warehouse, on_hand) VALUES (?, ?, ?)
+            "INSERT INTO inventory (sku, warehouse, on_hand)
+             SELECT j.value->>0, j.value->>1, j.value->>2 FROM json_each(?) j WHERE true
              ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = on_hand + excluded.on_hand",
         )
-        .bind(&row.sku)
-        .bind(&row.warehouse)
-        .bind(row.on_hand)
+        .bind(serde_json::Value::Array(rows).to_string())
         .execute(&mut **tx)
         .await?;
     }
@@ -320,35 +346,76 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
         .execute(&mut **tx)
         .await?;
     }
-    for (position, o) in s.orders.iter().enumerate() {
-        insert_order_header(tx, o, Some(position as i64)).await?;
-        insert_lines(tx, o).await?;
+    for chunk in s.orders.chunks(IMPORT_CHUNK) {
+        let first = chunk.as_ptr() as usize - s.orders.as_ptr() as usize;
+        let first = first / std::mem::size_of::<Order>();
+        let positioned: Vec<(Option<i64>, &Order)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, o)| (Some((first + k) as i64), o))
+            .collect();
+        insert_orders(tx, &positioned).await?;
     }
     Ok(())
 }
 
-/// The columns [`decode_order_header`] reads, from `orders o`.
-const ORDER_HEADER_COLUMNS: &str =
-    "o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from";
+/// Orders written per statement on import.
+const IMPORT_CHUNK: usize = 20_000;
 
-/// An order without its lines, from the first columns of `row`.
-fn decode_order_header(row: &SqliteRow) -> Result<Order, StoreError> {
-    let id: String = row.get(0);
-    let record = format!("order {id:?}");
-    let payment_date = match row.get::<Option<&str>, _>(2) {
-        Some(text) => Some(codec::timestamp(text, &record)?),
-        None => None,
-    };
-    Ok(Order {
-        order_date: codec::timestamp(row.get(1), &record)?,
-        payment_date,
-        payment_status: codec::payment_status(row.get(3), &record)?,
-        status: codec::order_status(row.get(4), &record)?,
-        rush: row.get(5),
-        picked: row.get(6),
-        ship_from: row.get(7),
-        lines: Vec::new(),
-        id,
+/// An order header as one JSON array, from `orders o`, read back as a
+/// [`HeaderRow`]: one value per order instead of eight keeps the per-row
+/// cost of the driver down.
+const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
+
+#[derive(serde::Deserialize)]
+struct HeaderRow(
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
+
+impl HeaderRow {
+    /// The order, without its lines.
+    fn into_order(self) -> Result<Order, StoreError> {
+        let HeaderRow(
+            id,
+            order_date,
+            payment_date,
+            payment_status,
+            status,
+            rush,
+            picked,
+            ship_from,
+        ) = self;
+        let record = format!("order {id:?}");
+        let payment_date = match payment_date {
+            Some(text) => Some(codec::timestamp(&text, &record)?),
+            None => None,
+        };
+        Ok(Order {
+            order_date: codec::timestamp(&order_date, &record)?,
+            payment_date,
+            payment_status: codec::payment_status(&payment_status, &record)?,
+            status: codec::order_status(&status, &record)?,
+            rush: rush != 0,
+            picked: picked != 0,
+            ship_from,
+            lines: Vec::new(),
+            id,
+        })
+    }
+}
+
+/// Decodes what `json_array` or `json_group_array` built in SQL.
+fn from_json_text<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        record: what.to_owned(),
+        problem: e.to_string(),
     })
 }
 
@@ -379,43 +446,75 @@ async fn load_warehouses(conn: &mut SqliteConnection) -> Result<Vec<Warehouse>, 
     Ok(warehouses)
 }
 
-/// Inserts an order's header at `position`, or after every stored order.
-async fn insert_order_header(
+/// Inserts orders with their lines, each at its position or (`None`) after
+/// every stored order, with the status and counts of the lines given. One
+/// statement per table over a JSON array, whatever the number of rows.
+async fn insert_orders(
     conn: &mut SqliteConnection,
-    o: &Order,
-    position: Option<i64>,
+    orders: &[(Option<i64>, &Order)],
 ) -> Result<(), StoreError> {
+    let mut headers = Vec::with_capacity(orders.len());
+    for &(position, o) in orders {
+        let mut counts = crate::engine::LineCounts::default();
+        for l in &o.lines {
+            counts.add(l.qty, l.backorder_qty);
+        }
+        headers.push(serde_json::json!([
+            o.id,
+            position,
+            format_timestamp(&o.order_date),
+            o.payment_date.as_ref().map(format_timestamp),
+            o.payment_status.as_str(),
+            o.status.as_str(),
+            o.rush,
+            o.picked,
+            o.ship_from,
+            counts.status().as_str(),
+            o.lines.iter().map(|l| l.backorder_qty).sum::<i64>(),
+            counts.open,
+            counts.backordered,
+            counts.whole
+        ]));
+    }
     sqlx::query(
-        "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from)
-         VALUES (?, COALESCE(?, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders)), ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from,
+                             backorder_status, backorder_qty, lines_open, lines_backordered, lines_whole)
+         SELECT j.value->>0, COALESCE(j.value->>1, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders)),
+                j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, j.value->>7, j.value->>8,
+                j.value->>9, j.value->>10, j.value->>11, j.value->>12, j.value->>13
+         FROM json_each(?) j",
     )
-    .bind(&o.id)
-    .bind(position)
-    .bind(format_timestamp(&o.order_date))
-    .bind(o.payment_date.as_ref().map(format_timestamp))
-    .bind(o.payment_status.as_str())
-    .bind(o.status.as_str())
-    .bind(o.rush)
-    .bind(o.picked)
-    .bind(&o.ship_from)
+    .bind(serde_json::Value::Array(headers).to_string())
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    insert_lines(conn, orders.iter().map(|o| o.1)).await
 }
 
-async fn insert_lines(conn: &mut SqliteConnection, o: &Order) -> Result<(), StoreError> {
-    for (k, l) in o.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_lines (id, order_id, position, sku, qty, backorder_qty) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&l.id)
-        .bind(&o.id)
-        .bind(k as i64)
-        .bind(&l.sku)
-        .bind(l.qty)
-        .bind(l.backorder_qty)
-        .execute(&mut *conn)
-        .await?;
+/// Inserts the lines of orders already stored.
+async fn insert_lines<'a>(
+    conn: &mut SqliteConnection,
+    orders: impl Iterator<Item = &'a Order>,
+) -> Result<(), StoreError> {
+    let mut lines = Vec::new();
+    for o in orders {
+        for (k, l) in o.lines.iter().enumerate() {
+            lines.push(serde_json::json!([
+                l.sku,
+                o.id,
+                k,
+                l.id,
+                l.qty,
+                l.backorder_qty
+            ]));
+        }
     }
+    sqlx::query(
+        "INSERT INTO order_lines (sku, order_id, position, id, qty, backorder_qty)
+         SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5
+         FROM json_each(?) j",
+    )
+    .bind(serde_json::Value::Array(lines).to_string())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

@@ -5,8 +5,7 @@
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
 
-use super::super::codec;
-use crate::engine::BackorderStatus;
+use crate::engine::LineCounts;
 use crate::engine::time_format::format_date;
 use crate::recalc::{Changes, OrderChange};
 use crate::store::StoreError;
@@ -73,13 +72,17 @@ pub(super) async fn write_order_changes(
                 c.old_status.as_str(),
                 c.old_backorder_qty,
                 c.cause,
-                c.notification()
+                c.notification(),
+                c.new_counts.open,
+                c.new_counts.backordered,
+                c.new_counts.whole
             ])
         })
         .collect();
     let rows = json_rows(&rows);
     sqlx::query(
-        "UPDATE orders SET backorder_status = j.value->>1, backorder_qty = j.value->>2
+        "UPDATE orders SET backorder_status = j.value->>1, backorder_qty = j.value->>2,
+             lines_open = j.value->>7, lines_backordered = j.value->>8, lines_whole = j.value->>9
          FROM json_each(?) j WHERE orders.id = j.value->>0",
     )
     .bind(&rows)
@@ -115,30 +118,39 @@ pub(super) async fn refresh_order_statuses(
 ) -> Result<(), StoreError> {
     let mut changes = Vec::new();
     for (order_id, cause) in orders {
-        let Some(row) =
-            sqlx::query("SELECT backorder_status, backorder_qty FROM orders WHERE id = ?")
-                .bind(order_id)
-                .fetch_optional(&mut *conn)
-                .await?
+        let Some(row) = sqlx::query(
+            "SELECT backorder_qty, lines_open, lines_backordered, lines_whole FROM orders WHERE id = ?",
+        )
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?
         else {
             continue;
         };
-        let old_status = codec::backorder_status(row.get(0), &format!("order {order_id:?}"))?;
-        let old_backorder_qty: i64 = row.get(1);
+        let old_backorder_qty: i64 = row.get(0);
+        let old_counts = LineCounts {
+            open: row.get(1),
+            backordered: row.get(2),
+            whole: row.get(3),
+        };
         let lines: Vec<(i64, i64)> =
             sqlx::query_as("SELECT qty, backorder_qty FROM order_lines WHERE order_id = ?")
                 .bind(order_id)
                 .fetch_all(&mut *conn)
                 .await?;
-        let new_status = BackorderStatus::of_lines(lines.iter().copied());
+        let mut new_counts = LineCounts::default();
+        for &(qty, backorder_qty) in &lines {
+            new_counts.add(qty, backorder_qty);
+        }
         let new_backorder_qty = lines.iter().map(|l| l.1).sum();
-        if (new_status, new_backorder_qty) != (old_status, old_backorder_qty) {
+        if (new_counts, new_backorder_qty) != (old_counts, old_backorder_qty) {
             changes.push(OrderChange {
                 order_id: order_id.clone(),
-                old_status,
-                new_status,
+                old_status: old_counts.status(),
+                new_status: new_counts.status(),
                 old_backorder_qty,
                 new_backorder_qty,
+                new_counts,
                 cause: cause.clone(),
             });
         }

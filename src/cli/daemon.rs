@@ -1,0 +1,137 @@
+//! Commands that feed or run the daemon: event, recalc, serve, status.
+
+use anyhow::Context;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use super::storage::open;
+use crate::config::Settings;
+use crate::events::{Event, EventKind, parse_batch};
+use crate::input::InputError;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{IngestReport, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Return only once the recalculations this caused are written back (needs a
+    /// running `backorderd serve`).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up (exit 1) after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush().context("cannot write to standard output")
+}
+
+pub async fn event(settings: &Settings, file: &Path, wait: &WaitArgs) -> anyhow::Result<()> {
+    let name = super::input_name(file);
+    let bytes = super::read_input(file)?;
+    let events = parse_batch(&bytes).with_context(|| format!("events {name} refused"))?;
+    let store = open(settings).await?;
+    let report = store
+        .ingest(&events, settings.service.ingest_options())
+        .await
+        .with_context(|| format!("events {name} refused; nothing was applied"))?;
+    finish(&store, report, wait).await
+}
+
+pub async fn recalc(
+    settings: &Settings,
+    all: bool,
+    skus: Vec<String>,
+    inline: bool,
+    wait: &WaitArgs,
+) -> anyhow::Result<()> {
+    let event = Event {
+        id: format!(
+            "recalc-{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ"),
+            std::process::id()
+        ),
+        kind: EventKind::Recalculate { skus, all },
+    };
+    crate::events::check(&event).map_err(InputError::Other)?;
+    let store = open(settings).await?;
+    let report = store
+        .ingest(&[event], settings.service.ingest_options())
+        .await
+        .context("cannot queue the recalculation")?;
+    if inline {
+        return run_inline(&store, settings.service.skus_per_batch).await;
+    }
+    finish(&store, report, wait).await
+}
+
+/// Prints the report; with --wait, first waits until none of the SKUs the
+/// batch marked is dirty any more.
+async fn finish(store: &SqliteStore, report: IngestReport, wait: &WaitArgs) -> anyhow::Result<()> {
+    if wait.wait {
+        let marked = (!report.all_marked).then_some(report.marked_skus.as_slice());
+        let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+        loop {
+            if store.dirty_count(marked).await? == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the recalculation was queued but not done within {} s: is `backorderd serve` running?",
+                    wait.timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    print_json(&report)
+}
+
+async fn run_inline(store: &SqliteStore, skus_per_batch: usize) -> anyhow::Result<()> {
+    let total = store.dirty_count(None).await?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total.max(0) as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} SKUs ({per_sec}, {eta} left) {msg}",
+        )
+        .expect("the template is valid"),
+    );
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let report = crate::worker::drain(store, skus_per_batch, &stop, |batch| {
+        bar.inc(batch.skus.len() as u64);
+    })
+    .await
+    .context("the recalculation failed; batches written before the failure stand")?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "recalculated {} SKUs ({} lines) in {seconds:.2} s: {} lines and {} orders changed",
+        report.skus, report.lines_seen, report.lines_changed, report.orders_changed
+    );
+    print_json(&serde_json::json!({ "recalculated": report, "seconds": seconds }))
+}
+
+pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log);
+    let store = open(settings).await?;
+    crate::service::serve(store, &settings.service).await
+}
+
+pub async fn status(settings: &Settings) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    let queue = store.queue_status().await?;
+    print_json(&serde_json::json!({
+        "queue": { "pending": queue.pending, "running": queue.running, "failed": queue.failed },
+        "dirty_skus": queue.dirty_skus,
+    }))
+}
