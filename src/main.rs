@@ -6,7 +6,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = backorderd::cli::Cli::parse();
+    // A usage mistake exits 1: the contract keeps 2 for refused input.
+    let cli = backorderd::cli::Cli::try_parse().unwrap_or_else(|err| {
+        let code = if err.use_stderr() { 1 } else { 0 };
+        let _ = err.print();
+        std::process::exit(code);
+    });
     if let Err(err) = backorderd::cli::run(cli) {
         eprintln!("error: {}", backorderd::cli::describe(&err));
         std::process::exit(backorderd::cli::exit_code(&err));

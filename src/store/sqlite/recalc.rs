@@ -16,7 +16,7 @@ use crate::recalc::{self, GroupState, StoredOrder, replacement_closure};
 use crate::store::{BatchReport, StoreError};
 
 /// At most this many lines per transaction, unless one SKU has more.
-const LINES_PER_BATCH: i64 = 100_000;
+const LINES_PER_BATCH: i64 = 50_000;
 
 /// Every order's header and stored totals, by id: a bulk recalculation
 /// reads them in one pass instead of looking each up once per batch.
