@@ -28,12 +28,11 @@ impl ServiceSettings {
     }
 }
 
-/// Resolves once SIGTERM or SIGINT arrives.
-async fn shutdown_signal() -> anyhow::Result<i32> {
+/// SIGTERM and SIGINT, caught from the start so that a signal during
+/// start-up also ends in an orderly stop.
+fn shutdown_signals() -> anyhow::Result<signal_hook_tokio::Signals> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT])
-        .context("cannot install the signal handlers")?;
-    Ok(signals.next().await.unwrap_or(SIGTERM))
+    signal_hook_tokio::Signals::new([SIGTERM, SIGINT]).context("cannot install the signal handlers")
 }
 
 async fn handle_job(
@@ -54,6 +53,7 @@ fn worker_name() -> String {
 }
 
 pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Result<()> {
+    let mut signals = shutdown_signals()?;
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(WorkerState {
@@ -123,7 +123,7 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
         .full_recalculation_interval()
         .map(|every| tokio::spawn(periodic_full_run(store.clone(), every)));
 
-    let signal = shutdown_signal().await?;
+    let signal = signals.next().await.unwrap_or(signal_hook::consts::SIGTERM);
     info!(signal, "stopping: finishing the job in hand");
     stop.store(true, Ordering::Relaxed);
     if let Some(task) = periodic {

@@ -39,7 +39,7 @@ pub async fn event(settings: &Settings, file: &Path, wait: &WaitArgs) -> anyhow:
     let report = store
         .ingest(&events, settings.service.ingest_options())
         .await
-        .with_context(|| format!("events {name} refused; nothing was applied"))?;
+        .with_context(|| format!("events {name} not applied (nothing of them was)"))?;
     finish(&store, report, wait).await
 }
 

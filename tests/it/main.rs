@@ -1,6 +1,8 @@
 //! One integration-test binary: every test drives the real `backorderd`
 //! binary the way a user would.
 
+mod daemon;
+mod daemon_support;
 mod simulate;
 mod storage;
 mod support;
