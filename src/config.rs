@@ -66,6 +66,9 @@ pub struct ServiceSettings {
     pub skus_per_batch: usize,
     /// Seconds between queue worker heartbeats (at least 1).
     pub heartbeat_secs: u64,
+    /// From this many dirty SKUs on, a recalculation runs as one bulk
+    /// transaction that reads every order header once.
+    pub bulk_from_skus: u64,
 }
 
 /// Where and how the daemon logs (always to standard error).
@@ -153,6 +156,7 @@ impl Default for ServiceSettings {
             shutdown_grace_secs: 20,
             skus_per_batch: 2000,
             heartbeat_secs: 5,
+            bulk_from_skus: 5000,
         }
     }
 }
@@ -321,7 +325,7 @@ impl Settings {
         let integers = intervals
             .iter()
             .map(|(key, ..)| *key)
-            .chain(["service.skus_per_batch"]);
+            .chain(["service.skus_per_batch", "service.bulk_from_skus"]);
         for key in integers {
             if let Some(Value {
                 kind: ValueKind::Float(number),

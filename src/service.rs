@@ -58,7 +58,7 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(WorkerState {
         store: store.clone(),
-        skus_per_batch: settings.skus_per_batch,
+        sizes: settings.into(),
         stop: stop.clone(),
         busy: tokio::sync::Mutex::new(()),
     });

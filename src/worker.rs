@@ -33,21 +33,20 @@ impl DrainReport {
     }
 }
 
-/// From this many dirty SKUs on, a drain starts with one bulk transaction
-/// (every order header read once) rather than looking headers up per batch.
-const BULK_FROM_SKUS: i64 = 5_000;
-
 /// Recalculates dirty SKUs until none is left or `stop` is set (checked
 /// between batches: a batch is never cut in half). `on_batch` sees each
 /// batch as it is written, for progress.
 pub async fn drain<S: Store>(
     store: &S,
-    skus_per_batch: usize,
+    sizes: &BatchSizes,
     stop: &AtomicBool,
     mut on_batch: impl FnMut(&BatchReport) + Send,
 ) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
-    if store.dirty_count(None).await? >= BULK_FROM_SKUS {
+    let skus_per_batch = sizes.skus_per_batch;
+    // When most of the book is dirty, one bulk transaction reads every
+    // order header once rather than looking them up batch by batch.
+    if store.dirty_count(None).await? >= sizes.bulk_from_skus as i64 {
         store
             .recalculate_bulk(skus_per_batch, Utc::now(), stop, |batch| {
                 report.add(batch);
@@ -72,10 +71,27 @@ pub async fn drain<S: Store>(
     Ok(report)
 }
 
+/// How a drain cuts its work (config `service.skus_per_batch`,
+/// `service.bulk_from_skus`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSizes {
+    pub skus_per_batch: usize,
+    pub bulk_from_skus: u64,
+}
+
+impl From<&crate::config::ServiceSettings> for BatchSizes {
+    fn from(s: &crate::config::ServiceSettings) -> Self {
+        BatchSizes {
+            skus_per_batch: s.skus_per_batch,
+            bulk_from_skus: s.bulk_from_skus,
+        }
+    }
+}
+
 /// What every job handler shares.
 pub struct WorkerState<S> {
     pub store: Arc<S>,
-    pub skus_per_batch: usize,
+    pub sizes: BatchSizes,
     /// Set on shutdown: the job in hand finishes its batch and returns.
     pub stop: Arc<AtomicBool>,
     /// One drain at a time in this process: a second would only wait on
@@ -93,7 +109,7 @@ pub async fn run_job<S: Store>(
     let span = info_span!("recalculate", skus = ?job.skus, events = ?job.causes, all = job.all);
     let _guard = state.busy.lock().await;
     let started = std::time::Instant::now();
-    let report = drain(&*state.store, state.skus_per_batch, &state.stop, |_| {})
+    let report = drain(&*state.store, &state.sizes, &state.stop, |_| {})
         .instrument(span.clone())
         .await;
     let _entered = span.enter();

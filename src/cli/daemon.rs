@@ -65,7 +65,7 @@ pub async fn recalc(
         .await
         .context("cannot queue the recalculation")?;
     if inline {
-        return run_inline(&store, settings.service.skus_per_batch).await;
+        return run_inline(&store, &(&settings.service).into()).await;
     }
     finish(&store, report, wait).await
 }
@@ -92,7 +92,7 @@ async fn finish(store: &SqliteStore, report: IngestReport, wait: &WaitArgs) -> a
     print_json(&report)
 }
 
-async fn run_inline(store: &SqliteStore, skus_per_batch: usize) -> anyhow::Result<()> {
+async fn run_inline(store: &SqliteStore, sizes: &crate::worker::BatchSizes) -> anyhow::Result<()> {
     let total = store.dirty_count(None).await?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total.max(0) as u64)
@@ -107,7 +107,7 @@ async fn run_inline(store: &SqliteStore, skus_per_batch: usize) -> anyhow::Resul
     );
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let report = crate::worker::drain(store, skus_per_batch, &stop, |batch| {
+    let report = crate::worker::drain(store, sizes, &stop, |batch| {
         bar.inc(batch.skus.len() as u64);
     })
     .await

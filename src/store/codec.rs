@@ -8,9 +8,13 @@ use super::StoreError;
 use crate::engine::snapshot::{OrderStatus, PaymentStatus, WarehouseKind};
 use crate::engine::time_format::{parse_date, parse_timestamp};
 
-fn corrupt(record: &str, problem: String) -> StoreError {
+/// Names the record in an error; only called when there is one, so that
+/// reading a million good rows formats nothing.
+pub type Record<'a> = &'a dyn Fn() -> String;
+
+fn corrupt(record: Record, problem: String) -> StoreError {
     StoreError::Corrupt {
-        record: record.to_owned(),
+        record: record(),
         problem,
     }
 }
@@ -19,7 +23,7 @@ fn parse_named<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
     text: &str,
-    record: &str,
+    record: Record,
     field: &str,
 ) -> Result<T, StoreError> {
     all.iter()
@@ -28,7 +32,7 @@ fn parse_named<T: Copy>(
         .ok_or_else(|| corrupt(record, format!("{field} {text:?} is not a known value")))
 }
 
-pub fn warehouse_kind(text: &str, record: &str) -> Result<WarehouseKind, StoreError> {
+pub fn warehouse_kind(text: &str, record: Record) -> Result<WarehouseKind, StoreError> {
     parse_named(
         &WarehouseKind::ALL,
         WarehouseKind::as_str,
@@ -38,7 +42,7 @@ pub fn warehouse_kind(text: &str, record: &str) -> Result<WarehouseKind, StoreEr
     )
 }
 
-pub fn order_status(text: &str, record: &str) -> Result<OrderStatus, StoreError> {
+pub fn order_status(text: &str, record: Record) -> Result<OrderStatus, StoreError> {
     parse_named(
         &OrderStatus::ALL,
         OrderStatus::as_str,
@@ -48,7 +52,7 @@ pub fn order_status(text: &str, record: &str) -> Result<OrderStatus, StoreError>
     )
 }
 
-pub fn payment_status(text: &str, record: &str) -> Result<PaymentStatus, StoreError> {
+pub fn payment_status(text: &str, record: Record) -> Result<PaymentStatus, StoreError> {
     parse_named(
         &PaymentStatus::ALL,
         PaymentStatus::as_str,
@@ -58,10 +62,10 @@ pub fn payment_status(text: &str, record: &str) -> Result<PaymentStatus, StoreEr
     )
 }
 
-pub fn timestamp(text: &str, record: &str) -> Result<DateTime<Utc>, StoreError> {
+pub fn timestamp(text: &str, record: Record) -> Result<DateTime<Utc>, StoreError> {
     parse_timestamp(text).map_err(|e| corrupt(record, e))
 }
 
-pub fn date(text: &str, record: &str) -> Result<NaiveDate, StoreError> {
+pub fn date(text: &str, record: Record) -> Result<NaiveDate, StoreError> {
     parse_date(text).map_err(|e| corrupt(record, e))
 }

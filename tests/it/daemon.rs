@@ -801,7 +801,11 @@ fn a_killed_daemon_resumes_and_loses_nothing() {
     import(&db, &book);
     let total = dirty_skus(&status(&db));
     assert!(total >= 500, "{total} SKUs dirty after import");
-    let small_batches = [("BACKORDERD__SERVICE__SKUS_PER_BATCH", "5")];
+    // Many small transactions, so that a kill lands between commits.
+    let small_batches = [
+        ("BACKORDERD__SERVICE__SKUS_PER_BATCH", "5"),
+        ("BACKORDERD__SERVICE__BULK_FROM_SKUS", "1000000"),
+    ];
 
     // A graceful stop in the middle of the full recalculation: exit 0,
     // the rest stays dirty.

@@ -18,6 +18,9 @@ pub const FAST: &[(&str, &str)] = &[
     ("BACKORDERD__SERVICE__HEARTBEAT_SECS", "1"),
     ("BACKORDERD__SERVICE__FULL_RECALCULATION_INTERVAL_SECS", "0"),
     ("BACKORDERD__SERVICE__SHUTDOWN_GRACE_SECS", "20"),
+    // Settings changes (every SKU dirty) take the bulk path, single events
+    // the batch path: the tests see both.
+    ("BACKORDERD__SERVICE__BULK_FROM_SKUS", "20"),
 ];
 
 /// The line the daemon logs once its queue worker runs.

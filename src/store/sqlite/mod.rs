@@ -8,6 +8,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod bulk_read;
 mod ingest;
 mod recalc;
 mod writeback;
@@ -146,7 +147,7 @@ impl Store for SqliteStore {
         while let Some(row) = rows.try_next().await? {
             let id: String = row.get(0);
             let expected_date = match row.get::<Option<&str>, _>(5) {
-                Some(text) => Some(codec::date(text, &format!("purchase order {id:?}"))?),
+                Some(text) => Some(codec::date(text, &|| format!("purchase order {id:?}"))?),
                 None => None,
             };
             purchase_orders.push(PurchaseOrder {
@@ -240,7 +241,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         // One transaction: the headers read up front stay true to the end.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut cache = recalc::load_header_cache(&mut tx).await?;
+        let mut cache = recalc::HeaderCache::new(bulk_read::all_headers(&mut tx).await?);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             match recalc::recalculate_dirty(&mut tx, max_skus, as_of, Some(&mut cache)).await? {
                 Some(batch) => on_batch(&batch),
@@ -367,19 +368,12 @@ const IMPORT_CHUNK: usize = 20_000;
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
 
+/// An order header's columns; the text ones owned (from JSON) or borrowed
+/// (from a row being stepped).
 #[derive(serde::Deserialize)]
-struct HeaderRow(
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-);
+struct HeaderRow<S = String>(String, S, Option<S>, S, S, i64, i64, Option<String>);
 
-impl HeaderRow {
+impl<S: AsRef<str>> HeaderRow<S> {
     /// The order, without its lines.
     fn into_order(self) -> Result<Order, StoreError> {
         let HeaderRow(
@@ -392,16 +386,16 @@ impl HeaderRow {
             picked,
             ship_from,
         ) = self;
-        let record = format!("order {id:?}");
+        let record = || format!("order {id:?}");
         let payment_date = match payment_date {
-            Some(text) => Some(codec::timestamp(&text, &record)?),
+            Some(text) => Some(codec::timestamp(text.as_ref(), &record)?),
             None => None,
         };
         Ok(Order {
-            order_date: codec::timestamp(&order_date, &record)?,
+            order_date: codec::timestamp(order_date.as_ref(), &record)?,
             payment_date,
-            payment_status: codec::payment_status(&payment_status, &record)?,
-            status: codec::order_status(&status, &record)?,
+            payment_status: codec::payment_status(payment_status.as_ref(), &record)?,
+            status: codec::order_status(status.as_ref(), &record)?,
             rush: rush != 0,
             picked: picked != 0,
             ship_from,
@@ -440,7 +434,7 @@ async fn load_warehouses(conn: &mut SqliteConnection) -> Result<Vec<Warehouse>, 
             .fetch_all(&mut *conn)
             .await?;
     for (id, kind) in rows {
-        let kind = codec::warehouse_kind(&kind, &format!("warehouse {id:?}"))?;
+        let kind = codec::warehouse_kind(&kind, &|| format!("warehouse {id:?}"))?;
         warehouses.push(Warehouse { id, kind });
     }
     Ok(warehouses)

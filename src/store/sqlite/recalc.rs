@@ -3,11 +3,14 @@
 //! marks. `BEGIN IMMEDIATE` takes the write lock first, so no event can
 //! slip in between what was read and what is written.
 
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
+use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::super::codec;
+use super::bulk_read;
 use super::writeback::write_changes;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder};
@@ -16,49 +19,46 @@ use crate::recalc::{self, GroupState, StoredOrder, replacement_closure};
 use crate::store::{BatchReport, StoreError};
 
 /// At most this many lines per transaction, unless one SKU has more.
-const LINES_PER_BATCH: i64 = 50_000;
+const LINES_PER_BATCH: usize = 50_000;
 
-/// Every order's header and stored totals, by id: a bulk recalculation
-/// reads them in one pass instead of looking each up once per batch.
-pub(super) type HeaderCache = FxHashMap<String, (Order, i64, LineCounts)>;
-
-/// Reads every order header, in chunks of ids so that no single value
-/// holds them all.
-pub(super) async fn load_header_cache(
-    conn: &mut SqliteConnection,
-) -> Result<HeaderCache, StoreError> {
-    const CHUNK: i64 = 50_000;
-    let mut cache = HeaderCache::default();
-    let mut after = String::new();
-    loop {
-        let chunk: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT json_group_array(json_array({}, o.backorder_qty, o.lines_open, o.lines_backordered, o.lines_whole))
-             FROM (SELECT * FROM orders WHERE id > ? ORDER BY id LIMIT ?) o",
-            super::ORDER_HEADER_JSON
-        )))
-        .bind(&after)
-        .bind(CHUNK)
-        .fetch_one(&mut *conn)
-        .await?;
-        let rows: Vec<HeaderJson> = super::from_json_text(&chunk, "orders")?;
-        let Some(last) = rows.iter().map(|r| &r.0.0).max() else {
-            return Ok(cache);
-        };
-        after = last.clone();
-        for (header, backorder_qty, open, backordered, whole) in rows {
-            let order = header.into_order()?;
-            let counts = LineCounts {
-                open,
-                backordered,
-                whole,
-            };
-            cache.insert(order.id.clone(), (order, backorder_qty, counts));
-        }
-    }
+/// Every order's header and stored totals, read once by a bulk
+/// recalculation instead of looked up batch by batch, indexed by id.
+pub(super) struct HeaderCache {
+    entries: Vec<bulk_read::HeaderWithTotals>,
+    by_id: HashTable<u32>,
 }
 
-/// An order header with its stored total and counts, as SQL builds it.
-type HeaderJson = (super::HeaderRow, i64, i64, i64, i64);
+fn id_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(id)
+}
+
+impl HeaderCache {
+    pub(super) fn new(entries: Vec<bulk_read::HeaderWithTotals>) -> Self {
+        let mut by_id = HashTable::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            by_id.insert_unique(id_hash(&entry.0.id), i as u32, |&j| {
+                id_hash(&entries[j as usize].0.id)
+            });
+        }
+        HeaderCache { entries, by_id }
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut bulk_read::HeaderWithTotals> {
+        let entries = &self.entries;
+        let &i = self
+            .by_id
+            .find(id_hash(id), |&j| entries[j as usize].0.id == id)?;
+        self.entries.get_mut(i as usize)
+    }
+
+    fn get(&self, id: &str) -> Option<&bulk_read::HeaderWithTotals> {
+        let &i = self
+            .by_id
+            .find(id_hash(id), |&j| self.entries[j as usize].0.id == id)?;
+        self.entries.get(i as usize)
+    }
+}
 
 pub(super) async fn recalculate_dirty(
     conn: &mut SqliteConnection,
@@ -66,29 +66,12 @@ pub(super) async fn recalculate_dirty(
     as_of: DateTime<Utc>,
     mut cache: Option<&mut HeaderCache>,
 ) -> Result<Option<BatchReport>, StoreError> {
-    let candidates: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT d.sku, d.cause, (SELECT COUNT(*) FROM order_lines l WHERE l.sku = d.sku)
-         FROM dirty_skus d ORDER BY d.sku LIMIT ?",
-    )
-    .bind(max_skus as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    if candidates.is_empty() {
-        return Ok(None);
-    }
     // Hot SKUs have long queues: a batch also stops at a line budget (but
     // takes at least one SKU), which bounds memory and lock time.
-    let mut budget = LINES_PER_BATCH;
-    let claimed: Vec<(String, String)> = candidates
-        .into_iter()
-        .enumerate()
-        .take_while(|(i, c)| {
-            let take = *i == 0 || budget >= c.2;
-            budget = budget.saturating_sub(c.2);
-            take
-        })
-        .map(|(_, (sku, cause, _))| (sku, cause))
-        .collect();
+    let (claimed, claimed_lines) = bulk_read::claim(conn, max_skus, LINES_PER_BATCH).await?;
+    if claimed.is_empty() {
+        return Ok(None);
+    }
     let settings = super::load_settings(conn).await?;
     let mut causes: FxHashMap<String, String> = claimed.iter().cloned().collect();
     let skus = if settings.consider_replacement_sku {
@@ -109,7 +92,15 @@ pub(super) async fn recalculate_dirty(
     };
     let sku_list = serde_json::to_string(&skus).expect("skus serialize");
 
-    let group = load_group(conn, &sku_list, settings, causes, cache.as_deref()).await?;
+    let group = load_group(
+        conn,
+        &sku_list,
+        claimed_lines,
+        settings,
+        causes,
+        cache.as_deref(),
+    )
+    .await?;
     let changes = recalc::changes(group, as_of);
     write_changes(conn, &changes, &format_timestamp(&as_of)).await?;
     if let Some(cache) = cache.as_mut() {
@@ -140,6 +131,7 @@ pub(super) async fn recalculate_dirty(
 async fn load_group(
     conn: &mut SqliteConnection,
     sku_list: &str,
+    expected_lines: usize,
     settings: crate::engine::snapshot::Settings,
     causes: FxHashMap<String, String>,
     cache: Option<&HeaderCache>,
@@ -181,7 +173,7 @@ async fn load_group(
     {
         let id: String = row.get(0);
         let expected_date = match row.get::<Option<&str>, _>(5) {
-            Some(text) => Some(codec::date(text, &format!("purchase order {id:?}"))?),
+            Some(text) => Some(codec::date(text, &|| format!("purchase order {id:?}"))?),
             None => None,
         };
         purchase_orders.push(PurchaseOrder {
@@ -194,85 +186,82 @@ async fn load_group(
         });
     }
 
-    // The group's lines, read as ranges of the SKU-clustered table and
-    // aggregated into one JSON value (the driver's cost is per row), then
-    // put in their orders' line order.
-    let lines: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(l.order_id, l.position, l.id, l.sku, l.qty, l.backorder_qty, l.eta))
-         FROM json_each(?) j CROSS JOIN order_lines l ON l.sku = j.value",
-    )
-    .bind(sku_list)
-    .fetch_one(&mut *conn)
-    .await?;
-    type LineRow = (String, i64, String, String, i64, i64, Option<String>);
-    let mut lines: Vec<LineRow> = super::from_json_text(&lines, "order lines")?;
-    lines.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let mut order_ids: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
-    order_ids.dedup();
+    // The group's lines come as ranges of the SKU-clustered table; each is
+    // given to its order by hashing, then each order's lines are put in
+    // their stored order (sorting a batch's lines by order id costs more).
+    let lines = bulk_read::group_lines(conn, sku_list, expected_lines).await?;
+    let mut slot_of: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut ids: Vec<&str> = Vec::new();
+    let line_slots: Vec<u32> = lines
+        .iter()
+        .map(|l| {
+            *slot_of.entry(l.0.as_str()).or_insert_with(|| {
+                ids.push(l.0.as_str());
+                ids.len() as u32 - 1
+            })
+        })
+        .collect();
+    let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
+    by_id.sort_unstable_by_key(|&slot| ids[slot as usize]);
+    let sorted_ids: Vec<&str> = by_id.iter().map(|&slot| ids[slot as usize]).collect();
 
     let headers: Vec<(Order, i64, LineCounts)> = match cache {
-        Some(cache) => order_ids
+        Some(cache) => sorted_ids
             .iter()
-            .filter_map(|id| cache.get(*id).cloned())
+            .filter_map(|id| cache.get(id).cloned())
             .collect(),
         None => {
-            let headers: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT json_group_array(json_array({}, o.backorder_qty, o.lines_open, o.lines_backordered, o.lines_whole))
-                 FROM json_each(?) j CROSS JOIN orders o ON o.id = j.value",
-                super::ORDER_HEADER_JSON
-            )))
-            .bind(serde_json::to_string(&order_ids).expect("ids serialize"))
-            .fetch_one(&mut *conn)
-            .await?;
-            let rows: Vec<HeaderJson> = super::from_json_text(&headers, "orders")?;
-            let mut headers = Vec::with_capacity(rows.len());
-            for (header, backorder_qty, open, backordered, whole) in rows {
-                let counts = LineCounts {
-                    open,
-                    backordered,
-                    whole,
-                };
-                headers.push((header.into_order()?, backorder_qty, counts));
-            }
+            let list = serde_json::to_string(&sorted_ids).expect("ids serialize");
+            let mut headers = bulk_read::headers(conn, &list).await?;
+            headers.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
             headers
         }
     };
-    if headers.len() != order_ids.len() {
+    if headers.len() != sorted_ids.len() {
         return Err(StoreError::Corrupt {
             record: "order lines".into(),
             problem: format!(
                 "{} of their orders are missing",
-                order_ids.len() - headers.len()
+                sorted_ids.len() - headers.len()
             ),
         });
     }
-    let mut orders: Vec<StoredOrder> = headers
-        .into_iter()
-        .map(|(order, backorder_qty, counts)| StoredOrder {
-            order,
-            etas: Vec::new(),
-            counts,
-            backorder_qty,
-        })
-        .collect();
-    orders.sort_unstable_by(|a, b| a.order.id.cmp(&b.order.id));
-    let mut next = 0;
-    for (order_id, _, id, sku, qty, backorder_qty, eta) in lines {
-        while orders[next].order.id != order_id {
-            next += 1;
-        }
+    // Where each slot's order stands in `headers`.
+    let mut place = vec![0u32; by_id.len()];
+    for (at, &slot) in by_id.iter().enumerate() {
+        place[slot as usize] = at as u32;
+    }
+    drop((slot_of, ids, sorted_ids));
+
+    let mut grouped: Vec<Vec<(i64, Line, Option<NaiveDate>)>> = vec![Vec::new(); headers.len()];
+    for ((_, position, id, sku, qty, backorder_qty, eta), slot) in lines.into_iter().zip(line_slots)
+    {
         let eta = match eta {
-            Some(text) => Some(codec::date(&text, &format!("line {id:?}"))?),
+            Some(text) => Some(codec::date(&text, &|| format!("line {id:?}"))?),
             None => None,
         };
-        orders[next].order.lines.push(Line {
+        let line = Line {
             id,
             sku,
             qty,
             backorder_qty,
-        });
-        orders[next].etas.push(eta);
+        };
+        grouped[place[slot as usize] as usize].push((position, line, eta));
     }
+    let orders: Vec<StoredOrder> = headers
+        .into_iter()
+        .zip(grouped)
+        .map(|((order, backorder_qty, counts), mut lines)| {
+            lines.sort_unstable_by_key(|l| l.0);
+            let (lines, etas) = lines.into_iter().map(|(_, l, eta)| (l, eta)).unzip();
+            StoredOrder {
+                order: Order { lines, ..order },
+                etas,
+                counts,
+                backorder_qty,
+            }
+        })
+        .collect();
 
     Ok(GroupState {
         settings,

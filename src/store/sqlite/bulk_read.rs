@@ -1,0 +1,179 @@
+//! The large reads of a recalculation (a group's lines, order headers),
+//! stepped through rusqlite on sqlx's own connection handle.
+//!
+//! Why: sqlx's SQLite driver hands every row from its worker thread to the
+//! caller and copies each value, several microseconds a row; a full
+//! recalculation reads over a million rows. rusqlite steps the same
+//! statement in place at SQLite's own speed. Only reads go this way, inside
+//! the transaction sqlx opened, while sqlx's lock on the handle is held.
+
+use rusqlite::Connection;
+use sqlx::SqliteConnection;
+
+use super::HeaderRow;
+use crate::engine::LineCounts;
+use crate::engine::snapshot::Order;
+use crate::store::StoreError;
+
+/// `(order_id, position, id, sku, qty, backorder_qty, eta)`
+pub(super) type LineRow = (String, i64, String, String, i64, i64, Option<String>);
+/// An order (no lines) with its stored total and counts.
+pub(super) type HeaderWithTotals = (Order, i64, LineCounts);
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))
+}
+
+/// Runs `read` with a rusqlite view of `conn`'s handle.
+async fn with_rusqlite<T>(
+    conn: &mut SqliteConnection,
+    read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut locked = conn.lock_handle().await?;
+    let handle = locked.as_raw_handle();
+    // SAFETY: the handle stays open and unused by sqlx while `locked` lives
+    // (sqlx's worker waits for the lock); `from_handle` does not close it on
+    // drop, and the view is dropped before the lock is released.
+    let view = unsafe { Connection::from_handle(handle.as_ptr()) }.map_err(db_error)?;
+    let result = read(&view);
+    drop(view);
+    drop(locked);
+    result
+}
+
+/// The lines of the SKUs in `sku_list` (a JSON array).
+pub(super) async fn group_lines(
+    conn: &mut SqliteConnection,
+    sku_list: &str,
+    expected_lines: usize,
+) -> Result<Vec<LineRow>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let read = || -> rusqlite::Result<Vec<LineRow>> {
+            let mut statement = db.prepare(
+                "SELECT l.order_id, l.position, l.id, l.sku, l.qty, l.backorder_qty, l.eta
+                 FROM json_each(?1) j CROSS JOIN order_lines l ON l.sku = j.value",
+            )?;
+            let mut lines = Vec::with_capacity(expected_lines);
+            let mut rows = statement.query([sku_list])?;
+            while let Some(r) = rows.next()? {
+                lines.push((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ));
+            }
+            Ok(lines)
+        };
+        read().map_err(db_error)
+    })
+    .await
+}
+
+const HEADER_COLUMNS: &str =
+    "o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from,
+     o.backorder_qty, o.lines_open, o.lines_backordered, o.lines_whole";
+
+fn header(r: &rusqlite::Row<'_>) -> Result<HeaderWithTotals, StoreError> {
+    let text = |i: usize| -> rusqlite::Result<&str> {
+        r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
+    };
+    let optional_text = |i: usize| -> rusqlite::Result<Option<&str>> {
+        r.get_ref(i)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)
+    };
+    let row = HeaderRow(
+        r.get(0).map_err(db_error)?,
+        text(1).map_err(db_error)?,
+        optional_text(2).map_err(db_error)?,
+        text(3).map_err(db_error)?,
+        text(4).map_err(db_error)?,
+        r.get(5).map_err(db_error)?,
+        r.get(6).map_err(db_error)?,
+        r.get(7).map_err(db_error)?,
+    );
+    let counts = LineCounts {
+        open: r.get(9).map_err(db_error)?,
+        backordered: r.get(10).map_err(db_error)?,
+        whole: r.get(11).map_err(db_error)?,
+    };
+    Ok((row.into_order()?, r.get(8).map_err(db_error)?, counts))
+}
+
+/// The headers of the orders whose ids `id_list` (a JSON array) names.
+pub(super) async fn headers(
+    conn: &mut SqliteConnection,
+    id_list: &str,
+) -> Result<Vec<HeaderWithTotals>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let mut statement = db
+            .prepare(&format!(
+                "SELECT {HEADER_COLUMNS} FROM json_each(?1) j CROSS JOIN orders o ON o.id = j.value"
+            ))
+            .map_err(db_error)?;
+        let mut rows = statement.query([id_list]).map_err(db_error)?;
+        let mut headers = Vec::new();
+        while let Some(r) = rows.next().map_err(db_error)? {
+            headers.push(header(r)?);
+        }
+        Ok(headers)
+    })
+    .await
+}
+
+/// Every order header.
+pub(super) async fn all_headers(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<HeaderWithTotals>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let count: i64 = db
+            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
+            .map_err(db_error)?;
+        let mut headers = Vec::with_capacity(count as usize);
+        let mut statement = db
+            .prepare(&format!("SELECT {HEADER_COLUMNS} FROM orders o"))
+            .map_err(db_error)?;
+        let mut rows = statement.query([]).map_err(db_error)?;
+        while let Some(r) = rows.next().map_err(db_error)? {
+            headers.push(header(r)?);
+        }
+        Ok(headers)
+    })
+    .await
+}
+
+/// The dirty SKUs to recalculate next, in key order, with their causes: up
+/// to `max_skus`, and no more lines than `line_budget` (but at least one
+/// SKU, however long its queue). Also how many lines they have.
+pub(super) async fn claim(
+    conn: &mut SqliteConnection,
+    max_skus: usize,
+    line_budget: usize,
+) -> Result<(Vec<(String, String)>, usize), StoreError> {
+    with_rusqlite(conn, |db| {
+        let claim = || -> rusqlite::Result<(Vec<(String, String)>, usize)> {
+            let mut dirty =
+                db.prepare("SELECT sku, cause FROM dirty_skus ORDER BY sku LIMIT ?1")?;
+            let mut count = db.prepare("SELECT COUNT(*) FROM order_lines WHERE sku = ?1")?;
+            let mut claimed = Vec::new();
+            let mut lines = 0usize;
+            let mut rows = dirty.query([max_skus as i64])?;
+            while let Some(r) = rows.next()? {
+                let sku: String = r.get(0)?;
+                let n: i64 = count.query_row([&sku], |c| c.get(0))?;
+                if !claimed.is_empty() && lines + n as usize > line_budget {
+                    break;
+                }
+                lines += n as usize;
+                claimed.push((sku, r.get(1)?));
+            }
+            Ok((claimed, lines))
+        };
+        claim().map_err(db_error)
+    })
+    .await
+}
