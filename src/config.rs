@@ -229,6 +229,72 @@ pub fn load_from(
     database_url: Option<&str>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
+    load_layers(file, database_url, env).map(|loaded| loaded.settings)
+}
+
+/// [`load`], keeping the merged tree the settings came from: what
+/// `check-config` shows.
+pub fn load_with_origins(
+    file: Option<&Path>,
+    database_url: Option<&str>,
+) -> Result<Loaded, ConfigError> {
+    load_layers(file, database_url, process_env()?)
+}
+
+/// Settings with the merged tree they were read from.
+pub struct Loaded {
+    pub settings: Settings,
+    /// Every key set by any layer, merged, each value with its origin.
+    pub tree: config::Map<String, Value>,
+    file: Option<PathBuf>,
+    database_url_given: bool,
+}
+
+impl Loaded {
+    /// The value the embedded defaults give `key` (dotted), if any.
+    pub fn default_at(key: &str) -> Option<Value> {
+        let defaults = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .build()
+            .ok()?
+            .collect()
+            .ok()?;
+        value_at(&defaults, key).cloned()
+    }
+
+    /// Where `key` (dotted) was set, as the errors name it: a file, an
+    /// environment variable, or `--database-url` / `DATABASE_URL`; `None`
+    /// for a built-in default.
+    pub fn origin(&self, key: &str) -> Option<String> {
+        if key == "database_url" && self.database_url_given {
+            return Some("--database-url / DATABASE_URL".to_owned());
+        }
+        match invalid(
+            &self.tree,
+            self.file.as_deref(),
+            key.to_owned(),
+            String::new(),
+        ) {
+            ConfigError::Invalid { origin, .. } => origin,
+            _ => None,
+        }
+    }
+
+    /// The error for a bad value at `key`, naming where it was set.
+    pub fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: self.origin(key),
+            message,
+        }
+    }
+}
+
+fn load_layers(
+    file: Option<&Path>,
+    database_url: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
     let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
     if let Some(path) = file {
         if !path.is_file() {
@@ -264,7 +330,12 @@ pub fn load_from(
         invalid(&tree, file, key, message)
     })?;
     settings.validate(&tree, file)?;
-    Ok(settings)
+    Ok(Loaded {
+        settings,
+        tree,
+        file: file.map(Path::to_owned),
+        database_url_given: database_url.is_some(),
+    })
 }
 
 /// The process environment's `BACKORDERD__*` variables. Others are skipped

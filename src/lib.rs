@@ -15,5 +15,6 @@ pub mod queue;
 pub mod recalc;
 pub mod service;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod worker;

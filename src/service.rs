@@ -118,6 +118,8 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
         }
     }
     info!(worker = %name, "backorderd is ready");
+    crate::systemd::ready();
+    crate::systemd::spawn_watchdog();
 
     let periodic = settings
         .full_recalculation_interval()
@@ -125,6 +127,7 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
 
     let signal = signals.next().await.unwrap_or(signal_hook::consts::SIGTERM);
     info!(signal, "stopping: finishing the job in hand");
+    crate::systemd::stopping();
     stop.store(true, Ordering::Relaxed);
     if let Some(task) = periodic {
         task.abort();

@@ -1,6 +1,7 @@
 //! The command line: one module per command, each a thin layer over the
 //! library.
 
+mod check_config;
 mod daemon;
 mod generate;
 mod simulate;
@@ -123,6 +124,14 @@ pub enum Command {
     /// Print the queue's state as JSON: pending, running and failed jobs, and
     /// the SKUs waiting for a recalculation.
     Status,
+    /// Check the configuration and the database location, and print the
+    /// effective configuration with secrets redacted; exit 1 naming the bad key.
+    ///
+    /// Reads every layer as `serve` does. For SQLite it checks that the URL
+    /// parses and that the file's directory exists and is writable (and the
+    /// file, if there); it opens no database and runs no migration. The
+    /// systemd unit runs it before `serve` (ExecStartPre).
+    CheckConfig,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -145,6 +154,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => block_on(daemon::recalc(&settings()?, all, sku, inline, &wait)),
         Command::Serve => run_multi_thread(daemon::serve(&settings()?)),
         Command::Status => block_on(daemon::status(&settings()?)),
+        Command::CheckConfig => {
+            check_config::run(cli.config.as_deref(), cli.database_url.as_deref())
+        }
     }
 }
 

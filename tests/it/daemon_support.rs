@@ -38,7 +38,22 @@ impl Daemon {
     /// Starts `serve` on `db` with the [`FAST`] settings overridden by `env`,
     /// and waits (at most 30 s) until it logs that it is ready.
     pub fn start(db: &TempDatabase, env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backorderd"));
+        Daemon::start_wrapped(db, env, &[])
+    }
+
+    /// [`Daemon::start`] through `wrapper`, a program and its arguments that
+    /// end up `exec`ing the daemon's command line appended to them (so the
+    /// child's pid is the daemon's), e.g. `sh -c 'exec "$@"' sh`.
+    pub fn start_wrapped(db: &TempDatabase, env: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
+        let daemon = env!("CARGO_BIN_EXE_backorderd");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(daemon);
+                cmd
+            }
+            None => Command::new(daemon),
+        };
         cmd.args(["--database-url", db.url.as_str(), "serve"])
             .env_remove("DATABASE_URL")
             .env_remove("RUST_LOG")

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod daemon_support;
+mod deploy;
 mod simulate;
 mod storage;
 mod support;
