@@ -58,6 +58,7 @@ pub struct OrderChange {
     pub new_status: BackorderStatus,
     pub old_backorder_qty: i64,
     pub new_backorder_qty: i64,
+    pub old_counts: LineCounts,
     pub new_counts: LineCounts,
     pub cause: String,
 }
@@ -152,6 +153,7 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
                 new_status: counts.status(),
                 old_backorder_qty: old_qty,
                 new_backorder_qty: qty,
+                old_counts,
                 new_counts: counts,
                 cause,
             });

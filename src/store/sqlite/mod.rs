@@ -8,7 +8,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
-mod bulk_read;
+mod direct;
 mod ingest;
 mod recalc;
 mod writeback;
@@ -241,13 +241,15 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         // One transaction: the headers read up front stay true to the end.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut cache = recalc::HeaderCache::new(bulk_read::all_headers(&mut tx).await?);
+        let mut cache = recalc::HeaderCache::new(direct::all_headers(&mut tx).await?);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             match recalc::recalculate_dirty(&mut tx, max_skus, as_of, Some(&mut cache)).await? {
                 Some(batch) => on_batch(&batch),
                 None => break,
             }
         }
+        let orders = cache.take_order_changes();
+        writeback::write_order_changes(&mut tx, &orders, &format_timestamp(&as_of)).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -10,22 +10,34 @@ use rustc_hash::FxHashMap;
 use sqlx::{Row, SqliteConnection};
 
 use super::super::codec;
-use super::bulk_read;
+use super::direct;
 use super::writeback::write_changes;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder};
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, GroupState, StoredOrder, replacement_closure};
+use crate::recalc::{self, GroupState, OrderChange, StoredOrder, replacement_closure};
 use crate::store::{BatchReport, StoreError};
 
 /// At most this many lines per transaction, unless one SKU has more.
 const LINES_PER_BATCH: usize = 50_000;
 
 /// Every order's header and stored totals, read once by a bulk
-/// recalculation instead of looked up batch by batch, indexed by id.
+/// recalculation instead of looked up batch by batch, indexed by id; and
+/// the orders' changes, held back until the end of the bulk transaction so
+/// that each order is written once, in key order, with its net change.
 pub(super) struct HeaderCache {
-    entries: Vec<bulk_read::HeaderWithTotals>,
+    entries: Vec<Cached>,
     by_id: HashTable<u32>,
+    /// Distinct causes, which `Cached::cause` points into.
+    causes: Vec<String>,
+}
+
+struct Cached {
+    /// The header and its current total and counts.
+    current: direct::HeaderWithTotals,
+    /// The stored total and counts, once a batch has changed them.
+    stored: Option<(i64, LineCounts)>,
+    cause: u32,
 }
 
 fn id_hash(id: &str) -> u64 {
@@ -34,29 +46,83 @@ fn id_hash(id: &str) -> u64 {
 }
 
 impl HeaderCache {
-    pub(super) fn new(entries: Vec<bulk_read::HeaderWithTotals>) -> Self {
-        let mut by_id = HashTable::with_capacity(entries.len());
-        for (i, entry) in entries.iter().enumerate() {
+    pub(super) fn new(headers: Vec<direct::HeaderWithTotals>) -> Self {
+        let mut by_id = HashTable::with_capacity(headers.len());
+        for (i, entry) in headers.iter().enumerate() {
             by_id.insert_unique(id_hash(&entry.0.id), i as u32, |&j| {
-                id_hash(&entries[j as usize].0.id)
+                id_hash(&headers[j as usize].0.id)
             });
         }
-        HeaderCache { entries, by_id }
+        let entries = headers
+            .into_iter()
+            .map(|current| Cached {
+                current,
+                stored: None,
+                cause: 0,
+            })
+            .collect();
+        HeaderCache {
+            entries,
+            by_id,
+            causes: Vec::new(),
+        }
     }
 
-    fn get_mut(&mut self, id: &str) -> Option<&mut bulk_read::HeaderWithTotals> {
-        let entries = &self.entries;
-        let &i = self
-            .by_id
-            .find(id_hash(id), |&j| entries[j as usize].0.id == id)?;
-        self.entries.get_mut(i as usize)
+    fn index(&self, id: &str) -> Option<usize> {
+        self.by_id
+            .find(id_hash(id), |&j| {
+                self.entries[j as usize].current.0.id == id
+            })
+            .map(|&i| i as usize)
     }
 
-    fn get(&self, id: &str) -> Option<&bulk_read::HeaderWithTotals> {
-        let &i = self
-            .by_id
-            .find(id_hash(id), |&j| self.entries[j as usize].0.id == id)?;
-        self.entries.get(i as usize)
+    fn get(&self, id: &str) -> Option<&direct::HeaderWithTotals> {
+        self.index(id).map(|i| &self.entries[i].current)
+    }
+
+    /// Keeps `change` for the end, merged with earlier ones of its order:
+    /// the first stored values, the last new ones.
+    fn hold(&mut self, change: OrderChange) {
+        let Some(i) = self.index(&change.order_id) else {
+            return;
+        };
+        if self.causes.last() != Some(&change.cause) {
+            self.causes.push(change.cause);
+        }
+        let cause = self.causes.len() as u32 - 1;
+        let entry = &mut self.entries[i];
+        entry
+            .stored
+            .get_or_insert((change.old_backorder_qty, change.old_counts));
+        entry.current.1 = change.new_backorder_qty;
+        entry.current.2 = change.new_counts;
+        entry.cause = cause;
+    }
+
+    /// The orders' net changes, by id; orders back where they started drop out.
+    pub(super) fn take_order_changes(&mut self) -> Vec<OrderChange> {
+        let mut changes: Vec<OrderChange> = Vec::new();
+        for entry in &mut self.entries {
+            let Some((old_qty, old_counts)) = entry.stored.take() else {
+                continue;
+            };
+            let (order, new_qty, new_counts) = &entry.current;
+            if (old_qty, old_counts) == (*new_qty, *new_counts) {
+                continue;
+            }
+            changes.push(OrderChange {
+                order_id: order.id.clone(),
+                old_status: old_counts.status(),
+                new_status: new_counts.status(),
+                old_backorder_qty: old_qty,
+                new_backorder_qty: *new_qty,
+                old_counts,
+                new_counts: *new_counts,
+                cause: self.causes[entry.cause as usize].clone(),
+            });
+        }
+        changes.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        changes
     }
 }
 
@@ -68,7 +134,7 @@ pub(super) async fn recalculate_dirty(
 ) -> Result<Option<BatchReport>, StoreError> {
     // Hot SKUs have long queues: a batch also stops at a line budget (but
     // takes at least one SKU), which bounds memory and lock time.
-    let (claimed, claimed_lines) = bulk_read::claim(conn, max_skus, LINES_PER_BATCH).await?;
+    let (claimed, claimed_lines) = direct::claim(conn, max_skus, LINES_PER_BATCH).await?;
     if claimed.is_empty() {
         return Ok(None);
     }
@@ -101,16 +167,14 @@ pub(super) async fn recalculate_dirty(
         cache.as_deref(),
     )
     .await?;
-    let changes = recalc::changes(group, as_of);
-    write_changes(conn, &changes, &format_timestamp(&as_of)).await?;
+    let mut changes = recalc::changes(group, as_of);
+    let orders_changed = changes.orders.len();
     if let Some(cache) = cache.as_mut() {
-        for change in &changes.orders {
-            if let Some(entry) = cache.get_mut(&change.order_id) {
-                entry.1 = change.new_backorder_qty;
-                entry.2 = change.new_counts;
-            }
+        for change in std::mem::take(&mut changes.orders) {
+            cache.hold(change);
         }
     }
+    write_changes(conn, &changes, &format_timestamp(&as_of)).await?;
     sqlx::query("DELETE FROM dirty_skus WHERE sku IN (SELECT value FROM json_each(?))")
         .bind(serde_json::to_string(&claimed.iter().map(|c| &c.0).collect::<Vec<_>>()).unwrap())
         .execute(&mut *conn)
@@ -124,7 +188,7 @@ pub(super) async fn recalculate_dirty(
         causes: cause_list,
         lines_seen: changes.lines_seen,
         lines_changed: changes.lines.len(),
-        orders_changed: changes.orders.len(),
+        orders_changed,
     }))
 }
 
@@ -189,7 +253,7 @@ async fn load_group(
     // The group's lines come as ranges of the SKU-clustered table; each is
     // given to its order by hashing, then each order's lines are put in
     // their stored order (sorting a batch's lines by order id costs more).
-    let lines = bulk_read::group_lines(conn, sku_list, expected_lines).await?;
+    let lines = direct::group_lines(conn, sku_list, expected_lines).await?;
     let mut slot_of: FxHashMap<&str, u32> = FxHashMap::default();
     let mut ids: Vec<&str> = Vec::new();
     let line_slots: Vec<u32> = lines
@@ -212,7 +276,7 @@ async fn load_group(
             .collect(),
         None => {
             let list = serde_json::to_string(&sorted_ids).expect("ids serialize");
-            let mut headers = bulk_read::headers(conn, &list).await?;
+            let mut headers = direct::headers(conn, &list).await?;
             headers.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
             headers
         }

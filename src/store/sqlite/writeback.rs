@@ -1,57 +1,31 @@
-//! Writing recalculated values back: set-based statements over a JSON
-//! array (one statement per table, whatever the number of rows), a history
-//! row per change and an outbox row when an order enters or leaves backorder.
+//! Writing recalculated values back, with a history row per change and an
+//! outbox row when an order enters or leaves backorder. Each table gets one
+//! prepared statement stepped once per row through rusqlite (see
+//! `direct.rs`): the per-row cost is SQLite's own.
 
-use serde_json::json;
+use rusqlite::params;
 use sqlx::{Row, SqliteConnection};
 
+use super::direct::{db_error, with_rusqlite};
 use crate::engine::LineCounts;
 use crate::engine::time_format::format_date;
-use crate::recalc::{Changes, OrderChange};
+use crate::recalc::{Changes, LineChange, OrderChange};
 use crate::store::StoreError;
-
-fn json_rows(rows: &[serde_json::Value]) -> String {
-    serde_json::to_string(rows).expect("rows serialize")
-}
 
 pub(super) async fn write_changes(
     conn: &mut SqliteConnection,
     changes: &Changes,
     at: &str,
 ) -> Result<(), StoreError> {
-    if !changes.lines.is_empty() {
-        let rows: Vec<serde_json::Value> = changes
-            .lines
-            .iter()
-            .map(|c| {
-                json!([
-                    c.line_id,
-                    c.new_backorder_qty,
-                    c.new_eta.as_ref().map(format_date),
-                    c.order_id,
-                    c.old_backorder_qty,
-                    c.cause
-                ])
-            })
-            .collect();
-        let rows = json_rows(&rows);
-        sqlx::query(
-            "UPDATE order_lines SET backorder_qty = j.value->>1, eta = j.value->>2
-             FROM json_each(?) j WHERE order_lines.id = j.value->>0",
-        )
-        .bind(&rows)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, cause)
-             SELECT ?, j.value->>3, j.value->>0, j.value->>4, j.value->>1, j.value->>5 FROM json_each(?) j",
-        )
-        .bind(at)
-        .bind(&rows)
-        .execute(&mut *conn)
-        .await?;
+    if changes.lines.is_empty() && changes.orders.is_empty() {
+        return Ok(());
     }
-    write_order_changes(conn, &changes.orders, at).await
+    with_rusqlite(conn, |db| {
+        write_lines(db, &changes.lines, at)
+            .and_then(|()| write_orders(db, &changes.orders, at))
+            .map_err(db_error)
+    })
+    .await
 }
 
 pub(super) async fn write_order_changes(
@@ -62,50 +36,71 @@ pub(super) async fn write_order_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let rows: Vec<serde_json::Value> = changes
-        .iter()
-        .map(|c| {
-            json!([
-                c.order_id,
-                c.new_status.as_str(),
-                c.new_backorder_qty,
-                c.old_status.as_str(),
-                c.old_backorder_qty,
-                c.cause,
-                c.notification(),
-                c.new_counts.open,
-                c.new_counts.backordered,
-                c.new_counts.whole
-            ])
-        })
-        .collect();
-    let rows = json_rows(&rows);
-    sqlx::query(
-        "UPDATE orders SET backorder_status = j.value->>1, backorder_qty = j.value->>2,
-             lines_open = j.value->>7, lines_backordered = j.value->>8, lines_whole = j.value->>9
-         FROM json_each(?) j WHERE orders.id = j.value->>0",
-    )
-    .bind(&rows)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
+    with_rusqlite(conn, |db| write_orders(db, changes, at).map_err(db_error)).await
+}
+
+fn write_lines(db: &rusqlite::Connection, lines: &[LineChange], at: &str) -> rusqlite::Result<()> {
+    let mut update =
+        db.prepare("UPDATE order_lines SET backorder_qty = ?2, eta = ?3 WHERE id = ?1")?;
+    let mut history = db.prepare(
+        "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, cause)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for c in lines {
+        let eta = c.new_eta.as_ref().map(format_date);
+        update.execute(params![c.line_id, c.new_backorder_qty, eta])?;
+        history.execute(params![
+            at,
+            c.order_id,
+            c.line_id,
+            c.old_backorder_qty,
+            c.new_backorder_qty,
+            c.cause
+        ])?;
+    }
+    Ok(())
+}
+
+fn write_orders(
+    db: &rusqlite::Connection,
+    orders: &[OrderChange],
+    at: &str,
+) -> rusqlite::Result<()> {
+    let mut update = db.prepare(
+        "UPDATE orders SET backorder_status = ?2, backorder_qty = ?3,
+             lines_open = ?4, lines_backordered = ?5, lines_whole = ?6
+         WHERE id = ?1",
+    )?;
+    let mut history = db.prepare(
         "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause)
-         SELECT ?, j.value->>0, NULL, j.value->>4, j.value->>2, j.value->>3, j.value->>1, j.value->>5
-         FROM json_each(?) j",
-    )
-    .bind(at)
-    .bind(&rows)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO outbox (at, order_id, kind, old_status, new_status)
-         SELECT ?, j.value->>0, j.value->>6, j.value->>3, j.value->>1
-         FROM json_each(?) j WHERE j.value->>6 IS NOT NULL",
-    )
-    .bind(at)
-    .bind(&rows)
-    .execute(&mut *conn)
-    .await?;
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut outbox = db.prepare(
+        "INSERT INTO outbox (at, order_id, kind, old_status, new_status) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for c in orders {
+        let (old, new) = (c.old_status.as_str(), c.new_status.as_str());
+        update.execute(params![
+            c.order_id,
+            new,
+            c.new_backorder_qty,
+            c.new_counts.open,
+            c.new_counts.backordered,
+            c.new_counts.whole
+        ])?;
+        history.execute(params![
+            at,
+            c.order_id,
+            c.old_backorder_qty,
+            c.new_backorder_qty,
+            old,
+            new,
+            c.cause
+        ])?;
+        if let Some(kind) = c.notification() {
+            outbox.execute(params![at, c.order_id, kind, old, new])?;
+        }
+    }
     Ok(())
 }
 
@@ -150,6 +145,7 @@ pub(super) async fn refresh_order_statuses(
                 new_status: new_counts.status(),
                 old_backorder_qty,
                 new_backorder_qty,
+                old_counts,
                 new_counts,
                 cause: cause.clone(),
             });

@@ -1,11 +1,13 @@
-//! The large reads of a recalculation (a group's lines, order headers),
-//! stepped through rusqlite on sqlx's own connection handle.
+//! The large reads and writes of a recalculation (a group's lines, order
+//! headers, written-back values), stepped through rusqlite on sqlx's own
+//! connection handle.
 //!
 //! Why: sqlx's SQLite driver hands every row from its worker thread to the
 //! caller and copies each value, several microseconds a row; a full
-//! recalculation reads over a million rows. rusqlite steps the same
-//! statement in place at SQLite's own speed. Only reads go this way, inside
-//! the transaction sqlx opened, while sqlx's lock on the handle is held.
+//! recalculation reads over a million rows and may write as many. rusqlite
+//! steps the same prepared statement in place at SQLite's own speed. All of
+//! it runs inside the transaction sqlx opened, while sqlx's lock on the
+//! handle is held.
 
 use rusqlite::Connection;
 use sqlx::SqliteConnection;
@@ -20,12 +22,12 @@ pub(super) type LineRow = (String, i64, String, String, i64, i64, Option<String>
 /// An order (no lines) with its stored total and counts.
 pub(super) type HeaderWithTotals = (Order, i64, LineCounts);
 
-fn db_error(e: rusqlite::Error) -> StoreError {
+pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))
 }
 
 /// Runs `read` with a rusqlite view of `conn`'s handle.
-async fn with_rusqlite<T>(
+pub(super) async fn with_rusqlite<T>(
     conn: &mut SqliteConnection,
     read: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
