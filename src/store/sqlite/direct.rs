@@ -12,9 +12,10 @@
 use rusqlite::Connection;
 use sqlx::SqliteConnection;
 
+use super::super::codec;
 use super::HeaderRow;
 use crate::engine::LineCounts;
-use crate::engine::snapshot::Order;
+use crate::engine::snapshot::{InventoryRow, Order, Product, PurchaseOrder};
 use crate::store::StoreError;
 
 /// `(order_id, position, id, sku, qty, backorder_qty, eta)`
@@ -176,6 +177,76 @@ pub(super) async fn claim(
             Ok((claimed, lines))
         };
         claim().map_err(db_error)
+    })
+    .await
+}
+
+/// The products, inventory rows and purchase orders of the SKUs in
+/// `sku_list` (a JSON array).
+pub(super) async fn group_stock(
+    conn: &mut SqliteConnection,
+    sku_list: &str,
+) -> Result<(Vec<Product>, Vec<InventoryRow>, Vec<PurchaseOrder>), StoreError> {
+    with_rusqlite(conn, |db| {
+        let read = || -> rusqlite::Result<_> {
+            let mut statement = db.prepare(
+                "SELECT p.sku, p.replacement_sku FROM json_each(?1) j CROSS JOIN products p ON p.sku = j.value",
+            )?;
+            let products = statement
+                .query_map([sku_list], |r| {
+                    Ok(Product {
+                        sku: r.get(0)?,
+                        replacement_sku: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut statement = db.prepare(
+                "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?1) j CROSS JOIN inventory i ON i.sku = j.value",
+            )?;
+            let inventory = statement
+                .query_map([sku_list], |r| {
+                    Ok(InventoryRow {
+                        sku: r.get(0)?,
+                        warehouse: r.get(1)?,
+                        on_hand: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut statement = db.prepare(
+                "SELECT p.id, p.sku, p.warehouse, p.qty_ordered, p.qty_received, p.expected_date
+                 FROM json_each(?1) j CROSS JOIN purchase_orders p ON p.sku = j.value",
+            )?;
+            let purchase_orders = statement
+                .query_map([sku_list], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((products, inventory, purchase_orders))
+        };
+        let (products, inventory, rows) = read().map_err(db_error)?;
+        let mut purchase_orders = Vec::with_capacity(rows.len());
+        for (id, sku, warehouse, qty_ordered, qty_received, expected_date) in rows {
+            let expected_date = match expected_date {
+                Some(text) => Some(codec::date(&text, &|| format!("purchase order {id:?}"))?),
+                None => None,
+            };
+            purchase_orders.push(PurchaseOrder {
+                id,
+                sku,
+                warehouse,
+                qty_ordered,
+                qty_received,
+                expected_date,
+            });
+        }
+        Ok((products, inventory, purchase_orders))
     })
     .await
 }

@@ -7,13 +7,13 @@ use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::super::codec;
 use super::direct;
 use super::writeback::write_changes;
 use crate::engine::LineCounts;
-use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder};
+use crate::engine::snapshot::{Line, Order};
 use crate::engine::time_format::format_timestamp;
 use crate::recalc::{self, GroupState, OrderChange, StoredOrder, replacement_closure};
 use crate::store::{BatchReport, StoreError};
@@ -201,54 +201,7 @@ async fn load_group(
     cache: Option<&HeaderCache>,
 ) -> Result<GroupState, StoreError> {
     let warehouses = super::load_warehouses(conn).await?;
-    let products = sqlx::query(
-        "SELECT p.sku, p.replacement_sku FROM json_each(?) j CROSS JOIN products p ON p.sku = j.value",
-    )
-    .bind(sku_list)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|row| Product {
-        sku: row.get(0),
-        replacement_sku: row.get(1),
-    })
-    .collect();
-    let inventory = sqlx::query(
-        "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?) j CROSS JOIN inventory i ON i.sku = j.value",
-    )
-    .bind(sku_list)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|row| InventoryRow {
-        sku: row.get(0),
-        warehouse: row.get(1),
-        on_hand: row.get(2),
-    })
-    .collect();
-    let mut purchase_orders = Vec::new();
-    for row in sqlx::query(
-        "SELECT p.id, p.sku, p.warehouse, p.qty_ordered, p.qty_received, p.expected_date
-         FROM json_each(?) j CROSS JOIN purchase_orders p ON p.sku = j.value",
-    )
-    .bind(sku_list)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let id: String = row.get(0);
-        let expected_date = match row.get::<Option<&str>, _>(5) {
-            Some(text) => Some(codec::date(text, &|| format!("purchase order {id:?}"))?),
-            None => None,
-        };
-        purchase_orders.push(PurchaseOrder {
-            sku: row.get(1),
-            warehouse: row.get(2),
-            qty_ordered: row.get(3),
-            qty_received: row.get(4),
-            expected_date,
-            id,
-        });
-    }
+    let (products, inventory, purchase_orders) = direct::group_stock(conn, sku_list).await?;
 
     // The group's lines come as ranges of the SKU-clustered table; each is
     // given to its order by hashing, then each order's lines are put in
