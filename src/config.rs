@@ -42,6 +42,7 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     pub service: ServiceSettings,
     pub log: LogSettings,
+    pub http: HttpSettings,
 }
 
 /// How the service schedules recalculations and talks to its queue.
@@ -69,6 +70,82 @@ pub struct ServiceSettings {
     /// From this many dirty SKUs on, a recalculation runs as one bulk
     /// transaction that reads every order header once.
     pub bulk_from_skus: u64,
+}
+
+/// The HTTP API of `serve` (src/api).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address and port to listen on; `serve --listen` overrides it.
+    pub listen: std::net::SocketAddr,
+    /// Bearer token required by every endpoint but /healthz and /readyz;
+    /// empty: none (allowed on a loopback address only).
+    pub token: ApiToken,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub body_limit_bytes: usize,
+    /// How long a `?wait=true` request waits for the write-back (then 504).
+    pub wait_timeout_secs: u64,
+}
+
+/// The API's bearer token; `Debug` and `Display` never show it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        ApiToken(token.into())
+    }
+
+    /// The token, `None` when unset (empty).
+    pub fn expose(&self) -> Option<&str> {
+        (!self.0.is_empty()).then_some(self.0.as_str())
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "ApiToken(unset)"
+        } else {
+            "ApiToken(***)"
+        })
+    }
+}
+
+impl fmt::Display for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: ApiToken::default(),
+            body_limit_bytes: 1024 * 1024,
+            wait_timeout_secs: 60,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_secs(self.wait_timeout_secs)
+    }
+
+    /// Refuses to expose the API beyond this machine without a token.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.token.expose().is_none() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Other(format!(
+                "refusing to listen on {} without a token: set `http.token` \
+                 (BACKORDERD__HTTP__TOKEN) or listen on a loopback address such as 127.0.0.1",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Where and how the daemon logs (always to standard error).
@@ -142,6 +219,7 @@ impl Default for Settings {
             database_url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
             service: ServiceSettings::default(),
             log: LogSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -396,7 +474,8 @@ impl Settings {
         let integers = intervals
             .iter()
             .map(|(key, ..)| *key)
-            .chain(["service.skus_per_batch", "service.bulk_from_skus"]);
+            .chain(["service.skus_per_batch", "service.bulk_from_skus"])
+            .chain(["http.body_limit_bytes", "http.wait_timeout_secs"]);
         for key in integers {
             if let Some(Value {
                 kind: ValueKind::Float(number),
@@ -410,6 +489,24 @@ impl Settings {
         for (key, value, min, max) in intervals {
             if !(min..=max).contains(&value) {
                 let message = format!("{value} is out of range: expected {min} to {max}");
+                return Err(invalid(tree, file, key.to_owned(), message));
+            }
+        }
+        let http = [
+            (
+                "http.body_limit_bytes",
+                self.http.body_limit_bytes as u64,
+                1 << 30,
+            ),
+            (
+                "http.wait_timeout_secs",
+                self.http.wait_timeout_secs,
+                MAX_INTERVAL_SECS,
+            ),
+        ];
+        for (key, value, max) in http {
+            if !(1..=max).contains(&value) {
+                let message = format!("{value} is out of range: expected 1 to {max}");
                 return Err(invalid(tree, file, key.to_owned(), message));
             }
         }
@@ -586,6 +683,10 @@ mod tests {
             "BACKORDERD__SERVICE__HEARTBEAT_SECS",
             "BACKORDERD__LOG__FORMAT",
             "BACKORDERD__LOG__FILTER",
+            "BACKORDERD__HTTP__LISTEN",
+            "BACKORDERD__HTTP__TOKEN",
+            "BACKORDERD__HTTP__BODY_LIMIT_BYTES",
+            "BACKORDERD__HTTP__WAIT_TIMEOUT_SECS",
         ] {
             assert!(
                 DEFAULTS.contains(key),
@@ -770,5 +871,38 @@ mod tests {
         );
         assert_eq!(service.shutdown_grace(), Duration::from_secs(20));
         assert_eq!(service.heartbeat(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_api_token_never_appears_in_debug_and_exposure_needs_it() {
+        let vars = env(&[
+            ("BACKORDERD__HTTP__TOKEN", "s3cret-token"),
+            ("BACKORDERD__HTTP__LISTEN", "0.0.0.0:9000"),
+            ("BACKORDERD__HTTP__BODY_LIMIT_BYTES", "4096"),
+        ]);
+        let settings = load_from(None, None, vars).unwrap();
+        assert_eq!(settings.http.token.expose(), Some("s3cret-token"));
+        assert_eq!(settings.http.listen.port(), 9000);
+        assert_eq!(settings.http.body_limit_bytes, 4096);
+        assert!(settings.http.check_exposure().is_ok());
+        let debug = format!("{settings:?} {settings:#?} {}", settings.http.token);
+        assert!(!debug.contains("s3cret"), "{debug}");
+
+        let open = load_from(
+            None,
+            None,
+            env(&[("BACKORDERD__HTTP__LISTEN", "0.0.0.0:9000")]),
+        )
+        .unwrap();
+        let message = open.http.check_exposure().unwrap_err().to_string();
+        assert!(message.contains("without a token"), "{message}");
+        assert!(Settings::default().http.check_exposure().is_ok());
+
+        let bad = env(&[("BACKORDERD__HTTP__LISTEN", "localhost")]);
+        let message = load_from(None, None, bad).unwrap_err().to_string();
+        assert!(message.contains("`http.listen`"), "{message}");
+        let zero = env(&[("BACKORDERD__HTTP__BODY_LIMIT_BYTES", "0")]);
+        let message = load_from(None, None, zero).unwrap_err().to_string();
+        assert!(message.contains("`http.body_limit_bytes`"), "{message}");
     }
 }

@@ -4,13 +4,17 @@
 //! - [`input`]: reading JSON documents with refusals that name the record.
 //! - [`bookgen`]: synthetic books for trials and benchmarks.
 //! - [`cli`]: the command line, a thin layer over the rest.
+//! - [`api`]: the HTTP API of `serve`, another thin layer.
 
+pub mod api;
 pub mod bookgen;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod explain;
 pub mod input;
+pub mod meter;
 pub mod queue;
 pub mod recalc;
 pub mod service;

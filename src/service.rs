@@ -12,7 +12,7 @@ use apalis_sqlite::SqliteStorage;
 use futures_util::StreamExt;
 use tracing::{error, info, warn};
 
-use crate::config::ServiceSettings;
+use crate::config::{HttpSettings, ServiceSettings};
 use crate::events::{Event, EventKind};
 use crate::queue::{QUEUE, RecalcJob};
 use crate::store::sqlite::SqliteStore;
@@ -52,8 +52,14 @@ fn worker_name() -> String {
     format!("backorderd-{host}-{}", std::process::id())
 }
 
-pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Result<()> {
+pub async fn serve(
+    store: SqliteStore,
+    settings: &ServiceSettings,
+    http: &HttpSettings,
+) -> anyhow::Result<()> {
     let mut signals = shutdown_signals()?;
+    let listener = crate::api::bind(http.listen).await?;
+    let worker_running = Arc::new(AtomicBool::new(false));
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(WorkerState {
@@ -85,6 +91,7 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
     let name = worker_name();
+    let running = worker_running.clone();
     let worker = WorkerBuilder::new(name.as_str())
         .backend(backend)
         .concurrency(1)
@@ -96,6 +103,9 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
                 }
             }
             apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
+            apalis::prelude::Event::Stop | apalis::prelude::Event::Exit => {
+                running.store(false, Ordering::Relaxed)
+            }
             _ => {}
         })
         .build(handle_job);
@@ -117,6 +127,21 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
             anyhow::bail!("the queue worker did not start within 30 s");
         }
     }
+    worker_running.store(true, Ordering::Relaxed);
+    let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+    let api_state = Arc::new(crate::api::AppState::new(
+        store.clone(),
+        http,
+        settings.ingest_options(),
+        worker_running.clone(),
+        http_stopped,
+    ));
+    info!(address = %listener.local_addr()?, "HTTP API listening");
+    let api_task = tokio::spawn(crate::api::serve(
+        listener,
+        api_state,
+        http.body_limit_bytes,
+    ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();
     crate::systemd::spawn_watchdog();
@@ -129,11 +154,13 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
     info!(signal, "stopping: finishing the job in hand");
     crate::systemd::stopping();
     stop.store(true, Ordering::Relaxed);
+    let _ = http_stop.send(true);
+    let deadline = tokio::time::Instant::now() + settings.shutdown_grace();
     if let Some(task) = periodic {
         task.abort();
     }
     let _ = stop_worker_tx.send(());
-    match tokio::time::timeout(settings.shutdown_grace(), worker_task).await {
+    match tokio::time::timeout_at(deadline, worker_task).await {
         Ok(Ok(Ok(()))) => info!("stopped"),
         Ok(Ok(Err(e))) => warn!(error = %e, "the queue worker stopped with an error"),
         Ok(Err(e)) => error!(error = %e, "the queue worker panicked"),
@@ -141,6 +168,14 @@ pub async fn serve(store: SqliteStore, settings: &ServiceSettings) -> anyhow::Re
             grace_secs = settings.shutdown_grace().as_secs(),
             "the job in hand did not finish within the grace period; its transaction is rolled back and redone at the next start"
         ),
+    }
+    // The HTTP server stopped taking connections at the signal; requests in
+    // hand (a `?wait=true` answers 503 at once) get the rest of the grace.
+    match tokio::time::timeout_at(deadline, api_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP server stopped with an error"),
+        Ok(Err(e)) => error!(error = %e, "the HTTP server panicked"),
+        Err(_) => warn!("HTTP requests still in hand at the end of the grace period were cut"),
     }
     Ok(())
 }

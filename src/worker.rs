@@ -109,9 +109,11 @@ pub async fn run_job<S: Store>(
     let span = info_span!("recalculate", skus = ?job.skus, events = ?job.causes, all = job.all);
     let _guard = state.busy.lock().await;
     let started = std::time::Instant::now();
-    let report = drain(&*state.store, &state.sizes, &state.stop, |_| {})
+    let mut meter = crate::meter::JobMeter::start();
+    let report = drain(&*state.store, &state.sizes, &state.stop, |b| meter.batch(b))
         .instrument(span.clone())
         .await;
+    meter.finish(&*state.store, &report).await;
     let _entered = span.enter();
     match &report {
         Ok(r) if r.batches > 0 => info!(

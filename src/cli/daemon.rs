@@ -121,10 +121,23 @@ async fn run_inline(store: &SqliteStore, sizes: &crate::worker::BatchSizes) -> a
     print_json(&serde_json::json!({ "recalculated": report, "seconds": seconds }))
 }
 
-pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen for HTTP on this address instead of `http.listen`, e.g.
+    /// 127.0.0.1:8080 (a non-loopback address needs `http.token`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
+    let mut http = settings.http.clone();
+    if let Some(listen) = args.listen {
+        http.listen = listen;
+    }
+    http.check_exposure()?;
     crate::telemetry::init(&settings.log);
     let store = open(settings).await?;
-    crate::service::serve(store, &settings.service).await
+    crate::service::serve(store, &settings.service, &http).await
 }
 
 pub async fn status(settings: &Settings) -> anyhow::Result<()> {

@@ -119,8 +119,9 @@ pub enum Command {
     /// On a signal it stops taking jobs, finishes the batch in hand and exits 0
     /// within `service.shutdown_grace_secs`. A full recalculation runs every
     /// `service.full_recalculation_interval_secs`. Logs go to standard error
-    /// (`log.format = "json"` for JSON lines).
-    Serve,
+    /// (`log.format = "json"` for JSON lines). It also answers HTTP on
+    /// `http.listen` (README, "HTTP API").
+    Serve(daemon::ServeArgs),
     /// Print the queue's state as JSON: pending, running and failed jobs, and
     /// the SKUs waiting for a recalculation.
     Status,
@@ -152,7 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             inline,
             wait,
         } => block_on(daemon::recalc(&settings()?, all, sku, inline, &wait)),
-        Command::Serve => run_multi_thread(daemon::serve(&settings()?)),
+        Command::Serve(args) => run_multi_thread(daemon::serve(&settings()?, &args)),
         Command::Status => block_on(daemon::status(&settings()?)),
         Command::CheckConfig => {
             check_config::run(cli.config.as_deref(), cli.database_url.as_deref())

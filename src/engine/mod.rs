@@ -36,6 +36,20 @@ pub fn scope_of(
     )
 }
 
+/// Section 4 for two orders: `Less` when `a` is served before `b` (keys 1-4).
+pub fn priority_order(
+    a: &snapshot::Order,
+    b: &snapshot::Order,
+    settings: &snapshot::Settings,
+) -> std::cmp::Ordering {
+    priority::compare(a, b, settings)
+}
+
+/// Section 3: whether a warehouse's stock and open purchase orders count.
+pub fn is_eligible(kind: snapshot::WarehouseKind, settings: &snapshot::Settings) -> bool {
+    pools::is_eligible(kind, settings)
+}
+
 /// Validates, then allocates as of the snapshot's `as_of` or else `now`.
 pub fn recalculate(snapshot: &Snapshot, now: DateTime<Utc>) -> Result<Allocation, Refusal> {
     validate(snapshot)?;

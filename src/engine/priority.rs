@@ -45,6 +45,14 @@ fn seconds(date: DateTime<Utc>) -> u64 {
     (date.timestamp() + SECONDS_BIAS) as u64
 }
 
+/// Section 4 for two orders: `Less` when `a` is served before `b`.
+pub fn compare(a: &Order, b: &Order, settings: &Settings) -> std::cmp::Ordering {
+    let (ra, rb) = (Ranked::of(0, a, settings), Ranked::of(0, b, settings));
+    (ra.major, ra.nanos)
+        .cmp(&(rb.major, rb.nanos))
+        .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+}
+
 /// Sorts the given orders into priority order (keys 1-4).
 pub fn rank(
     orders: &[Order],

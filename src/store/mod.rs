@@ -3,6 +3,9 @@
 
 mod codec;
 pub mod sqlite;
+mod views;
+
+pub use views::*;
 
 use std::future::Future;
 
@@ -129,6 +132,37 @@ pub trait Store {
     /// Queues a recalculation job for the SKUs already marked dirty.
     fn enqueue(&self, job: &RecalcJob) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn queue_status(&self) -> impl Future<Output = Result<QueueStatus, StoreError>> + Send;
+
+    // Read-only queries of the HTTP API and the metrics (store/sqlite/queries.rs).
+
+    /// An order with every line, as stored; `None` when unknown.
+    fn order_view(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OrderView>, StoreError>> + Send;
+    /// The stored state of the pools of `skus` (with the SKUs tied to them
+    /// by replacement when `with_replacements` and replacement is on).
+    fn pool_state(
+        &self,
+        skus: &[String],
+        with_replacements: bool,
+    ) -> impl Future<Output = Result<PoolState, StoreError>> + Send;
+    /// A page of orders whose stored status is backordered, oldest first.
+    fn backorders(
+        &self,
+        query: &BackorderQuery,
+    ) -> impl Future<Output = Result<Vec<BackorderedOrder>, StoreError>> + Send;
+    /// Whether the database answers (else an error) and its schema is current.
+    fn readiness(&self) -> impl Future<Output = Result<Readiness, StoreError>> + Send;
+    /// When the event behind the oldest dirty mark was received.
+    fn oldest_dirty_mark(
+        &self,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+    /// When the events `ids` were received (unknown ids skipped).
+    fn received_at(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<DateTime<Utc>>, StoreError>> + Send;
 }
 
 /// The daemon options that decide which events recalculate at once.

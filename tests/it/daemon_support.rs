@@ -21,6 +21,8 @@ pub const FAST: &[(&str, &str)] = &[
     // Settings changes (every SKU dirty) take the bulk path, single events
     // the batch path: the tests see both.
     ("BACKORDERD__SERVICE__BULK_FROM_SKUS", "20"),
+    // Any free port: daemons of concurrent tests must not meet on 8080.
+    ("BACKORDERD__HTTP__LISTEN", "127.0.0.1:0"),
 ];
 
 /// The line the daemon logs once its queue worker runs.
@@ -45,6 +47,15 @@ impl Daemon {
     /// end up `exec`ing the daemon's command line appended to them (so the
     /// child's pid is the daemon's), e.g. `sh -c 'exec "$@"' sh`.
     pub fn start_wrapped(db: &TempDatabase, env: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
+        Daemon::launch(db, env, wrapper, &[])
+    }
+
+    /// [`Daemon::start`] with `args` after `serve` (e.g. `--listen ADDR`).
+    pub fn start_with_args(db: &TempDatabase, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+        Daemon::launch(db, env, &[], args)
+    }
+
+    fn launch(db: &TempDatabase, env: &[(&str, &str)], wrapper: &[&str], args: &[&str]) -> Daemon {
         let daemon = env!("CARGO_BIN_EXE_backorderd");
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
@@ -55,6 +66,7 @@ impl Daemon {
             None => Command::new(daemon),
         };
         cmd.args(["--database-url", db.url.as_str(), "serve"])
+            .args(args)
             .env_remove("DATABASE_URL")
             .env_remove("RUST_LOG")
             .envs(FAST.iter().copied())

@@ -4,6 +4,7 @@
 mod daemon;
 mod daemon_support;
 mod deploy;
+mod http;
 mod simulate;
 mod storage;
 mod support;

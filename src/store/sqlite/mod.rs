@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod direct;
 mod ingest;
+mod queries;
 mod recalc;
 mod writeback;
 
@@ -294,6 +295,46 @@ impl Store for SqliteStore {
             failed,
             dirty_skus: self.dirty_count(None).await?,
         })
+    }
+
+    async fn order_view(&self, id: &str) -> Result<Option<super::OrderView>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let view = queries::order_view(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    async fn pool_state(
+        &self,
+        skus: &[String],
+        with_replacements: bool,
+    ) -> Result<super::PoolState, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let state = queries::pool_state(&mut tx, skus, with_replacements).await?;
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    async fn backorders(
+        &self,
+        query: &super::BackorderQuery,
+    ) -> Result<Vec<super::BackorderedOrder>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        queries::backorders(&mut conn, query).await
+    }
+
+    async fn readiness(&self) -> Result<super::Readiness, StoreError> {
+        queries::readiness(&self.pool.connect_options()).await
+    }
+
+    async fn oldest_dirty_mark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        queries::oldest_dirty_mark(&mut conn).await
+    }
+
+    async fn received_at(&self, ids: &[String]) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        queries::received_at(&mut conn, ids).await
     }
 }
 

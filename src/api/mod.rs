@@ -1,0 +1,130 @@
+//! The HTTP API of `serve` (axum): a thin layer over the library, like the
+//! command line. Events go through `events::parse_batch` and
+//! `Store::ingest` exactly as the `event` command's; reads go through the
+//! store's read-only queries and the pure `explain` module.
+//!
+//! - `handlers`: one function per endpoint;
+//! - `auth`: the bearer token;
+//! - `error`: every error answered as JSON.
+
+mod auth;
+mod error;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::config::HttpSettings;
+use crate::store::{IngestOptions, Store};
+
+pub use error::ApiError;
+
+/// What every handler shares.
+pub struct AppState<S> {
+    pub store: Arc<S>,
+    pub ingest_options: IngestOptions,
+    /// `None`: no token configured (loopback only).
+    pub token: Option<String>,
+    /// How long `?wait=true` waits at most.
+    pub wait_timeout: Duration,
+    /// Set while the queue worker runs (`/readyz`).
+    pub worker_running: Arc<AtomicBool>,
+    /// Turns true when the daemon stops: waiting requests answer at once.
+    pub shutdown: watch::Receiver<bool>,
+    pub metrics: &'static PrometheusHandle,
+    /// Numbers the recalculation events of this process.
+    pub recalc_seq: AtomicU64,
+}
+
+impl<S> AppState<S> {
+    pub fn new(
+        store: Arc<S>,
+        http: &HttpSettings,
+        ingest_options: IngestOptions,
+        worker_running: Arc<AtomicBool>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        AppState {
+            store,
+            ingest_options,
+            token: http.token.expose().map(str::to_owned),
+            wait_timeout: http.wait_timeout(),
+            worker_running,
+            shutdown,
+            metrics: crate::meter::handle(),
+            recalc_seq: AtomicU64::new(0),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+    }
+}
+
+/// Every route; `/healthz` and `/readyz` need no token.
+pub fn router<S: Store + Send + Sync + 'static>(
+    state: Arc<AppState<S>>,
+    body_limit_bytes: usize,
+) -> Router {
+    let guarded = Router::new()
+        .route("/v1/events", post(handlers::events::<S>))
+        .route("/v1/recalculate", post(handlers::recalculate::<S>))
+        .route("/v1/orders/{id}", get(handlers::order::<S>))
+        .route("/v1/backorders", get(handlers::backorders::<S>))
+        .route("/v1/products/{sku}", get(handlers::product::<S>))
+        .route("/metrics", get(handlers::metrics::<S>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token::<S>,
+        ));
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz::<S>))
+        .merge(guarded)
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .with_state(state)
+}
+
+/// Binds the listening socket (before the daemon says it is ready, so that
+/// an address in use fails the start).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {addr}"))
+}
+
+/// Serves until `shutdown` turns true, then lets the requests in hand
+/// finish (the caller bounds that with the grace period).
+pub async fn serve<S: Store + Send + Sync + 'static>(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState<S>>,
+    body_limit_bytes: usize,
+) -> std::io::Result<()> {
+    let mut shutdown = state.shutdown.clone();
+    let metrics = state.metrics;
+    // Histograms are folded at each scrape; this bounds them without one.
+    let upkeep = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            metrics.run_upkeep();
+        }
+    });
+    let app = router(state, body_limit_bytes);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    upkeep.abort();
+    served
+}

@@ -1,0 +1,353 @@
+//! Read-only queries for the HTTP API and the metrics: an order as stored,
+//! the stored state of some SKUs' pools, pages of backordered orders, the
+//! readiness check, and the times behind the queue-age and lag metrics.
+//! None of them writes; each reads in one (deferred) transaction, so it
+//! sees one consistent state while recalculations go on.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rustc_hash::FxHashMap;
+use sqlx::{Connection, Row, SqliteConnection};
+
+use super::super::codec;
+use super::{HeaderRow, ORDER_HEADER_JSON, from_json_text, load_settings, load_warehouses};
+use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder, Snapshot};
+use crate::recalc::replacement_closure;
+use crate::store::StoreError;
+use crate::store::views::{
+    BackorderCursor, BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness,
+};
+
+/// How long the readiness check waits for a lock before saying the
+/// database does not answer.
+const READINESS_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn backorder_status(
+    text: &str,
+    record: codec::Record,
+) -> Result<crate::engine::BackorderStatus, StoreError> {
+    use crate::engine::BackorderStatus::*;
+    match text {
+        "none" => Ok(None),
+        "partial" => Ok(Partial),
+        "full" => Ok(Full),
+        other => Err(StoreError::Corrupt {
+            record: record(),
+            problem: format!("backorder_status {other:?} is not a known value"),
+        }),
+    }
+}
+
+fn eta(text: Option<&str>, record: codec::Record) -> Result<Option<NaiveDate>, StoreError> {
+    text.map(|t| codec::date(t, record)).transpose()
+}
+
+pub(super) async fn order_view(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<OrderView>, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_HEADER_JSON}, o.backorder_status, o.backorder_qty FROM orders o WHERE o.id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut order = from_json_text::<HeaderRow>(row.get(0), "an order")?.into_order()?;
+    let record = || format!("order {id:?}");
+    let status = backorder_status(row.get(1), &record)?;
+    let backorder_qty: i64 = row.get(2);
+    let mut etas = Vec::new();
+    for row in sqlx::query(
+        "SELECT id, sku, qty, backorder_qty, eta FROM order_lines WHERE order_id = ? ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let line_id: String = row.get(0);
+        etas.push(eta(row.get(4), &|| format!("line {line_id:?}"))?);
+        order.lines.push(Line {
+            id: line_id,
+            sku: row.get(1),
+            qty: row.get(2),
+            backorder_qty: row.get(3),
+        });
+    }
+    Ok(Some(OrderView {
+        order,
+        etas,
+        backorder_status: status,
+        backorder_qty,
+    }))
+}
+
+pub(super) async fn pool_state(
+    conn: &mut SqliteConnection,
+    skus: &[String],
+    with_replacements: bool,
+) -> Result<PoolState, StoreError> {
+    let settings = load_settings(conn).await?;
+    let warehouses = load_warehouses(conn).await?;
+    let mut skus: Vec<String> = if with_replacements && settings.consider_replacement_sku {
+        let edges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        replacement_closure(skus.iter().map(String::as_str), &edges)
+    } else {
+        skus.to_vec()
+    };
+    skus.sort_unstable();
+    skus.dedup();
+    let list = serde_json::to_string(&skus).expect("skus serialize");
+
+    let products = sqlx::query(
+        "SELECT p.sku, p.replacement_sku FROM json_each(?) j CROSS JOIN products p ON p.sku = j.value",
+    )
+    .bind(&list)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| Product {
+        sku: row.get(0),
+        replacement_sku: row.get(1),
+    })
+    .collect();
+    let inventory = sqlx::query(
+        "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?) j CROSS JOIN inventory i ON i.sku = j.value
+         ORDER BY i.sku, i.warehouse",
+    )
+    .bind(&list)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| InventoryRow {
+        sku: row.get(0),
+        warehouse: row.get(1),
+        on_hand: row.get(2),
+    })
+    .collect();
+    let mut purchase_orders = Vec::new();
+    for row in sqlx::query(
+        "SELECT p.id, p.sku, p.warehouse, p.qty_ordered, p.qty_received, p.expected_date
+         FROM json_each(?) j CROSS JOIN purchase_orders p ON p.sku = j.value ORDER BY p.position",
+    )
+    .bind(&list)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let id: String = row.get(0);
+        let expected_date = eta(row.get(5), &|| format!("purchase order {id:?}"))?;
+        purchase_orders.push(PurchaseOrder {
+            sku: row.get(1),
+            warehouse: row.get(2),
+            qty_ordered: row.get(3),
+            qty_received: row.get(4),
+            expected_date,
+            id,
+        });
+    }
+
+    // Every line of the SKUs, then the headers of their orders.
+    let mut lines: FxHashMap<String, Vec<(i64, Line)>> = FxHashMap::default();
+    for row in sqlx::query(
+        "SELECT l.order_id, l.position, l.id, l.sku, l.qty, l.backorder_qty
+         FROM json_each(?) j CROSS JOIN order_lines l ON l.sku = j.value",
+    )
+    .bind(&list)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        lines.entry(row.get(0)).or_default().push((
+            row.get(1),
+            Line {
+                id: row.get(2),
+                sku: row.get(3),
+                qty: row.get(4),
+                backorder_qty: row.get(5),
+            },
+        ));
+    }
+    let order_ids: Vec<&String> = lines.keys().collect();
+    let headers: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_HEADER_JSON} FROM json_each(?) j CROSS JOIN orders o ON o.id = j.value"
+    )))
+    .bind(serde_json::to_string(&order_ids).expect("ids serialize"))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut orders = Vec::with_capacity(headers.len());
+    for text in headers {
+        let mut order: Order = from_json_text::<HeaderRow>(&text, "an order")?.into_order()?;
+        let mut own = lines.remove(&order.id).unwrap_or_default();
+        own.sort_unstable_by_key(|l| l.0);
+        order.lines = own.into_iter().map(|l| l.1).collect();
+        orders.push(order);
+    }
+    if let Some(orphan) = lines.keys().next() {
+        return Err(StoreError::Corrupt {
+            record: format!("lines of order {orphan:?}"),
+            problem: "their order is missing".into(),
+        });
+    }
+    orders.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+
+    let dirty_skus: Vec<String> = sqlx::query_scalar(
+        "SELECT d.sku FROM json_each(?) j CROSS JOIN dirty_skus d ON d.sku = j.value ORDER BY d.sku",
+    )
+    .bind(&list)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    Ok(PoolState {
+        snapshot: Snapshot {
+            as_of: None,
+            settings,
+            warehouses,
+            products,
+            inventory,
+            purchase_orders,
+            orders,
+        },
+        skus,
+        dirty_skus,
+    })
+}
+
+/// The stored order date with its final `Z` left out sorts as the instant
+/// it names: every stored timestamp is UTC with 0, 3, 6 or 9 fractional
+/// digits, and a shorter string that is a prefix of a longer one is earlier.
+const DATE_KEY: &str = "rtrim(o.order_date, 'Z')";
+
+pub(super) async fn backorders(
+    conn: &mut SqliteConnection,
+    query: &BackorderQuery,
+) -> Result<Vec<BackorderedOrder>, StoreError> {
+    let statuses = serde_json::to_string(query.status.statuses()).expect("statuses serialize");
+    let (after_key, after_id) = match &query.after {
+        Some(c) => (Some(c.date_key.as_str()), Some(c.order_id.as_str())),
+        None => (None, None),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_HEADER_JSON}, o.backorder_status, o.backorder_qty, {DATE_KEY}
+         FROM orders o
+         WHERE o.backorder_status IN (SELECT value FROM json_each(?1))
+           AND (?2 IS NULL OR o.id IN (
+                SELECT l.order_id FROM order_lines l WHERE l.sku = ?2 AND l.backorder_qty > 0))
+           AND (?3 IS NULL OR ({DATE_KEY}, o.id) > (?3, ?4))
+         ORDER BY {DATE_KEY}, o.id
+         LIMIT ?5"
+    )))
+    .bind(statuses)
+    .bind(query.sku.as_deref())
+    .bind(after_key)
+    .bind(after_id)
+    .bind(query.limit as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let order = from_json_text::<HeaderRow>(row.get(0), "an order")?.into_order()?;
+        let record = || format!("order {:?}", order.id);
+        let backorder_status = backorder_status(row.get(1), &record)?;
+        out.push(BackorderedOrder {
+            cursor: BackorderCursor {
+                date_key: row.get(3),
+                order_id: order.id.clone(),
+            },
+            backorder_status,
+            backorder_qty: row.get(2),
+            order_date: order.order_date,
+            payment_date: order.payment_date,
+            status: order.status,
+            payment_status: order.payment_status,
+            rush: order.rush,
+            picked: order.picked,
+            ship_from: order.ship_from,
+            order_id: order.id,
+        });
+    }
+    Ok(out)
+}
+
+/// Opens a new connection (the pool's may outlive a vanished file) without
+/// creating the database, and compares the applied migrations with this
+/// binary's. An error: the database does not answer.
+pub(super) async fn readiness(
+    options: &sqlx::sqlite::SqliteConnectOptions,
+) -> Result<Readiness, StoreError> {
+    let options = options
+        .clone()
+        .create_if_missing(false)
+        .busy_timeout(READINESS_BUSY_TIMEOUT);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let mut missing = Vec::new();
+    let mut queue = apalis_sqlite::SqliteStorage::migrations();
+    queue.dangerous_set_table_name("_apalis_migrations");
+    let sets = [
+        (sqlx::migrate!("migrations/sqlite"), "_sqlx_migrations"),
+        (queue, "_apalis_migrations"),
+    ];
+    for (migrator, table) in sets {
+        let applied: Vec<i64> = match sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM {table} WHERE success"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for m in migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+        {
+            if !applied.contains(&m.version) {
+                missing.push(format!("{} {}", m.version, m.description));
+            }
+        }
+    }
+    conn.close().await?;
+    Ok(Readiness {
+        missing_migrations: missing,
+    })
+}
+
+/// When the event behind the oldest dirty mark was received; `None` when
+/// nothing is dirty. A mark has the sequence number of the event that made
+/// it; an import's marks carry the last one received before the import, so
+/// they count from that event (or, on a database that had none, from the
+/// first event received since; `None` until there is one).
+pub(super) async fn oldest_dirty_mark(
+    conn: &mut SqliteConnection,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT e.received_at FROM received_events e
+         WHERE e.seq >= (SELECT MIN(marked_seq) FROM dirty_skus) AND e.seq > 0
+         ORDER BY e.seq LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    text.map(|t| codec::timestamp(&t, &|| "a received event".to_owned()))
+        .transpose()
+}
+
+/// When each of the events `ids` was received (unknown ids are skipped).
+pub(super) async fn received_at(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+) -> Result<Vec<DateTime<Utc>>, StoreError> {
+    let texts: Vec<String> = sqlx::query_scalar(
+        "SELECT e.received_at FROM json_each(?) j CROSS JOIN received_events e ON e.id = j.value",
+    )
+    .bind(serde_json::to_string(ids).expect("ids serialize"))
+    .fetch_all(&mut *conn)
+    .await?;
+    texts
+        .iter()
+        .map(|t| codec::timestamp(t, &|| "a received event".to_owned()))
+        .collect()
+}
