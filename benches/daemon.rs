@@ -156,6 +156,8 @@ fn latency(rt: &tokio::runtime::Runtime, db: &Path, skus: usize) {
         ])
         .env("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "5")
         .env("BACKORDERD__LOG__FILTER", "warn")
+        // Any free port: the bench needs no HTTP, and 8080 may be taken.
+        .env("BACKORDERD__HTTP__LISTEN", "127.0.0.1:0")
         .stderr(Stdio::null())
         .spawn()
         .expect("serve starts");
