@@ -69,6 +69,7 @@ pub async fn serve(
         busy: tokio::sync::Mutex::new(()),
     });
 
+    store.publish_options(settings.ingest_options()).await?;
     // Marks left by a crash or by events sent while no daemon ran.
     let dirty = store.dirty_count(None).await?;
     if dirty > 0 {

@@ -72,6 +72,14 @@ CREATE TABLE order_lines (
 ) WITHOUT ROWID;
 CREATE INDEX order_lines_by_order ON order_lines (order_id, position);
 
+-- The options of the daemon that started last (service.recalculate_on_status_change,
+-- service.defer_new_orders): every process that ingests events follows them.
+CREATE TABLE service_options (
+    id                           INTEGER PRIMARY KEY CHECK (id = 1),
+    recalculate_on_status_change INTEGER NOT NULL,
+    defer_new_orders             INTEGER NOT NULL
+);
+
 -- Every accepted event id, so that a repeat is acknowledged and ignored.
 CREATE TABLE received_events (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,

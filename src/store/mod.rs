@@ -129,6 +129,12 @@ pub trait Store {
         &self,
         skus: Option<&[String]>,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Records the daemon's options, which [`Store::ingest`] then follows
+    /// whichever process sends the events.
+    fn publish_options(
+        &self,
+        options: IngestOptions,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Queues a recalculation job for the SKUs already marked dirty.
     fn enqueue(&self, job: &RecalcJob) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn queue_status(&self) -> impl Future<Output = Result<QueueStatus, StoreError>> + Send;

@@ -2,6 +2,7 @@
 //! binary the way a user would.
 
 mod daemon;
+mod daemon_options;
 mod daemon_support;
 mod deploy;
 mod http;

@@ -26,6 +26,19 @@ pub(super) async fn ingest(
     events: &[Event],
     options: IngestOptions,
 ) -> Result<IngestReport, StoreError> {
+    // The running daemon's options decide, whoever sends the events.
+    let stored: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT recalculate_on_status_change, defer_new_orders FROM service_options WHERE id = 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let options = match stored {
+        Some((recalculate_on_status_change, defer_new_orders)) => IngestOptions {
+            recalculate_on_status_change,
+            defer_new_orders,
+        },
+        None => options,
+    };
     let mut report = IngestReport::default();
     // sku -> (event seq, event id) of the last event that marked it
     let mut marks: FxHashMap<String, (i64, String)> = FxHashMap::default();

@@ -273,6 +273,21 @@ impl Store for SqliteStore {
         Ok(count)
     }
 
+    async fn publish_options(&self, options: IngestOptions) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO service_options (id, recalculate_on_status_change, defer_new_orders)
+             VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET
+                 recalculate_on_status_change = excluded.recalculate_on_status_change,
+                 defer_new_orders = excluded.defer_new_orders",
+        )
+        .bind(options.recalculate_on_status_change)
+        .bind(options.defer_new_orders)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn enqueue(&self, job: &crate::queue::RecalcJob) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         ingest::push_job(&mut conn, job).await

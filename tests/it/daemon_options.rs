@@ -1,0 +1,267 @@
+//! The daemon's own options (defer new orders, status changes, the periodic
+//! full run), its history and outbox, and `recalc --inline` / `--sku --wait`.
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+use crate::daemon_support::{
+    Daemon, assert_matches_simulate, block_on, generate, send_events, stored_results, wait_idle,
+};
+use crate::support::TempDatabase;
+
+const IDLE: Duration = Duration::from_secs(30);
+
+fn import(db: &TempDatabase, book: &Value) {
+    let run = db.run(&["import", "-"], Some(book.to_string().as_bytes()));
+    assert_eq!(run.code, 0, "import: {}", run.stderr);
+}
+
+fn export(db: &TempDatabase) -> Value {
+    db.run(&["export"], None).ok_json()
+}
+
+fn line_backorder(db: &TempDatabase, line_id: &str) -> i64 {
+    stored_results(db).0[line_id].backorder_qty
+}
+
+/// 10 units of TEA; OLD (older) wants 10, YOUNG wants 5.
+fn small_book() -> Value {
+    json!({
+        "warehouses": [{"id": "MAIN", "kind": "normal"}],
+        "inventory": [{"sku": "TEA", "warehouse": "MAIN", "on_hand": 10}],
+        "orders": [
+            {"id": "OLD", "order_date": "2026-11-01T10:00:00Z",
+             "lines": [{"id": "OLD-1", "sku": "TEA", "qty": 10}]},
+            {"id": "YOUNG", "order_date": "2026-11-02T10:00:00Z",
+             "lines": [{"id": "YOUNG-1", "sku": "TEA", "qty": 5}]}]
+    })
+}
+
+/// `(order_id, line_id, old, new, old_status, new_status, cause)` rows.
+type HistoryRow = (
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+fn history(db: &TempDatabase) -> Vec<HistoryRow> {
+    use sqlx::Connection;
+    block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query_as(
+            "SELECT order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause
+             FROM history ORDER BY seq",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+    })
+}
+
+fn outbox(db: &TempDatabase) -> Vec<(String, String, String, String)> {
+    use sqlx::Connection;
+    block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query_as("SELECT order_id, kind, old_status, new_status FROM outbox ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox() {
+    let db = TempDatabase::new();
+    import(&db, &small_book());
+    let daemon = Daemon::start(&db, &[]);
+    wait_idle(&db, IDLE);
+    let receipt = json!({"id": "r1", "type": "po_received", "sku": "TEA",
+                         "warehouse": "MAIN", "qty": 5});
+    send_events(&db, &[receipt], &["--wait", "--timeout", "30"]).ok_json();
+    daemon.stop_with("TERM");
+
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        history(&db),
+        vec![
+            (
+                "YOUNG".into(),
+                s("YOUNG-1"),
+                0,
+                5,
+                None,
+                None,
+                "import".into()
+            ),
+            (
+                "YOUNG".into(),
+                None,
+                0,
+                5,
+                s("none"),
+                s("full"),
+                "import".into()
+            ),
+            ("YOUNG".into(), s("YOUNG-1"), 5, 0, None, None, "r1".into()),
+            (
+                "YOUNG".into(),
+                None,
+                5,
+                0,
+                s("full"),
+                s("none"),
+                "r1".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        outbox(&db),
+        vec![
+            (
+                "YOUNG".into(),
+                "backordered".into(),
+                "none".into(),
+                "full".into()
+            ),
+            (
+                "YOUNG".into(),
+                "no_longer_backordered".into(),
+                "full".into(),
+                "none".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn with_defer_new_orders_a_new_order_waits_for_a_full_run() {
+    let db = TempDatabase::new();
+    import(&db, &small_book());
+    let daemon = Daemon::start(&db, &[("BACKORDERD__SERVICE__DEFER_NEW_ORDERS", "true")]);
+    wait_idle(&db, IDLE);
+    let new_order = json!({"id": "n1", "type": "order_upserted", "order": {
+        "id": "LATE", "order_date": "2026-11-03T10:00:00Z",
+        "lines": [{"id": "LATE-1", "sku": "TEA", "qty": 3}]}});
+    let report = send_events(&db, &[new_order], &["--wait", "--timeout", "30"]).ok_json();
+    assert_eq!(report["marked_skus"], json!([]), "nothing marked: {report}");
+    // Not recalculated: still the stored 0, though no stock is left for it.
+    assert_eq!(line_backorder(&db, "LATE-1"), 0);
+
+    // A change to an existing order still recalculates at once.
+    let changed = json!({"id": "n2", "type": "order_upserted", "order": {
+        "id": "YOUNG", "order_date": "2026-11-02T10:00:00Z",
+        "lines": [{"id": "YOUNG-1", "sku": "TEA", "qty": 4}]}});
+    send_events(&db, &[changed], &["--wait", "--timeout", "30"]).ok_json();
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 4);
+
+    let run = db.run(&["recalc", "--all", "--wait", "--timeout", "30"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    daemon.stop_with("TERM");
+    assert_eq!(line_backorder(&db, "LATE-1"), 3);
+    assert_matches_simulate(&db, &export(&db), &[], &[]);
+}
+
+#[test]
+fn with_status_changes_left_to_the_full_run_a_hold_frees_no_stock_at_once() {
+    let db = TempDatabase::new();
+    import(&db, &small_book());
+    let daemon = Daemon::start(
+        &db,
+        &[("BACKORDERD__SERVICE__RECALCULATE_ON_STATUS_CHANGE", "false")],
+    );
+    wait_idle(&db, IDLE);
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 5);
+    let hold = json!({"id": "h1", "type": "order_status_changed",
+                      "order_id": "OLD", "status": "on_hold"});
+    let report = send_events(&db, &[hold], &["--wait", "--timeout", "30"]).ok_json();
+    assert_eq!(report["marked_skus"], json!([]));
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 5, "not recalculated yet");
+
+    let run = db.run(
+        &["recalc", "--sku", "TEA", "--wait", "--timeout", "30"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    daemon.stop_with("TERM");
+    // OLD is excluded now: YOUNG gets its 5.
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 0);
+    assert_matches_simulate(&db, &export(&db), &[], &[]);
+}
+
+#[test]
+fn the_periodic_full_run_repairs_what_no_event_recalculated() {
+    let db = TempDatabase::new();
+    import(&db, &small_book());
+    let daemon = Daemon::start(
+        &db,
+        &[("BACKORDERD__SERVICE__FULL_RECALCULATION_INTERVAL_SECS", "1")],
+    );
+    wait_idle(&db, IDLE);
+    // An override of an active line stands until its SKU is recalculated.
+    let mark = json!({"id": "o1", "type": "backorder_override",
+                      "line_id": "YOUNG-1", "backorder_qty": 0});
+    send_events(&db, &[mark], &[]).ok_json();
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 0);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while line_backorder(&db, "YOUNG-1") != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the periodic run did not come: {}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.stop_with("TERM");
+    let causes: Vec<String> = history(&db).into_iter().map(|h| h.6).collect();
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.starts_with("periodic-full-recalculation-")),
+        "{causes:?}"
+    );
+}
+
+#[test]
+fn recalc_inline_recalculates_in_the_calling_process() {
+    let db = TempDatabase::new();
+    import(&db, &generate(3000, 60, 11));
+    let run = db.run(&["recalc", "--all", "--inline"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["recalculated"]["lines_seen"], 3000, "{report}");
+    assert!(run.stderr.contains("recalculated"), "{}", run.stderr);
+    assert_matches_simulate(&db, &export(&db), &[], &[]);
+
+    // Nothing left to do: a second run changes nothing.
+    let again = db.run(&["recalc", "--all", "--inline"], None).ok_json();
+    assert_eq!(again["recalculated"]["lines_changed"], 0);
+    assert_eq!(again["recalculated"]["orders_changed"], 0);
+}
+
+#[test]
+fn recalc_inline_shows_progress_on_a_terminal() {
+    let db = TempDatabase::new();
+    import(&db, &generate(3000, 60, 12));
+    // `script` gives the command a terminal; many small batches give the
+    // bar time to draw.
+    let command = format!(
+        "{} --database-url {} recalc --all --inline",
+        env!("CARGO_BIN_EXE_backorderd"),
+        db.url
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("BACKORDERD__SERVICE__SKUS_PER_BATCH", "1")
+        .env("BACKORDERD__SERVICE__BULK_FROM_SKUS", "1000000")
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" SKUs ("), "no progress bar in: {text:?}");
+    assert!(text.contains("recalculated 60 SKUs"), "{text:?}");
+}
