@@ -424,3 +424,10 @@ pub async fn metrics<S: Store + Send + Sync + 'static>(State(state): Shared<S>) 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method",
+    )
+}

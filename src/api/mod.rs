@@ -91,6 +91,7 @@ pub fn router<S: Store + Send + Sync + 'static>(
         .route("/readyz", get(handlers::readyz::<S>))
         .merge(guarded)
         .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .with_state(state)
 }

@@ -275,6 +275,9 @@ fn the_http_api_takes_events_and_answers_reads() {
     assert_eq!(c["backorder_status"], "partial");
     assert_eq!(line_of(&c, "C-1")["reason"]["allocated"], 1);
     assert_eq!(api.get("/v1/orders/NOPE").expect(404)["status"], 404);
+    api.get("/v1/nothing-here").expect(404);
+    api.get("/v1/events").expect(405);
+    api.post("/v1/orders/B", b"{}").expect(405);
 
     // A product: stock, promises, open purchase orders.
     let tea = api.get("/v1/products/TEA").expect(200);
