@@ -201,7 +201,8 @@ pub(super) async fn group_stock(
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut statement = db.prepare(
-                "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?1) j CROSS JOIN inventory i ON i.sku = j.value",
+                "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?1) j CROSS JOIN inventory i ON i.sku = j.value
+                 ORDER BY i.sku, i.warehouse",
             )?;
             let inventory = statement
                 .query_map([sku_list], |r| {
@@ -214,7 +215,8 @@ pub(super) async fn group_stock(
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut statement = db.prepare(
                 "SELECT p.id, p.sku, p.warehouse, p.qty_ordered, p.qty_received, p.expected_date
-                 FROM json_each(?1) j CROSS JOIN purchase_orders p ON p.sku = j.value",
+                 FROM json_each(?1) j CROSS JOIN purchase_orders p ON p.sku = j.value
+                 ORDER BY p.position",
             )?;
             let purchase_orders = statement
                 .query_map([sku_list], |r| {

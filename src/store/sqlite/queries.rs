@@ -11,9 +11,8 @@ use rustc_hash::FxHashMap;
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::super::codec;
-use super::{HeaderRow, ORDER_HEADER_JSON, from_json_text, load_settings, load_warehouses};
-use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder, Snapshot};
-use crate::recalc::replacement_closure;
+use super::{HeaderRow, ORDER_HEADER_JSON, from_json_text, load_settings};
+use crate::engine::snapshot::{Line, Order, Snapshot};
 use crate::store::StoreError;
 use crate::store::views::{
     BackorderCursor, BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness,
@@ -89,109 +88,18 @@ pub(super) async fn pool_state(
     with_replacements: bool,
 ) -> Result<PoolState, StoreError> {
     let settings = load_settings(conn).await?;
-    let warehouses = load_warehouses(conn).await?;
-    let mut skus: Vec<String> = if with_replacements && settings.consider_replacement_sku {
-        let edges: Vec<(String, String)> = sqlx::query_as(
-            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        replacement_closure(skus.iter().map(String::as_str), &edges)
+    let skus = if with_replacements {
+        super::recalc::group_skus(conn, &settings, skus.iter().map(String::as_str)).await?
     } else {
-        skus.to_vec()
+        let mut skus = skus.to_vec();
+        skus.sort_unstable();
+        skus.dedup();
+        skus
     };
-    skus.sort_unstable();
-    skus.dedup();
     let list = serde_json::to_string(&skus).expect("skus serialize");
-
-    let products = sqlx::query(
-        "SELECT p.sku, p.replacement_sku FROM json_each(?) j CROSS JOIN products p ON p.sku = j.value",
-    )
-    .bind(&list)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|row| Product {
-        sku: row.get(0),
-        replacement_sku: row.get(1),
-    })
-    .collect();
-    let inventory = sqlx::query(
-        "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?) j CROSS JOIN inventory i ON i.sku = j.value
-         ORDER BY i.sku, i.warehouse",
-    )
-    .bind(&list)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|row| InventoryRow {
-        sku: row.get(0),
-        warehouse: row.get(1),
-        on_hand: row.get(2),
-    })
-    .collect();
-    let mut purchase_orders = Vec::new();
-    for row in sqlx::query(
-        "SELECT p.id, p.sku, p.warehouse, p.qty_ordered, p.qty_received, p.expected_date
-         FROM json_each(?) j CROSS JOIN purchase_orders p ON p.sku = j.value ORDER BY p.position",
-    )
-    .bind(&list)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let id: String = row.get(0);
-        let expected_date = eta(row.get(5), &|| format!("purchase order {id:?}"))?;
-        purchase_orders.push(PurchaseOrder {
-            sku: row.get(1),
-            warehouse: row.get(2),
-            qty_ordered: row.get(3),
-            qty_received: row.get(4),
-            expected_date,
-            id,
-        });
-    }
-
-    // Every line of the SKUs, then the headers of their orders.
-    let mut lines: FxHashMap<String, Vec<(i64, Line)>> = FxHashMap::default();
-    for row in sqlx::query(
-        "SELECT l.order_id, l.position, l.id, l.sku, l.qty, l.backorder_qty
-         FROM json_each(?) j CROSS JOIN order_lines l ON l.sku = j.value",
-    )
-    .bind(&list)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        lines.entry(row.get(0)).or_default().push((
-            row.get(1),
-            Line {
-                id: row.get(2),
-                sku: row.get(3),
-                qty: row.get(4),
-                backorder_qty: row.get(5),
-            },
-        ));
-    }
-    let order_ids: Vec<&String> = lines.keys().collect();
-    let headers: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_HEADER_JSON} FROM json_each(?) j CROSS JOIN orders o ON o.id = j.value"
-    )))
-    .bind(serde_json::to_string(&order_ids).expect("ids serialize"))
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut orders = Vec::with_capacity(headers.len());
-    for text in headers {
-        let mut order: Order = from_json_text::<HeaderRow>(&text, "an order")?.into_order()?;
-        let mut own = lines.remove(&order.id).unwrap_or_default();
-        own.sort_unstable_by_key(|l| l.0);
-        order.lines = own.into_iter().map(|l| l.1).collect();
-        orders.push(order);
-    }
-    if let Some(orphan) = lines.keys().next() {
-        return Err(StoreError::Corrupt {
-            record: format!("lines of order {orphan:?}"),
-            problem: "their order is missing".into(),
-        });
-    }
+    let group =
+        super::recalc::load_group(conn, &list, 0, settings, FxHashMap::default(), None).await?;
+    let mut orders: Vec<Order> = group.orders.into_iter().map(|o| o.order).collect();
     orders.sort_unstable_by(|a, b| a.id.cmp(&b.id));
 
     let dirty_skus: Vec<String> = sqlx::query_scalar(
@@ -204,11 +112,11 @@ pub(super) async fn pool_state(
     Ok(PoolState {
         snapshot: Snapshot {
             as_of: None,
-            settings,
-            warehouses,
-            products,
-            inventory,
-            purchase_orders,
+            settings: group.settings,
+            warehouses: group.warehouses,
+            products: group.products,
+            inventory: group.inventory,
+            purchase_orders: group.purchase_orders,
             orders,
         },
         skus,

@@ -13,7 +13,7 @@ use super::super::codec;
 use super::direct;
 use super::writeback::write_changes;
 use crate::engine::LineCounts;
-use crate::engine::snapshot::{Line, Order};
+use crate::engine::snapshot::{Line, Order, Settings};
 use crate::engine::time_format::format_timestamp;
 use crate::recalc::{self, GroupState, OrderChange, StoredOrder, replacement_closure};
 use crate::store::{BatchReport, StoreError};
@@ -140,22 +140,12 @@ pub(super) async fn recalculate_dirty(
     }
     let settings = super::load_settings(conn).await?;
     let mut causes: FxHashMap<String, String> = claimed.iter().cloned().collect();
-    let skus = if settings.consider_replacement_sku {
-        let edges: Vec<(String, String)> = sqlx::query_as(
-            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let closure = replacement_closure(claimed.iter().map(|c| c.0.as_str()), &edges);
-        for sku in &closure {
-            causes
-                .entry(sku.clone())
-                .or_insert_with(|| "replacement group".to_owned());
-        }
-        closure
-    } else {
-        claimed.iter().map(|c| c.0.clone()).collect()
-    };
+    let skus = group_skus(conn, &settings, claimed.iter().map(|c| c.0.as_str())).await?;
+    for sku in &skus {
+        causes
+            .entry(sku.clone())
+            .or_insert_with(|| "replacement group".to_owned());
+    }
     let sku_list = serde_json::to_string(&skus).expect("skus serialize");
 
     let group = load_group(
@@ -192,11 +182,36 @@ pub(super) async fn recalculate_dirty(
     }))
 }
 
-async fn load_group(
+/// `skus` closed under the replacement relation when the settings use
+/// replacements (else as they are), sorted: a group whose recalculation is
+/// self-contained.
+pub(super) async fn group_skus<'a>(
+    conn: &mut SqliteConnection,
+    settings: &Settings,
+    skus: impl Iterator<Item = &'a str>,
+) -> Result<Vec<String>, StoreError> {
+    let skus: Vec<String> = skus.map(str::to_owned).collect();
+    let mut group = if settings.consider_replacement_sku {
+        let edges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        replacement_closure(skus.iter().map(String::as_str), &edges)
+    } else {
+        skus
+    };
+    group.sort_unstable();
+    group.dedup();
+    Ok(group)
+}
+
+/// The stored state of a group of SKUs (`sku_list`, a JSON array).
+pub(super) async fn load_group(
     conn: &mut SqliteConnection,
     sku_list: &str,
     expected_lines: usize,
-    settings: crate::engine::snapshot::Settings,
+    settings: Settings,
     causes: FxHashMap<String, String>,
     cache: Option<&HeaderCache>,
 ) -> Result<GroupState, StoreError> {
