@@ -117,6 +117,9 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
 
     let mut pools = PoolIndex::new(settings.warehouse_based, snapshot.inventory.len().max(64));
     let mut lines = Vec::with_capacity(total_lines);
+    // Each line's qty, compact: the statuses at the end read it from here
+    // rather than from the snapshot's scattered lines again.
+    let mut line_qty = Vec::with_capacity(total_lines);
     let mut line_pool = vec![NO_POOL; total_lines];
     let mut replacement_pool = vec![
         NO_POOL;
@@ -140,6 +143,7 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
                 backorder_qty,
                 eta: None,
             });
+            line_qty.push(line.qty);
             if matches!(scope, Scope::Closed | Scope::Excluded) {
                 continue;
             }
@@ -193,20 +197,19 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
     }
     eta::estimate(snapshot, &warehouses, &pools, &queues, &mut lines);
 
-    let orders = orders
+    let orders = scopes
         .iter()
-        .zip(&scopes)
         .zip(first_line.windows(2))
-        .map(|((order, &scope), range)| {
-            let outcomes = &lines[range[0] as usize..range[1] as usize];
+        .map(|(&scope, range)| {
+            let range = range[0] as usize..range[1] as usize;
+            let outcomes = &lines[range.clone()];
             OrderOutcome {
                 scope,
                 status: BackorderStatus::of_lines(
-                    order
-                        .lines
+                    line_qty[range]
                         .iter()
                         .zip(outcomes)
-                        .map(|(l, out)| (l.qty, out.backorder_qty)),
+                        .map(|(&qty, out)| (qty, out.backorder_qty)),
                 ),
                 backorder_qty: outcomes.iter().map(|out| out.backorder_qty).sum(),
             }

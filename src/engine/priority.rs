@@ -62,11 +62,16 @@ pub fn rank(
     let mut ranked: Vec<Ranked> = selected
         .map(|o| Ranked::of(o, &orders[o as usize], settings))
         .collect();
-    ranked.sort_unstable_by(|a, b| {
-        (a.major, a.nanos).cmp(&(b.major, b.nanos)).then_with(|| {
-            let (a, b) = (&orders[a.order as usize].id, &orders[b.order as usize].id);
-            a.as_bytes().cmp(b.as_bytes())
-        })
-    });
+    // Keys 1-3 are integers: sort by them alone, then order each run of
+    // equal keys (rare) by id, so that few comparisons chase an id string.
+    ranked.sort_unstable_by_key(|r| (r.major, r.nanos));
+    for run in ranked.chunk_by_mut(|a, b| (a.major, a.nanos) == (b.major, b.nanos)) {
+        if run.len() > 1 {
+            run.sort_unstable_by(|a, b| {
+                let (a, b) = (&orders[a.order as usize].id, &orders[b.order as usize].id);
+                a.as_bytes().cmp(b.as_bytes())
+            });
+        }
+    }
     ranked
 }
