@@ -90,7 +90,7 @@ fn describe() {
     describe_gauge!(
         OLDEST_MARK_AGE,
         metrics::Unit::Seconds,
-        "Age of the event behind the oldest dirty mark (0 when nothing waits)."
+        "Age of the oldest dirty mark: how long the queue has waited (0 when nothing waits)."
     );
 }
 

@@ -93,7 +93,10 @@ CREATE TABLE received_events (
 CREATE TABLE dirty_skus (
     sku        TEXT PRIMARY KEY NOT NULL,
     marked_seq INTEGER NOT NULL,
-    cause      TEXT NOT NULL          -- the event id, `import`, `recalc`...
+    cause      TEXT NOT NULL,         -- the event id, `import`, `recalc`...
+    -- when the SKU became dirty (Unix milliseconds); a later mark keeps it,
+    -- so the oldest mark says how long the queue has waited
+    marked_at  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
 );
 
 -- One row per written-back change.

@@ -160,7 +160,7 @@ pub trait Store {
     ) -> impl Future<Output = Result<Vec<BackorderedOrder>, StoreError>> + Send;
     /// Whether the database answers (else an error) and its schema is current.
     fn readiness(&self) -> impl Future<Output = Result<Readiness, StoreError>> + Send;
-    /// When the event behind the oldest dirty mark was received.
+    /// When the oldest waiting dirty mark was made.
     fn oldest_dirty_mark(
         &self,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;

@@ -232,15 +232,10 @@ pub(super) async fn readiness(
 pub(super) async fn oldest_dirty_mark(
     conn: &mut SqliteConnection,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let text: Option<String> = sqlx::query_scalar(
-        "SELECT e.received_at FROM received_events e
-         WHERE e.seq >= (SELECT MIN(marked_seq) FROM dirty_skus) AND e.seq > 0
-         ORDER BY e.seq LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    text.map(|t| codec::timestamp(&t, &|| "a received event".to_owned()))
-        .transpose()
+    let millis: Option<i64> = sqlx::query_scalar("SELECT MIN(marked_at) FROM dirty_skus")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(millis.and_then(DateTime::from_timestamp_millis))
 }
 
 /// When each of the events `ids` was received (unknown ids are skipped).
