@@ -322,7 +322,9 @@ impl NotifySocket {
                 {
                     break;
                 }
-                Err(e) => panic!("recv: {e}"),
+                // A signal (another test's child exiting) may cut the wait short.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("recv: {e} ({:?})", e.kind()),
             }
         }
     }
