@@ -77,12 +77,30 @@ fn outbox(db: &TempDatabase) -> Vec<(String, String, String, String)> {
 fn every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox() {
     let db = TempDatabase::new();
     import(&db, &small_book());
-    let daemon = Daemon::start(&db, &[]);
+    let daemon = Daemon::start(&db, &[("BACKORDERD__LOG__FORMAT", "json")]);
     wait_idle(&db, IDLE);
     let receipt = json!({"id": "r1", "type": "po_received", "sku": "TEA",
                          "warehouse": "MAIN", "qty": 5});
     send_events(&db, &[receipt], &["--wait", "--timeout", "30"]).ok_json();
-    daemon.stop_with("TERM");
+    let log = daemon.stop_with("TERM");
+
+    // The job's span names the SKUs and the events it recalculated.
+    let job = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|entry| {
+            entry["fields"]["message"] == "recalculated"
+                && entry["span"]["events"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("r1")
+        })
+        .unwrap_or_else(|| panic!("no recalculation logged for r1:\n{log}"));
+    assert_eq!(job["span"]["name"], "recalculate");
+    assert!(
+        job["span"]["skus"].as_str().unwrap().contains("TEA"),
+        "{job}"
+    );
 
     let s = |v: &str| Some(v.to_owned());
     assert_eq!(
