@@ -283,3 +283,44 @@ fn recalc_inline_shows_progress_on_a_terminal() {
     assert!(text.contains(" SKUs ("), "no progress bar in: {text:?}");
     assert!(text.contains("recalculated 60 SKUs"), "{text:?}");
 }
+
+#[test]
+fn a_burst_of_events_on_one_sku_is_one_recalculation() {
+    let db = TempDatabase::new();
+    import(&db, &small_book());
+    let daemon = Daemon::start(&db, &[("BACKORDERD__LOG__FORMAT", "json")]);
+    wait_idle(&db, IDLE);
+    let burst: Vec<Value> = (0..100)
+        .map(|k| {
+            json!({"id": format!("b{k}"), "type": "inventory_adjusted", "sku": "TEA",
+                   "warehouse": "MAIN", "delta": if k % 2 == 0 { 1 } else { -1 }})
+        })
+        .chain([
+            json!({"id": "b-last", "type": "inventory_adjusted", "sku": "TEA",
+                       "warehouse": "MAIN", "delta": 5}),
+        ])
+        .collect();
+    send_events(&db, &burst, &["--wait", "--timeout", "30"]).ok_json();
+    let log = daemon.stop_with("TERM");
+
+    let recalculations: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| {
+            entry["fields"]["message"] == "recalculated"
+                && entry["span"]["events"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("b-last")
+        })
+        .collect();
+    assert_eq!(recalculations.len(), 1, "{log}");
+    assert_eq!(recalculations[0]["fields"]["batches"], 1);
+    // One write-back: YOUNG's line went from 5 to 0 once, not 101 times.
+    let young: Vec<HistoryRow> = history(&db)
+        .into_iter()
+        .filter(|h| h.1.as_deref() == Some("YOUNG-1"))
+        .collect();
+    assert_eq!(young.len(), 2, "{young:?}");
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 0);
+}
