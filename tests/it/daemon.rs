@@ -56,19 +56,24 @@ fn str_of(value: &Value) -> String {
     value.as_str().unwrap().to_owned()
 }
 
+/// An export's on-hand quantities by (sku, warehouse).
+fn inventory_of(export: &Value) -> BTreeMap<(String, String), i64> {
+    export["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                (str_of(&row["sku"]), str_of(&row["warehouse"])),
+                row["on_hand"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 impl Model {
     fn new(export: &Value, reserved: &str) -> Model {
-        let inventory = export["inventory"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                (
-                    (str_of(&row["sku"]), str_of(&row["warehouse"])),
-                    row["on_hand"].as_i64().unwrap(),
-                )
-            })
-            .collect::<BTreeMap<_, _>>();
+        let inventory = inventory_of(export);
         let mut related = BTreeSet::new();
         for product in export["products"].as_array().unwrap() {
             related.insert(str_of(&product["sku"]));
@@ -485,17 +490,7 @@ fn compare_state(model: &Model, export: &Value) {
         &model.settings,
         "settings"
     );
-    let inventory: BTreeMap<(String, String), i64> = export["inventory"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                (str_of(&row["sku"]), str_of(&row["warehouse"])),
-                row["on_hand"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let inventory = inventory_of(export);
     for (slot, want) in &model.inventory {
         assert_eq!(inventory.get(slot), Some(want), "on_hand of {slot:?}");
     }
