@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use sqlx::SqliteConnection;
 
 use super::super::codec;
-use super::HeaderRow;
+use super::super::codec::HeaderRow;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Order, Product, PurchaseOrder};
 use crate::store::StoreError;
