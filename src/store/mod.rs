@@ -3,6 +3,7 @@
 
 mod any;
 mod codec;
+pub mod daemons;
 mod group;
 pub mod postgres;
 pub mod sqlite;
