@@ -3,6 +3,7 @@
 
 mod any;
 mod codec;
+mod ingest;
 pub mod postgres;
 pub mod sqlite;
 mod views;
