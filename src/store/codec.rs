@@ -70,9 +70,8 @@ pub fn date(text: &str, record: Record) -> Result<NaiveDate, StoreError> {
     parse_date(text).map_err(|e| corrupt(record, e))
 }
 
-/// An order header's columns (id, order_date, payment_date, payment_status,
-/// status, rush, picked, ship_from), as both backends store them; the text
-/// ones owned or borrowed (from a row being stepped).
+/// An order header's columns; the text ones owned (from JSON) or borrowed
+/// (from a row being stepped).
 #[derive(serde::Deserialize)]
 pub struct HeaderRow<S = String>(
     pub String,
@@ -115,4 +114,15 @@ impl<S: AsRef<str>> HeaderRow<S> {
             id,
         })
     }
+}
+
+/// Decodes what `json_array` or `json_group_array` built in SQL.
+pub fn from_json_text<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        record: what.to_owned(),
+        problem: e.to_string(),
+    })
 }

@@ -3,6 +3,7 @@
 
 mod any;
 mod codec;
+mod group;
 mod ingest;
 pub mod postgres;
 pub mod sqlite;
