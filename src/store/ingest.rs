@@ -104,13 +104,21 @@ pub(super) trait IngestBackend: Send {
         &mut self,
         line_ids: &[String],
     ) -> impl Future<Output = Result<FxHashMap<String, StoredLine>, StoreError>> + Send;
-    /// Replaces a stored order's header and lines (its totals left for the
-    /// refresh), or adds the order after every stored one with the totals
-    /// of its lines. Whether it was stored.
-    fn upsert_order(
+    /// Writes a stored order's header (its totals are the refresh's).
+    fn update_order_header(
         &mut self,
         order: &Order,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces a stored order's lines with `order`'s.
+    fn replace_lines(
+        &mut self,
+        order: &Order,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Adds a new order after every stored one, with the totals of its lines.
+    fn insert_order(
+        &mut self,
+        order: &Order,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn update_status(
         &mut self,
         order_id: &str,
@@ -122,12 +130,16 @@ pub(super) trait IngestBackend: Send {
         payment_status: PaymentStatus,
         payment_date: Option<&DateTime<Utc>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Adds `new_order_id` after every stored order with `order_id`'s
-    /// header (and zero totals, for the refresh to set), and moves the lines
-    /// `moves` names to it, each to its position.
-    fn split_order(
+    /// Adds `new_order_id` after every stored order, with `order_id`'s
+    /// header and zero totals (for the refresh to set).
+    fn copy_order_header(
         &mut self,
         order_id: &str,
+        new_order_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Moves lines to `new_order_id`, each to its position.
+    fn move_lines(
+        &mut self,
         new_order_id: &str,
         moves: &[(String, i64)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -177,6 +189,296 @@ pub(super) trait IngestBackend: Send {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn push_job(&mut self, job: &RecalcJob) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// The [`IngestBackend`] statements that read the same on both databases
+/// (sqlx binds `$N` on SQLite too), written once and expanded inside each
+/// backend's `impl IngestBackend`: the drivers share no connection type, and
+/// bounds generic over `sqlx::Database` for every bind would outweigh the
+/// statements. `super` is the backend's module (its `load_settings`...).
+macro_rules! portable_statements {
+    () => {
+        async fn stored_options(
+            &mut self,
+        ) -> Result<Option<$crate::store::IngestOptions>, $crate::store::StoreError> {
+            let stored: Option<(bool, bool)> = ::sqlx::query_as(
+                "SELECT recalculate_on_status_change, defer_new_orders FROM service_options WHERE id = 1",
+            )
+            .fetch_optional(&mut *self)
+            .await?;
+            Ok(stored.map(|(recalculate_on_status_change, defer_new_orders)| {
+                $crate::store::IngestOptions {
+                    recalculate_on_status_change,
+                    defer_new_orders,
+                }
+            }))
+        }
+
+        async fn record_event(
+            &mut self,
+            id: &str,
+            type_name: &str,
+            received_at: &str,
+        ) -> Result<Option<i64>, $crate::store::StoreError> {
+            Ok(::sqlx::query_scalar(
+                "INSERT INTO received_events (id, type, received_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING RETURNING seq",
+            )
+            .bind(id)
+            .bind(type_name)
+            .bind(received_at)
+            .fetch_optional(&mut *self)
+            .await?)
+        }
+
+        async fn known_warehouse(
+            &mut self,
+            warehouse: &str,
+        ) -> Result<bool, $crate::store::StoreError> {
+            Ok(
+                ::sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM warehouses WHERE id = $1)")
+                    .bind(warehouse)
+                    .fetch_one(&mut *self)
+                    .await?,
+            )
+        }
+
+        async fn add_on_hand(
+            &mut self,
+            sku: &str,
+            warehouse: &str,
+            delta: i64,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO inventory (sku, warehouse, on_hand) VALUES ($1, $2, $3)
+                 ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = inventory.on_hand + excluded.on_hand",
+            )
+            .bind(sku)
+            .bind(warehouse)
+            .bind(delta)
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn set_on_hand(
+            &mut self,
+            sku: &str,
+            warehouse: &str,
+            on_hand: i64,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO inventory (sku, warehouse, on_hand) VALUES ($1, $2, $3)
+                 ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand",
+            )
+            .bind(sku)
+            .bind(warehouse)
+            .bind(on_hand)
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn receive_po(
+            &mut self,
+            po_id: &str,
+            qty: i64,
+        ) -> Result<Option<String>, $crate::store::StoreError> {
+            Ok(::sqlx::query_scalar(
+                "UPDATE purchase_orders SET qty_received = qty_received + $1 WHERE id = $2 RETURNING sku",
+            )
+            .bind(qty)
+            .bind(po_id)
+            .fetch_optional(&mut *self)
+            .await?)
+        }
+
+        async fn purchase_order_sku(
+            &mut self,
+            po_id: &str,
+        ) -> Result<Option<String>, $crate::store::StoreError> {
+            Ok(
+                ::sqlx::query_scalar("SELECT sku FROM purchase_orders WHERE id = $1")
+                    .bind(po_id)
+                    .fetch_optional(&mut *self)
+                    .await?,
+            )
+        }
+
+        async fn upsert_purchase_order(
+            &mut self,
+            po: &$crate::engine::snapshot::PurchaseOrder,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO purchase_orders (id, position, sku, warehouse, qty_ordered, qty_received, expected_date)
+                 VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM purchase_orders), $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, warehouse = excluded.warehouse,
+                     qty_ordered = excluded.qty_ordered, qty_received = excluded.qty_received,
+                     expected_date = excluded.expected_date",
+            )
+            .bind(&po.id)
+            .bind(&po.sku)
+            .bind(&po.warehouse)
+            .bind(po.qty_ordered)
+            .bind(po.qty_received)
+            .bind(po.expected_date.as_ref().map($crate::engine::time_format::format_date))
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn update_order_header(
+            &mut self,
+            order: &$crate::engine::snapshot::Order,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::engine::time_format::format_timestamp;
+            ::sqlx::query(
+                "UPDATE orders SET order_date = $1, payment_date = $2, payment_status = $3, status = $4,
+                     rush = $5, picked = $6, ship_from = $7 WHERE id = $8",
+            )
+            .bind(format_timestamp(&order.order_date))
+            .bind(order.payment_date.as_ref().map(format_timestamp))
+            .bind(order.payment_status.as_str())
+            .bind(order.status.as_str())
+            .bind(i64::from(order.rush))
+            .bind(i64::from(order.picked))
+            .bind(&order.ship_from)
+            .bind(&order.id)
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn update_status(
+            &mut self,
+            order_id: &str,
+            status: $crate::engine::snapshot::OrderStatus,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query("UPDATE orders SET status = $1 WHERE id = $2")
+                .bind(status.as_str())
+                .bind(order_id)
+                .execute(&mut *self)
+                .await?;
+            Ok(())
+        }
+
+        async fn update_payment(
+            &mut self,
+            order_id: &str,
+            payment_status: $crate::engine::snapshot::PaymentStatus,
+            payment_date: Option<&::chrono::DateTime<::chrono::Utc>>,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query("UPDATE orders SET payment_status = $1, payment_date = $2 WHERE id = $3")
+                .bind(payment_status.as_str())
+                .bind(payment_date.map($crate::engine::time_format::format_timestamp))
+                .bind(order_id)
+                .execute(&mut *self)
+                .await?;
+            Ok(())
+        }
+
+        async fn copy_order_header(
+            &mut self,
+            order_id: &str,
+            new_order_id: &str,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from)
+                 SELECT $1, (SELECT MAX(position) + 1 FROM orders), order_date, payment_date, payment_status, status, rush, picked, ship_from
+                 FROM orders WHERE id = $2",
+            )
+            .bind(new_order_id)
+            .bind(order_id)
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn load_settings(
+            &mut self,
+        ) -> Result<$crate::engine::snapshot::Settings, $crate::store::StoreError> {
+            super::load_settings(self).await
+        }
+
+        async fn save_settings(
+            &mut self,
+            settings: &$crate::engine::snapshot::Settings,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO client_settings (id, settings) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET settings = excluded.settings",
+            )
+            .bind(::serde_json::to_string(settings).expect("settings serialize"))
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
+        async fn override_line(
+            &mut self,
+            line_id: &str,
+            backorder_qty: i64,
+        ) -> Result<Option<(String, String)>, $crate::store::StoreError> {
+            Ok(::sqlx::query_as(
+                "UPDATE order_lines SET backorder_qty = $1 WHERE id = $2 RETURNING order_id, sku",
+            )
+            .bind(backorder_qty)
+            .bind(line_id)
+            .fetch_optional(&mut *self)
+            .await?)
+        }
+
+        async fn order_header(
+            &mut self,
+            order_id: &str,
+        ) -> Result<$crate::engine::snapshot::Order, $crate::store::StoreError> {
+            use ::sqlx::Row;
+            let row = ::sqlx::query(
+                "SELECT id, order_date, payment_date, payment_status, status, rush, picked, ship_from
+                 FROM orders WHERE id = $1",
+            )
+            .bind(order_id)
+            .fetch_one(&mut *self)
+            .await?;
+            $crate::store::codec::HeaderRow::<String>(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+                row.try_get(7)?,
+            )
+            .into_order()
+        }
+
+        async fn load_warehouses(
+            &mut self,
+        ) -> Result<Vec<$crate::engine::snapshot::Warehouse>, $crate::store::StoreError> {
+            super::load_warehouses(self).await
+        }
+
+        async fn mark_all_dirty(
+            &mut self,
+            seq: i64,
+            cause: &str,
+        ) -> Result<(), $crate::store::StoreError> {
+            // `WHERE true` tells SQLite's parser that ON CONFLICT is the
+            // upsert's, not a join's.
+            ::sqlx::query(
+                "INSERT INTO dirty_skus (sku, marked_seq, cause)
+                 SELECT DISTINCT sku, $1, $2 FROM order_lines WHERE true ORDER BY sku
+                 ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
+            )
+            .bind(seq)
+            .bind(cause)
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+    };
+}
+pub(super) use portable_statements;
 
 /// What one event asks of the recalculation.
 #[derive(Default)]
@@ -448,9 +750,15 @@ async fn upsert_order<B: IngestBackend>(
             )));
         }
     }
-    let old_skus = db.order_skus(&order.id).await?.unwrap_or_default();
-    let existed = db.upsert_order(order).await?;
-    let mut skus = old_skus;
+    let old_skus = db.order_skus(&order.id).await?;
+    let existed = old_skus.is_some();
+    if existed {
+        db.replace_lines(order).await?;
+        db.update_order_header(order).await?;
+    } else {
+        db.insert_order(order).await?;
+    }
+    let mut skus = old_skus.unwrap_or_default();
     if existed || !options.defer_new_orders {
         skus.extend(order.lines.iter().map(|l| l.sku.clone()));
     }
@@ -488,7 +796,8 @@ async fn split_order<B: IngestBackend>(
         }
     }
     moved.sort_unstable();
-    db.split_order(order_id, new_order_id, &split_positions(&moved))
+    db.copy_order_header(order_id, new_order_id).await?;
+    db.move_lines(new_order_id, &split_positions(&moved))
         .await?;
     // The new order's id breaks priority ties differently: its SKUs are
     // recalculated; both orders' statuses follow their lines at once.

@@ -3,18 +3,14 @@
 //! batches never interleave; recalculations on other processes still run
 //! beside it, hence the row locks taken in key order below.
 
-use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use sqlx::PgConnection;
 
-use crate::engine::snapshot::{
-    Order, OrderStatus, PaymentStatus, PurchaseOrder, Settings, Warehouse,
-};
-use crate::engine::time_format::{format_date, format_timestamp};
+use crate::engine::snapshot::Order;
+use crate::engine::time_format::format_timestamp;
 use crate::events::Event;
 use crate::queue::RecalcJob;
 use crate::recalc::OrderChange;
-use crate::store::codec::HeaderRow;
 use crate::store::ingest::{DirtyMark, IngestBackend, OrderLines, StoredLine, line_totals};
 use crate::store::{IngestOptions, IngestReport, StoreError};
 
@@ -28,8 +24,9 @@ pub(super) async fn ingest(
     crate::store::ingest::ingest(conn, events, options).await
 }
 
-/// Locks the lines of `order_id` in id order, so that a recalculation
-/// writing some of them (also in id order) waits instead of deadlocking.
+/// Locks the lines of `order_id` in id order before their order's row is
+/// written, the order in which a recalculation takes them (lines, then
+/// their orders' totals), so that the two wait instead of deadlocking.
 async fn lock_order_lines(conn: &mut PgConnection, order_id: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT 1 FROM order_lines WHERE order_id = $1 ORDER BY id FOR UPDATE")
         .bind(order_id)
@@ -68,119 +65,7 @@ async fn insert_lines(conn: &mut PgConnection, order: &Order) -> Result<(), Stor
 }
 
 impl IngestBackend for PgConnection {
-    async fn stored_options(&mut self) -> Result<Option<IngestOptions>, StoreError> {
-        let stored: Option<(bool, bool)> = sqlx::query_as(
-            "SELECT recalculate_on_status_change, defer_new_orders FROM service_options WHERE id = 1",
-        )
-        .fetch_optional(&mut *self)
-        .await?;
-        Ok(stored.map(
-            |(recalculate_on_status_change, defer_new_orders)| IngestOptions {
-                recalculate_on_status_change,
-                defer_new_orders,
-            },
-        ))
-    }
-
-    async fn record_event(
-        &mut self,
-        id: &str,
-        type_name: &str,
-        received_at: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO received_events (id, type, received_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO NOTHING RETURNING seq",
-        )
-        .bind(id)
-        .bind(type_name)
-        .bind(received_at)
-        .fetch_optional(&mut *self)
-        .await?)
-    }
-
-    async fn known_warehouse(&mut self, warehouse: &str) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM warehouses WHERE id = $1)")
-                .bind(warehouse)
-                .fetch_one(&mut *self)
-                .await?,
-        )
-    }
-
-    async fn add_on_hand(
-        &mut self,
-        sku: &str,
-        warehouse: &str,
-        delta: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO inventory (sku, warehouse, on_hand) VALUES ($1, $2, $3)
-             ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = inventory.on_hand + excluded.on_hand",
-        )
-        .bind(sku)
-        .bind(warehouse)
-        .bind(delta)
-        .execute(&mut *self)
-        .await?;
-        Ok(())
-    }
-
-    async fn set_on_hand(
-        &mut self,
-        sku: &str,
-        warehouse: &str,
-        on_hand: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO inventory (sku, warehouse, on_hand) VALUES ($1, $2, $3)
-             ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand",
-        )
-        .bind(sku)
-        .bind(warehouse)
-        .bind(on_hand)
-        .execute(&mut *self)
-        .await?;
-        Ok(())
-    }
-
-    async fn receive_po(&mut self, po_id: &str, qty: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE purchase_orders SET qty_received = qty_received + $1 WHERE id = $2 RETURNING sku",
-        )
-        .bind(qty)
-        .bind(po_id)
-        .fetch_optional(&mut *self)
-        .await?)
-    }
-
-    async fn purchase_order_sku(&mut self, po_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT sku FROM purchase_orders WHERE id = $1")
-                .bind(po_id)
-                .fetch_optional(&mut *self)
-                .await?,
-        )
-    }
-
-    async fn upsert_purchase_order(&mut self, po: &PurchaseOrder) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO purchase_orders (id, position, sku, warehouse, qty_ordered, qty_received, expected_date)
-             VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM purchase_orders), $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, warehouse = excluded.warehouse,
-                 qty_ordered = excluded.qty_ordered, qty_received = excluded.qty_received,
-                 expected_date = excluded.expected_date",
-        )
-        .bind(&po.id)
-        .bind(&po.sku)
-        .bind(&po.warehouse)
-        .bind(po.qty_ordered)
-        .bind(po.qty_received)
-        .bind(po.expected_date.as_ref().map(format_date))
-        .execute(&mut *self)
-        .await?;
-        Ok(())
-    }
+    crate::store::ingest::portable_statements!();
 
     async fn order_skus(&mut self, order_id: &str) -> Result<Option<Vec<String>>, StoreError> {
         Ok(sqlx::query_scalar(
@@ -215,13 +100,25 @@ impl IngestBackend for PgConnection {
             .collect())
     }
 
-    async fn upsert_order(&mut self, order: &Order) -> Result<bool, StoreError> {
-        // Lines before their order, as a recalculation takes them.
+    async fn replace_lines(&mut self, order: &Order) -> Result<(), StoreError> {
         lock_order_lines(self, &order.id).await?;
-        let existed = sqlx::query(
-            "UPDATE orders SET order_date = $1, payment_date = $2, payment_status = $3, status = $4,
-                 rush = $5, picked = $6, ship_from = $7 WHERE id = $8",
+        sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
+            .bind(&order.id)
+            .execute(&mut *self)
+            .await?;
+        insert_lines(self, order).await
+    }
+
+    async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
+        let (counts, backorder_qty) =
+            line_totals(order.lines.iter().map(|l| (l.qty, l.backorder_qty)));
+        sqlx::query(
+            "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from,
+                                 backorder_status, backorder_qty, lines_open, lines_backordered, lines_whole)
+             VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders), $2, $3, $4, $5, $6, $7, $8,
+                     $9, $10, $11, $12, $13)",
         )
+        .bind(&order.id)
         .bind(format_timestamp(&order.order_date))
         .bind(order.payment_date.as_ref().map(format_timestamp))
         .bind(order.payment_status.as_str())
@@ -229,88 +126,21 @@ impl IngestBackend for PgConnection {
         .bind(i64::from(order.rush))
         .bind(i64::from(order.picked))
         .bind(&order.ship_from)
-        .bind(&order.id)
+        .bind(counts.status().as_str())
+        .bind(backorder_qty)
+        .bind(counts.open)
+        .bind(counts.backordered)
+        .bind(counts.whole)
         .execute(&mut *self)
-        .await?
-        .rows_affected()
-            > 0;
-        if existed {
-            sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
-                .bind(&order.id)
-                .execute(&mut *self)
-                .await?;
-        } else {
-            let (counts, backorder_qty) =
-                line_totals(order.lines.iter().map(|l| (l.qty, l.backorder_qty)));
-            sqlx::query(
-                "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from,
-                                     backorder_status, backorder_qty, lines_open, lines_backordered, lines_whole)
-                 VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders), $2, $3, $4, $5, $6, $7, $8,
-                         $9, $10, $11, $12, $13)",
-            )
-            .bind(&order.id)
-            .bind(format_timestamp(&order.order_date))
-            .bind(order.payment_date.as_ref().map(format_timestamp))
-            .bind(order.payment_status.as_str())
-            .bind(order.status.as_str())
-            .bind(i64::from(order.rush))
-            .bind(i64::from(order.picked))
-            .bind(&order.ship_from)
-            .bind(counts.status().as_str())
-            .bind(backorder_qty)
-            .bind(counts.open)
-            .bind(counts.backordered)
-            .bind(counts.whole)
-            .execute(&mut *self)
-            .await?;
-        }
-        insert_lines(self, order).await?;
-        Ok(existed)
+        .await?;
+        insert_lines(self, order).await
     }
 
-    async fn update_status(
+    async fn move_lines(
         &mut self,
-        order_id: &str,
-        status: OrderStatus,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET status = $1 WHERE id = $2")
-            .bind(status.as_str())
-            .bind(order_id)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
-    }
-
-    async fn update_payment(
-        &mut self,
-        order_id: &str,
-        payment_status: PaymentStatus,
-        payment_date: Option<&DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET payment_status = $1, payment_date = $2 WHERE id = $3")
-            .bind(payment_status.as_str())
-            .bind(payment_date.map(format_timestamp))
-            .bind(order_id)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
-    }
-
-    async fn split_order(
-        &mut self,
-        order_id: &str,
         new_order_id: &str,
         moves: &[(String, i64)],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from)
-             SELECT $1, (SELECT MAX(position) + 1 FROM orders), order_date, payment_date, payment_status, status, rush, picked, ship_from
-             FROM orders WHERE id = $2",
-        )
-        .bind(new_order_id)
-        .bind(order_id)
-        .execute(&mut *self)
-        .await?;
         let (line_ids, positions): (Vec<&str>, Vec<i64>) = moves
             .iter()
             .map(|(line_id, position)| (line_id.as_str(), *position))
@@ -330,71 +160,6 @@ impl IngestBackend for PgConnection {
         .execute(&mut *self)
         .await?;
         Ok(())
-    }
-
-    async fn load_settings(&mut self) -> Result<Settings, StoreError> {
-        super::load_settings(self).await
-    }
-
-    async fn save_settings(&mut self, settings: &Settings) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO client_settings (id, settings) VALUES (1, $1)
-             ON CONFLICT (id) DO UPDATE SET settings = excluded.settings",
-        )
-        .bind(serde_json::to_string(settings).expect("settings serialize"))
-        .execute(&mut *self)
-        .await?;
-        Ok(())
-    }
-
-    async fn override_line(
-        &mut self,
-        line_id: &str,
-        backorder_qty: i64,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE order_lines SET backorder_qty = $1 WHERE id = $2 RETURNING order_id, sku",
-        )
-        .bind(backorder_qty)
-        .bind(line_id)
-        .fetch_optional(&mut *self)
-        .await?)
-    }
-
-    async fn order_header(&mut self, order_id: &str) -> Result<Order, StoreError> {
-        type Columns = (
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-            i64,
-            i64,
-            Option<String>,
-        );
-        let (id, order_date, payment_date, payment_status, status, rush, picked, ship_from): Columns =
-            sqlx::query_as(
-                "SELECT id, order_date, payment_date, payment_status, status, rush, picked, ship_from
-                 FROM orders WHERE id = $1",
-            )
-            .bind(order_id)
-            .fetch_one(&mut *self)
-            .await?;
-        HeaderRow(
-            id,
-            order_date,
-            payment_date,
-            payment_status,
-            status,
-            rush,
-            picked,
-            ship_from,
-        )
-        .into_order()
-    }
-
-    async fn load_warehouses(&mut self) -> Result<Vec<Warehouse>, StoreError> {
-        super::load_warehouses(self).await
     }
 
     async fn orders_with_lines(
@@ -542,19 +307,6 @@ impl IngestBackend for PgConnection {
         .bind(skus)
         .bind(seqs)
         .bind(causes)
-        .execute(&mut *self)
-        .await?;
-        Ok(())
-    }
-
-    async fn mark_all_dirty(&mut self, seq: i64, cause: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO dirty_skus (sku, marked_seq, cause)
-             SELECT DISTINCT sku, $1::bigint, $2::text FROM order_lines ORDER BY sku
-             ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
-        )
-        .bind(seq)
-        .bind(cause)
         .execute(&mut *self)
         .await?;
         Ok(())
