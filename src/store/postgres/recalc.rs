@@ -161,7 +161,7 @@ async fn batch(
 async fn claim(conn: &mut PgConnection, max_skus: usize) -> Result<Vec<Claimed>, StoreError> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT sku, cause, marked_seq
-         FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) window
+         FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) next_dirty
          WHERE pg_try_advisory_xact_lock($1, hashtext(sku) & ($2 - 1))
          LIMIT $4",
     )
