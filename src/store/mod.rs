@@ -3,6 +3,7 @@
 
 mod any;
 mod codec;
+pub mod daemons;
 mod group;
 mod ingest;
 pub mod postgres;
