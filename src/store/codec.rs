@@ -5,7 +5,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
-use crate::engine::snapshot::{OrderStatus, PaymentStatus, WarehouseKind};
+use crate::engine::BackorderStatus;
+use crate::engine::snapshot::{Order, OrderStatus, PaymentStatus, WarehouseKind};
 use crate::engine::time_format::{parse_date, parse_timestamp};
 
 /// Names the record in an error; only called when there is one, so that
@@ -68,4 +69,69 @@ pub fn timestamp(text: &str, record: Record) -> Result<DateTime<Utc>, StoreError
 
 pub fn date(text: &str, record: Record) -> Result<NaiveDate, StoreError> {
     parse_date(text).map_err(|e| corrupt(record, e))
+}
+
+pub fn optional_date(text: Option<&str>, record: Record) -> Result<Option<NaiveDate>, StoreError> {
+    text.map(|t| date(t, record)).transpose()
+}
+
+pub fn backorder_status(text: &str, record: Record) -> Result<BackorderStatus, StoreError> {
+    parse_named(
+        &[
+            BackorderStatus::None,
+            BackorderStatus::Partial,
+            BackorderStatus::Full,
+        ],
+        BackorderStatus::as_str,
+        text,
+        record,
+        "backorder_status",
+    )
+}
+
+/// An order header's columns (id, order_date, payment_date, payment_status,
+/// status, rush, picked, ship_from); the text ones owned (from JSON) or
+/// borrowed (from a row being stepped).
+#[derive(serde::Deserialize)]
+pub struct HeaderRow<S = String>(
+    pub String,
+    pub S,
+    pub Option<S>,
+    pub S,
+    pub S,
+    pub i64,
+    pub i64,
+    pub Option<String>,
+);
+
+impl<S: AsRef<str>> HeaderRow<S> {
+    /// The order, without its lines.
+    pub fn into_order(self) -> Result<Order, StoreError> {
+        let HeaderRow(
+            id,
+            order_date,
+            payment_date,
+            payment,
+            status,
+            rush,
+            picked,
+            ship_from,
+        ) = self;
+        let record = || format!("order {id:?}");
+        let payment_date = match payment_date {
+            Some(text) => Some(timestamp(text.as_ref(), &record)?),
+            None => None,
+        };
+        Ok(Order {
+            order_date: timestamp(order_date.as_ref(), &record)?,
+            payment_date,
+            payment_status: payment_status(payment.as_ref(), &record)?,
+            status: order_status(status.as_ref(), &record)?,
+            rush: rush != 0,
+            picked: picked != 0,
+            ship_from,
+            lines: Vec::new(),
+            id,
+        })
+    }
 }

@@ -17,8 +17,10 @@ mod writeback;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
+use super::codec::HeaderRow;
 use super::{
-    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
+    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
+    assemble, codec,
 };
 use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
@@ -141,24 +143,12 @@ impl Store for SqliteStore {
                 .collect();
 
         let mut purchase_orders = Vec::new();
-        let mut rows = sqlx::query(
+        let mut rows = sqlx::query_as::<_, assemble::PurchaseOrderRow>(
             "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date FROM purchase_orders ORDER BY position",
         )
         .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
-            let id: String = row.get(0);
-            let expected_date = match row.get::<Option<&str>, _>(5) {
-                Some(text) => Some(codec::date(text, &|| format!("purchase order {id:?}"))?),
-                None => None,
-            };
-            purchase_orders.push(PurchaseOrder {
-                sku: row.get(1),
-                warehouse: row.get(2),
-                qty_ordered: row.get(3),
-                qty_received: row.get(4),
-                expected_date,
-                id,
-            });
+            purchase_orders.push(assemble::purchase_order(row)?);
         }
         drop(rows);
 
@@ -173,7 +163,7 @@ impl Store for SqliteStore {
         drop(rows);
 
         // Lines come in the orders' order, so one merge pass attaches them.
-        let mut next = 0;
+        let mut merge = assemble::LineMerge::new(&mut orders);
         let mut rows = sqlx::query(
             "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
              FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
@@ -181,22 +171,13 @@ impl Store for SqliteStore {
         )
         .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
-            let order_id: &str = row.get(0);
-            while next < orders.len() && orders[next].id != order_id {
-                next += 1;
-            }
-            let Some(order) = orders.get_mut(next) else {
-                return Err(StoreError::Corrupt {
-                    record: format!("line {:?}", row.get::<&str, _>(1)),
-                    problem: "its order is out of sequence".into(),
-                });
-            };
-            order.lines.push(Line {
+            let line = Line {
                 id: row.get(1),
                 sku: row.get(2),
                 qty: row.get(3),
                 backorder_qty: row.get(4),
-            });
+            };
+            merge.push(row.get(0), line)?;
         }
         drop(rows);
 
@@ -422,46 +403,9 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
 const IMPORT_CHUNK: usize = 20_000;
 
 /// An order header as one JSON array, from `orders o`, read back as a
-/// [`HeaderRow`]: one value per order instead of eight keeps the per-row
+/// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
-
-/// An order header's columns; the text ones owned (from JSON) or borrowed
-/// (from a row being stepped).
-#[derive(serde::Deserialize)]
-struct HeaderRow<S = String>(String, S, Option<S>, S, S, i64, i64, Option<String>);
-
-impl<S: AsRef<str>> HeaderRow<S> {
-    /// The order, without its lines.
-    fn into_order(self) -> Result<Order, StoreError> {
-        let HeaderRow(
-            id,
-            order_date,
-            payment_date,
-            payment_status,
-            status,
-            rush,
-            picked,
-            ship_from,
-        ) = self;
-        let record = || format!("order {id:?}");
-        let payment_date = match payment_date {
-            Some(text) => Some(codec::timestamp(text.as_ref(), &record)?),
-            None => None,
-        };
-        Ok(Order {
-            order_date: codec::timestamp(order_date.as_ref(), &record)?,
-            payment_date,
-            payment_status: codec::payment_status(payment_status.as_ref(), &record)?,
-            status: codec::order_status(status.as_ref(), &record)?,
-            rush: rush != 0,
-            picked: picked != 0,
-            ship_from,
-            lines: Vec::new(),
-            id,
-        })
-    }
-}
 
 /// Decodes what `json_array` or `json_group_array` built in SQL.
 fn from_json_text<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
@@ -507,10 +451,7 @@ async fn insert_orders(
 ) -> Result<(), StoreError> {
     let mut headers = Vec::with_capacity(orders.len());
     for &(position, o) in orders {
-        let mut counts = crate::engine::LineCounts::default();
-        for l in &o.lines {
-            counts.add(l.qty, l.backorder_qty);
-        }
+        let (counts, backorder_qty) = assemble::stored_totals(o);
         headers.push(serde_json::json!([
             o.id,
             position,
@@ -522,7 +463,7 @@ async fn insert_orders(
             o.picked,
             o.ship_from,
             counts.status().as_str(),
-            o.lines.iter().map(|l| l.backorder_qty).sum::<i64>(),
+            backorder_qty,
             counts.open,
             counts.backordered,
             counts.whole

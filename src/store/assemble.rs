@@ -1,0 +1,288 @@
+//! Turning rows into the library's values and back, the same for every
+//! backend: each backend runs its own SQL and hands the rows here, so the
+//! rules (an order's stored counts, how lines join their orders, what a view
+//! holds) are written once.
+
+use chrono::NaiveDate;
+
+use super::codec::{self, HeaderRow};
+use super::views::{BackorderCursor, BackorderedOrder, OrderView, PoolState};
+use super::{StoreError, codec::Record};
+use crate::engine::LineCounts;
+use crate::engine::snapshot::{Line, Order, PurchaseOrder, Snapshot};
+use crate::recalc::{GroupState, StoredOrder, replacement_closure};
+
+/// `(order_id, position, id, sku, qty, backorder_qty, eta)`
+pub type LineRow = (String, i64, String, String, i64, i64, Option<String>);
+/// An order (no lines) with its stored total and counts.
+pub type HeaderWithTotals = (Order, i64, LineCounts);
+/// `(id, sku, qty, backorder_qty, eta)` of one order's line.
+pub type OrderLineRow = (String, String, i64, i64, Option<String>);
+/// `(id, sku, warehouse, qty_ordered, qty_received, expected_date)`
+pub type PurchaseOrderRow = (String, String, String, i64, i64, Option<String>);
+
+/// What an order stores beside its lines: the counts its status comes from
+/// and its backorder total, as its lines say.
+pub fn stored_totals(order: &Order) -> (LineCounts, i64) {
+    let mut counts = LineCounts::default();
+    for l in &order.lines {
+        counts.add(l.qty, l.backorder_qty);
+    }
+    (counts, order.lines.iter().map(|l| l.backorder_qty).sum())
+}
+
+pub fn purchase_order(row: PurchaseOrderRow) -> Result<PurchaseOrder, StoreError> {
+    let (id, sku, warehouse, qty_ordered, qty_received, expected_date) = row;
+    let expected_date =
+        codec::optional_date(expected_date.as_deref(), &|| format!("purchase order {id:?}"))?;
+    Ok(PurchaseOrder {
+        id,
+        sku,
+        warehouse,
+        qty_ordered,
+        qty_received,
+        expected_date,
+    })
+}
+
+/// Gives lines to their orders when both come in the orders' stored order:
+/// one merge pass, no lookup.
+pub struct LineMerge<'a> {
+    orders: &'a mut [Order],
+    next: usize,
+}
+
+impl<'a> LineMerge<'a> {
+    pub fn new(orders: &'a mut [Order]) -> Self {
+        LineMerge { orders, next: 0 }
+    }
+
+    pub fn push(&mut self, order_id: &str, line: Line) -> Result<(), StoreError> {
+        while self.next < self.orders.len() && self.orders[self.next].id != order_id {
+            self.next += 1;
+        }
+        let Some(order) = self.orders.get_mut(self.next) else {
+            return Err(StoreError::Corrupt {
+                record: format!("line {:?}", line.id),
+                problem: "its order is out of sequence".into(),
+            });
+        };
+        order.lines.push(line);
+        Ok(())
+    }
+}
+
+/// An order as stored, from its header, stored status and total, and its
+/// lines in position order.
+pub fn order_view(
+    mut order: Order,
+    backorder_status: &str,
+    backorder_qty: i64,
+    lines: Vec<OrderLineRow>,
+) -> Result<OrderView, StoreError> {
+    let id = order.id.clone();
+    let backorder_status = codec::backorder_status(backorder_status, &|| format!("order {id:?}"))?;
+    let mut etas = Vec::with_capacity(lines.len());
+    for (line_id, sku, qty, line_backorder_qty, eta) in lines {
+        etas.push(codec::optional_date(eta.as_deref(), &|| {
+            format!("line {line_id:?}")
+        })?);
+        order.lines.push(Line {
+            id: line_id,
+            sku,
+            qty,
+            backorder_qty: line_backorder_qty,
+        });
+    }
+    Ok(OrderView {
+        order,
+        etas,
+        backorder_status,
+        backorder_qty,
+    })
+}
+
+/// One order of a backorders page, from its header columns, stored status
+/// and total, and its sort key (`date_key`).
+pub fn backordered_order<S: AsRef<str>>(
+    header: HeaderRow<S>,
+    backorder_status: &str,
+    backorder_qty: i64,
+    date_key: String,
+) -> Result<BackorderedOrder, StoreError> {
+    let order = header.into_order()?;
+    let record = || format!("order {:?}", order.id);
+    let backorder_status = codec::backorder_status(backorder_status, &record)?;
+    Ok(BackorderedOrder {
+        cursor: BackorderCursor {
+            date_key,
+            order_id: order.id.clone(),
+        },
+        backorder_status,
+        backorder_qty,
+        order_date: order.order_date,
+        payment_date: order.payment_date,
+        status: order.status,
+        payment_status: order.payment_status,
+        rush: order.rush,
+        picked: order.picked,
+        ship_from: order.ship_from,
+        order_id: order.id,
+    })
+}
+
+/// `skus` closed under the replacement relation when the settings use
+/// replacements (`edges`, every product's `(sku, replacement_sku)`, is then
+/// read; else `None`), sorted: a group whose recalculation is self-contained.
+pub fn group_skus(skus: Vec<String>, edges: Option<&[(String, String)]>) -> Vec<String> {
+    let mut group = match edges {
+        Some(edges) => replacement_closure(skus.iter().map(String::as_str), edges),
+        None => skus,
+    };
+    group.sort_unstable();
+    group.dedup();
+    group
+}
+
+/// A group's lines, in any order, sorted out by order: which orders to read
+/// (by id), then each order with its lines in position order.
+pub struct LinesByOrder {
+    lines: Vec<LineRow>,
+    /// Each line's order, as a slot.
+    slots: Vec<u32>,
+    /// Each slot's first line, whose `order_id` names it.
+    first_line: Vec<u32>,
+    /// The slots in order-id order.
+    by_id: Vec<u32>,
+}
+
+impl LinesByOrder {
+    pub fn new(lines: Vec<LineRow>) -> Self {
+        // Each line goes to its order by hashing; sorting a batch's lines by
+        // order id costs more.
+        let mut slot_of: rustc_hash::FxHashMap<&str, u32> = Default::default();
+        let mut first_line: Vec<u32> = Vec::new();
+        let slots: Vec<u32> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                *slot_of.entry(l.0.as_str()).or_insert_with(|| {
+                    first_line.push(i as u32);
+                    first_line.len() as u32 - 1
+                })
+            })
+            .collect();
+        drop(slot_of);
+        let id_of = |slot: u32| lines[first_line[slot as usize] as usize].0.as_str();
+        let mut by_id: Vec<u32> = (0..first_line.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| id_of(a).cmp(id_of(b)));
+        LinesByOrder {
+            slots,
+            first_line,
+            by_id,
+            lines,
+        }
+    }
+
+    /// The ids of the lines' orders, sorted.
+    pub fn order_ids(&self) -> Vec<&str> {
+        self.by_id
+            .iter()
+            .map(|&slot| self.lines[self.first_line[slot as usize] as usize].0.as_str())
+            .collect()
+    }
+
+    /// The orders with their lines, given their headers in [`Self::order_ids`]
+    /// order (an order missing from `headers` is an error).
+    pub fn into_orders(
+        self,
+        headers: Vec<HeaderWithTotals>,
+    ) -> Result<Vec<StoredOrder>, StoreError> {
+        if headers.len() != self.by_id.len() {
+            return Err(StoreError::Corrupt {
+                record: "order lines".into(),
+                problem: format!(
+                    "{} of their orders are missing",
+                    self.by_id.len().abs_diff(headers.len())
+                ),
+            });
+        }
+        // Where each slot's order stands in `headers`.
+        let mut place = vec![0u32; self.by_id.len()];
+        for (at, &slot) in self.by_id.iter().enumerate() {
+            place[slot as usize] = at as u32;
+        }
+        let mut grouped: Vec<Vec<(i64, Line, Option<NaiveDate>)>> =
+            vec![Vec::new(); headers.len()];
+        for ((_, position, id, sku, qty, backorder_qty, eta), slot) in
+            self.lines.into_iter().zip(self.slots)
+        {
+            let eta = codec::optional_date(eta.as_deref(), &|| format!("line {id:?}"))?;
+            let line = Line {
+                id,
+                sku,
+                qty,
+                backorder_qty,
+            };
+            grouped[place[slot as usize] as usize].push((position, line, eta));
+        }
+        Ok(headers
+            .into_iter()
+            .zip(grouped)
+            .map(|((order, backorder_qty, counts), mut lines)| {
+                lines.sort_unstable_by_key(|l| l.0);
+                let (lines, etas) = lines.into_iter().map(|(_, l, eta)| (l, eta)).unzip();
+                StoredOrder {
+                    order: Order { lines, ..order },
+                    etas,
+                    counts,
+                    backorder_qty,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The pools' state as the API shows it: the group's orders by id.
+pub fn pool_state(group: GroupState, skus: Vec<String>, dirty_skus: Vec<String>) -> PoolState {
+    let mut orders: Vec<Order> = group.orders.into_iter().map(|o| o.order).collect();
+    orders.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    PoolState {
+        snapshot: Snapshot {
+            as_of: None,
+            settings: group.settings,
+            warehouses: group.warehouses,
+            products: group.products,
+            inventory: group.inventory,
+            purchase_orders: group.purchase_orders,
+            orders,
+        },
+        skus,
+        dirty_skus,
+    }
+}
+
+/// The migrations of `migrator` missing from `applied` (versions), as
+/// "VERSION DESCRIPTION", added to `missing`.
+pub fn missing_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[i64],
+    missing: &mut Vec<String>,
+) {
+    for m in migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
+        if !applied.contains(&m.version) {
+            missing.push(format!("{} {}", m.version, m.description));
+        }
+    }
+}
+
+/// Decodes stored receive times.
+pub fn received_times(
+    texts: &[String],
+) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
+    let record: Record = &|| "a received event".to_owned();
+    texts.iter().map(|t| codec::timestamp(t, record)).collect()
+}
