@@ -9,7 +9,7 @@ use super::codec::{self, HeaderRow};
 use super::views::{BackorderCursor, BackorderedOrder, OrderView, PoolState};
 use super::{StoreError, codec::Record};
 use crate::engine::LineCounts;
-use crate::engine::snapshot::{Line, Order, PurchaseOrder, Snapshot};
+use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder, Snapshot};
 use crate::recalc::{GroupState, StoredOrder, replacement_closure};
 
 /// `(order_id, position, id, sku, qty, backorder_qty, eta)`
@@ -18,6 +18,8 @@ pub type LineRow = (String, i64, String, String, i64, i64, Option<String>);
 pub type HeaderWithTotals = (Order, i64, LineCounts);
 /// `(id, sku, qty, backorder_qty, eta)` of one order's line.
 pub type OrderLineRow = (String, String, i64, i64, Option<String>);
+/// `(order_id, id, sku, qty, backorder_qty)` of a line in an export.
+pub type ExportLineRow = (String, String, String, i64, i64);
 /// `(id, sku, warehouse, qty_ordered, qty_received, expected_date)`
 pub type PurchaseOrderRow = (String, String, String, i64, i64, Option<String>);
 
@@ -29,6 +31,23 @@ pub fn stored_totals(order: &Order) -> (LineCounts, i64) {
         counts.add(l.qty, l.backorder_qty);
     }
     (counts, order.lines.iter().map(|l| l.backorder_qty).sum())
+}
+
+pub fn product((sku, replacement_sku): (String, Option<String>)) -> Result<Product, StoreError> {
+    Ok(Product {
+        sku,
+        replacement_sku,
+    })
+}
+
+pub fn inventory_row(
+    (sku, warehouse, on_hand): (String, String, i64),
+) -> Result<InventoryRow, StoreError> {
+    Ok(InventoryRow {
+        sku,
+        warehouse,
+        on_hand,
+    })
 }
 
 pub fn purchase_order(row: PurchaseOrderRow) -> Result<PurchaseOrder, StoreError> {
@@ -57,17 +76,23 @@ impl<'a> LineMerge<'a> {
         LineMerge { orders, next: 0 }
     }
 
-    pub fn push(&mut self, order_id: &str, line: Line) -> Result<(), StoreError> {
+    pub fn push(&mut self, row: ExportLineRow) -> Result<(), StoreError> {
+        let (order_id, id, sku, qty, backorder_qty) = row;
         while self.next < self.orders.len() && self.orders[self.next].id != order_id {
             self.next += 1;
         }
         let Some(order) = self.orders.get_mut(self.next) else {
             return Err(StoreError::Corrupt {
-                record: format!("line {:?}", line.id),
+                record: format!("line {id:?}"),
                 problem: "its order is out of sequence".into(),
             });
         };
-        order.lines.push(line);
+        order.lines.push(Line {
+            id,
+            sku,
+            qty,
+            backorder_qty,
+        });
         Ok(())
     }
 }
@@ -262,21 +287,49 @@ pub fn pool_state(group: GroupState, skus: Vec<String>, dirty_skus: Vec<String>)
     }
 }
 
-/// The migrations of `migrator` missing from `applied` (versions), as
-/// "VERSION DESCRIPTION", added to `missing`.
-pub fn missing_migrations(
-    migrator: &sqlx::migrate::Migrator,
-    applied: &[i64],
-    missing: &mut Vec<String>,
-) {
-    for m in migrator
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-    {
-        if !applied.contains(&m.version) {
-            missing.push(format!("{} {}", m.version, m.description));
+/// Which of the schema's migrations and the queue's the database behind
+/// `conn` has not applied, as "VERSION DESCRIPTION". The queue's are
+/// recorded in their own table, so that neither set sees the other's as
+/// unknown; a migrations table not created yet means none applied.
+pub async fn missing_migrations<DB>(
+    conn: &mut DB::Connection,
+    schema: sqlx::migrate::Migrator,
+    mut queue: sqlx::migrate::Migrator,
+) -> Result<Vec<String>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    queue.dangerous_set_table_name("_apalis_migrations");
+    let mut missing = Vec::new();
+    for (migrator, table) in [(schema, "_sqlx_migrations"), (queue, "_apalis_migrations")] {
+        let applied: Vec<i64> = match sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM {table} WHERE success"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        {
+            Ok(applied) => applied,
+            // SQLite's "no such table", PostgreSQL's undefined_table.
+            Err(sqlx::Error::Database(e))
+                if e.message().contains("no such table") || e.code().as_deref() == Some("42P01") =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for m in migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+        {
+            if !applied.contains(&m.version) {
+                missing.push(format!("{} {}", m.version, m.description));
+            }
         }
     }
+    Ok(missing)
 }
 
 /// Decodes stored receive times.

@@ -4,7 +4,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -120,27 +120,19 @@ impl Store for SqliteStore {
         let settings = load_settings(&mut conn).await?;
         let warehouses = load_warehouses(&mut conn).await?;
 
-        let products = sqlx::query("SELECT sku, replacement_sku FROM products ORDER BY position")
+        let products = sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position")
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
-            .map(|row| Product {
-                sku: row.get(0),
-                replacement_sku: row.get(1),
-            })
-            .collect();
-
+            .map(assemble::product)
+            .collect::<Result<_, _>>()?;
         let inventory =
-            sqlx::query("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
+            sqlx::query_as("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
                 .fetch_all(&mut *conn)
                 .await?
                 .into_iter()
-                .map(|row| InventoryRow {
-                    sku: row.get(0),
-                    warehouse: row.get(1),
-                    on_hand: row.get(2),
-                })
-                .collect();
+                .map(assemble::inventory_row)
+                .collect::<Result<_, _>>()?;
 
         let mut purchase_orders = Vec::new();
         let mut rows = sqlx::query_as::<_, assemble::PurchaseOrderRow>(
@@ -164,20 +156,14 @@ impl Store for SqliteStore {
 
         // Lines come in the orders' order, so one merge pass attaches them.
         let mut merge = assemble::LineMerge::new(&mut orders);
-        let mut rows = sqlx::query(
+        let mut rows = sqlx::query_as::<_, assemble::ExportLineRow>(
             "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
              FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
              ORDER BY o.position, l.position",
         )
         .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
-            let line = Line {
-                id: row.get(1),
-                sku: row.get(2),
-                qty: row.get(3),
-                backorder_qty: row.get(4),
-            };
-            merge.push(row.get(0), line)?;
+            merge.push(row)?;
         }
         drop(rows);
 

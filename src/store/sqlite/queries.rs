@@ -48,10 +48,7 @@ pub(super) async fn pool_state(
     let skus = if with_replacements {
         super::recalc::group_skus(conn, &settings, skus.iter().map(String::as_str)).await?
     } else {
-        let mut skus = skus.to_vec();
-        skus.sort_unstable();
-        skus.dedup();
-        skus
+        assemble::group_skus(skus.to_vec(), None)
     };
     let list = serde_json::to_string(&skus).expect("skus serialize");
     let group =
@@ -115,26 +112,12 @@ pub(super) async fn readiness(
         .create_if_missing(false)
         .busy_timeout(READINESS_BUSY_TIMEOUT);
     let mut conn = SqliteConnection::connect_with(&options).await?;
-    let mut missing = Vec::new();
-    let mut queue = apalis_sqlite::SqliteStorage::migrations();
-    queue.dangerous_set_table_name("_apalis_migrations");
-    let sets = [
-        (sqlx::migrate!("migrations/sqlite"), "_sqlx_migrations"),
-        (queue, "_apalis_migrations"),
-    ];
-    for (migrator, table) in sets {
-        let applied: Vec<i64> = match sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT version FROM {table} WHERE success"
-        )))
-        .fetch_all(&mut conn)
-        .await
-        {
-            Ok(applied) => applied,
-            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        assemble::missing_migrations(&migrator, &applied, &mut missing);
-    }
+    let missing = assemble::missing_migrations::<sqlx::Sqlite>(
+        &mut conn,
+        sqlx::migrate!("migrations/sqlite"),
+        apalis_sqlite::SqliteStorage::migrations(),
+    )
+    .await?;
     conn.close().await?;
     Ok(Readiness {
         missing_migrations: missing,
