@@ -9,7 +9,9 @@ use super::codec::{self, HeaderRow};
 use super::views::{BackorderCursor, BackorderedOrder, OrderView, PoolState};
 use super::{StoreError, codec::Record};
 use crate::engine::LineCounts;
-use crate::engine::snapshot::{InventoryRow, Line, Order, Product, PurchaseOrder, Snapshot};
+use crate::engine::snapshot::{
+    InventoryRow, Line, Order, Product, PurchaseOrder, Settings, Snapshot,
+};
 use crate::recalc::{GroupState, StoredOrder, replacement_closure};
 
 /// `(order_id, position, id, sku, qty, backorder_qty, eta)`
@@ -52,8 +54,9 @@ pub fn inventory_row(
 
 pub fn purchase_order(row: PurchaseOrderRow) -> Result<PurchaseOrder, StoreError> {
     let (id, sku, warehouse, qty_ordered, qty_received, expected_date) = row;
-    let expected_date =
-        codec::optional_date(expected_date.as_deref(), &|| format!("purchase order {id:?}"))?;
+    let expected_date = codec::optional_date(expected_date.as_deref(), &|| {
+        format!("purchase order {id:?}")
+    })?;
     Ok(PurchaseOrder {
         id,
         sku,
@@ -66,17 +69,17 @@ pub fn purchase_order(row: PurchaseOrderRow) -> Result<PurchaseOrder, StoreError
 
 /// Gives lines to their orders when both come in the orders' stored order:
 /// one merge pass, no lookup.
-pub struct LineMerge<'a> {
+struct LineMerge<'a> {
     orders: &'a mut [Order],
     next: usize,
 }
 
 impl<'a> LineMerge<'a> {
-    pub fn new(orders: &'a mut [Order]) -> Self {
+    fn new(orders: &'a mut [Order]) -> Self {
         LineMerge { orders, next: 0 }
     }
 
-    pub fn push(&mut self, row: ExportLineRow) -> Result<(), StoreError> {
+    fn push(&mut self, row: ExportLineRow) -> Result<(), StoreError> {
         let (order_id, id, sku, qty, backorder_qty) = row;
         while self.next < self.orders.len() && self.orders[self.next].id != order_id {
             self.next += 1;
@@ -157,16 +160,50 @@ pub fn backordered_order<S: AsRef<str>>(
 }
 
 /// `skus` closed under the replacement relation when the settings use
-/// replacements (`edges`, every product's `(sku, replacement_sku)`, is then
-/// read; else `None`), sorted: a group whose recalculation is self-contained.
-pub fn group_skus(skus: Vec<String>, edges: Option<&[(String, String)]>) -> Vec<String> {
-    let mut group = match edges {
-        Some(edges) => replacement_closure(skus.iter().map(String::as_str), edges),
-        None => skus,
-    };
-    group.sort_unstable();
-    group.dedup();
-    group
+/// replacements (else as they are), sorted: a group whose recalculation is
+/// self-contained.
+pub async fn group_skus<DB>(
+    conn: &mut DB::Connection,
+    settings: &Settings,
+    skus: Vec<String>,
+) -> Result<Vec<String>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    if !settings.consider_replacement_sku {
+        return Ok(sorted_skus(skus));
+    }
+    let edges: Vec<(String, String)> = sqlx::query_as(
+        "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(sorted_skus(replacement_closure(
+        skus.iter().map(String::as_str),
+        &edges,
+    )))
+}
+
+pub fn sorted_skus(mut skus: Vec<String>) -> Vec<String> {
+    skus.sort_unstable();
+    skus.dedup();
+    skus
+}
+
+/// Gives each line of `rows` (in the orders' stored order) to its order.
+pub async fn attach_lines(
+    orders: &mut [Order],
+    mut rows: impl futures_util::TryStream<Ok = ExportLineRow, Error = sqlx::Error> + Unpin,
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
+    let mut merge = LineMerge::new(orders);
+    while let Some(row) = rows.try_next().await? {
+        merge.push(row)?;
+    }
+    Ok(())
 }
 
 /// A group's lines, in any order, sorted out by order: which orders to read
@@ -213,7 +250,11 @@ impl LinesByOrder {
     pub fn order_ids(&self) -> Vec<&str> {
         self.by_id
             .iter()
-            .map(|&slot| self.lines[self.first_line[slot as usize] as usize].0.as_str())
+            .map(|&slot| {
+                self.lines[self.first_line[slot as usize] as usize]
+                    .0
+                    .as_str()
+            })
             .collect()
     }
 
@@ -237,8 +278,7 @@ impl LinesByOrder {
         for (at, &slot) in self.by_id.iter().enumerate() {
             place[slot as usize] = at as u32;
         }
-        let mut grouped: Vec<Vec<(i64, Line, Option<NaiveDate>)>> =
-            vec![Vec::new(); headers.len()];
+        let mut grouped: Vec<Vec<(i64, Line, Option<NaiveDate>)>> = vec![Vec::new(); headers.len()];
         for ((_, position, id, sku, qty, backorder_qty, eta), slot) in
             self.lines.into_iter().zip(self.slots)
         {
@@ -314,7 +354,8 @@ where
             Ok(applied) => applied,
             // SQLite's "no such table", PostgreSQL's undefined_table.
             Err(sqlx::Error::Database(e))
-                if e.message().contains("no such table") || e.code().as_deref() == Some("42P01") =>
+                if e.message().contains("no such table")
+                    || e.code().as_deref() == Some("42P01") =>
             {
                 Vec::new()
             }
@@ -333,9 +374,7 @@ where
 }
 
 /// Decodes stored receive times.
-pub fn received_times(
-    texts: &[String],
-) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
+pub fn received_times(texts: &[String]) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
     let record: Record = &|| "a received event".to_owned();
     texts.iter().map(|t| codec::timestamp(t, record)).collect()
 }

@@ -107,16 +107,8 @@ pub struct HeaderRow<S = String>(
 impl<S: AsRef<str>> HeaderRow<S> {
     /// The order, without its lines.
     pub fn into_order(self) -> Result<Order, StoreError> {
-        let HeaderRow(
-            id,
-            order_date,
-            payment_date,
-            payment,
-            status,
-            rush,
-            picked,
-            ship_from,
-        ) = self;
+        let HeaderRow(id, order_date, payment_date, payment, status, rush, picked, ship_from) =
+            self;
         let record = || format!("order {id:?}");
         let payment_date = match payment_date {
             Some(text) => Some(timestamp(text.as_ref(), &record)?),

@@ -15,14 +15,15 @@ use sqlx::{PgConnection, PgPool, Postgres, Row};
 use crate::engine::LineCounts;
 use crate::engine::snapshot::Settings;
 use crate::recalc::GroupState;
+use crate::store::StoreError;
 use crate::store::assemble::{self, HeaderWithTotals, LineRow};
 use crate::store::codec::HeaderRow;
 use crate::store::views::{BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness};
-use crate::store::StoreError;
 
 /// An order header's columns from `orders o`, read by [`header`] from the
 /// start of a row.
-pub(super) const HEADER_COLUMNS: &str = "o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from";
+pub(super) const HEADER_COLUMNS: &str =
+    "o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from";
 
 /// The header columns at the start of `row`.
 pub(super) fn header(row: &PgRow) -> Result<HeaderRow<&str>, StoreError> {
@@ -84,9 +85,9 @@ pub(super) async fn pool_state(
 ) -> Result<PoolState, StoreError> {
     let settings = super::load_settings(conn).await?;
     let skus = if with_replacements {
-        group_skus(conn, &settings, skus.to_vec()).await?
+        assemble::group_skus::<Postgres>(conn, &settings, skus.to_vec()).await?
     } else {
-        assemble::group_skus(skus.to_vec(), None)
+        assemble::sorted_skus(skus.to_vec())
     };
     let group = load_group(conn, &skus, settings, FxHashMap::default()).await?;
     let dirty_skus: Vec<String> = sqlx::query_scalar(
@@ -96,27 +97,6 @@ pub(super) async fn pool_state(
     .fetch_all(&mut *conn)
     .await?;
     Ok(assemble::pool_state(group, skus, dirty_skus))
-}
-
-/// `skus` closed under the replacement relation when the settings use
-/// replacements (else as they are), sorted (`assemble::group_skus`).
-pub(super) async fn group_skus(
-    conn: &mut PgConnection,
-    settings: &Settings,
-    skus: Vec<String>,
-) -> Result<Vec<String>, StoreError> {
-    let edges: Option<Vec<(String, String)>> = if settings.consider_replacement_sku {
-        Some(
-            sqlx::query_as(
-                "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-            )
-            .fetch_all(&mut *conn)
-            .await?,
-        )
-    } else {
-        None
-    };
-    Ok(assemble::group_skus(skus, edges.as_deref()))
 }
 
 /// The stored state of the group `skus` (sorted, closed under replacement

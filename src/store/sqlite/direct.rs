@@ -15,9 +15,8 @@ use sqlx::SqliteConnection;
 use super::HeaderRow;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder};
-use crate::store::assemble::{self, HeaderWithTotals, LineRow};
 use crate::store::StoreError;
-
+use crate::store::assemble::{self, HeaderWithTotals, LineRow};
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))

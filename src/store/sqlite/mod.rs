@@ -120,12 +120,13 @@ impl Store for SqliteStore {
         let settings = load_settings(&mut conn).await?;
         let warehouses = load_warehouses(&mut conn).await?;
 
-        let products = sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(assemble::product)
-            .collect::<Result<_, _>>()?;
+        let products =
+            sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position")
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(assemble::product)
+                .collect::<Result<_, _>>()?;
         let inventory =
             sqlx::query_as("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
                 .fetch_all(&mut *conn)
@@ -155,17 +156,16 @@ impl Store for SqliteStore {
         drop(rows);
 
         // Lines come in the orders' order, so one merge pass attaches them.
-        let mut merge = assemble::LineMerge::new(&mut orders);
-        let mut rows = sqlx::query_as::<_, assemble::ExportLineRow>(
-            "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
-             FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
-             ORDER BY o.position, l.position",
+        assemble::attach_lines(
+            &mut orders,
+            sqlx::query_as(
+                "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
+                 FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
+                 ORDER BY o.position, l.position",
+            )
+            .fetch(&mut *conn),
         )
-        .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            merge.push(row)?;
-        }
-        drop(rows);
+        .await?;
 
         Ok(Snapshot {
             as_of: None,

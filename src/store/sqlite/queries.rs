@@ -46,9 +46,9 @@ pub(super) async fn pool_state(
 ) -> Result<PoolState, StoreError> {
     let settings = load_settings(conn).await?;
     let skus = if with_replacements {
-        super::recalc::group_skus(conn, &settings, skus.iter().map(String::as_str)).await?
+        assemble::group_skus::<sqlx::Sqlite>(conn, &settings, skus.to_vec()).await?
     } else {
-        assemble::group_skus(skus.to_vec(), None)
+        assemble::sorted_skus(skus.to_vec())
     };
     let list = serde_json::to_string(&skus).expect("skus serialize");
     let group =

@@ -139,7 +139,8 @@ pub(super) async fn recalculate_dirty(
     }
     let settings = super::load_settings(conn).await?;
     let mut causes: FxHashMap<String, String> = claimed.iter().cloned().collect();
-    let skus = group_skus(conn, &settings, claimed.iter().map(|c| c.0.as_str())).await?;
+    let claimed_skus = claimed.iter().map(|c| c.0.clone()).collect();
+    let skus = assemble::group_skus::<sqlx::Sqlite>(conn, &settings, claimed_skus).await?;
     for sku in &skus {
         causes
             .entry(sku.clone())
@@ -179,28 +180,6 @@ pub(super) async fn recalculate_dirty(
         lines_changed: changes.lines.len(),
         orders_changed,
     }))
-}
-
-/// `skus` closed under the replacement relation when the settings use
-/// replacements (else as they are), sorted (`assemble::group_skus`).
-pub(super) async fn group_skus<'a>(
-    conn: &mut SqliteConnection,
-    settings: &Settings,
-    skus: impl Iterator<Item = &'a str>,
-) -> Result<Vec<String>, StoreError> {
-    let skus: Vec<String> = skus.map(str::to_owned).collect();
-    let edges: Option<Vec<(String, String)>> = if settings.consider_replacement_sku {
-        Some(
-            sqlx::query_as(
-                "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-            )
-            .fetch_all(&mut *conn)
-            .await?,
-        )
-    } else {
-        None
-    };
-    Ok(assemble::group_skus(skus, edges.as_deref()))
 }
 
 /// The stored state of a group of SKUs (`sku_list`, a JSON array).
