@@ -3,8 +3,6 @@
 //! rules (an order's stored counts, how lines join their orders, what a view
 //! holds) are written once.
 
-use chrono::NaiveDate;
-
 use super::codec::{self, HeaderRow};
 use super::views::{BackorderCursor, BackorderedOrder, OrderView, PoolState};
 use super::{StoreError, codec::Record};
@@ -12,12 +10,8 @@ use crate::engine::LineCounts;
 use crate::engine::snapshot::{
     InventoryRow, Line, Order, Product, PurchaseOrder, Settings, Snapshot,
 };
-use crate::recalc::{GroupState, StoredOrder, replacement_closure};
+use crate::recalc::{GroupState, replacement_closure};
 
-/// `(order_id, position, id, sku, qty, backorder_qty, eta)`
-pub type LineRow = (String, i64, String, String, i64, i64, Option<String>);
-/// An order (no lines) with its stored total and counts.
-pub type HeaderWithTotals = (Order, i64, LineCounts);
 /// `(id, sku, qty, backorder_qty, eta)` of one order's line.
 pub type OrderLineRow = (String, String, i64, i64, Option<String>);
 /// `(order_id, id, sku, qty, backorder_qty)` of a line in an export.
@@ -204,108 +198,6 @@ pub async fn attach_lines(
         merge.push(row)?;
     }
     Ok(())
-}
-
-/// A group's lines, in any order, sorted out by order: which orders to read
-/// (by id), then each order with its lines in position order.
-pub struct LinesByOrder {
-    lines: Vec<LineRow>,
-    /// Each line's order, as a slot.
-    slots: Vec<u32>,
-    /// Each slot's first line, whose `order_id` names it.
-    first_line: Vec<u32>,
-    /// The slots in order-id order.
-    by_id: Vec<u32>,
-}
-
-impl LinesByOrder {
-    pub fn new(lines: Vec<LineRow>) -> Self {
-        // Each line goes to its order by hashing; sorting a batch's lines by
-        // order id costs more.
-        let mut slot_of: rustc_hash::FxHashMap<&str, u32> = Default::default();
-        let mut first_line: Vec<u32> = Vec::new();
-        let slots: Vec<u32> = lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                *slot_of.entry(l.0.as_str()).or_insert_with(|| {
-                    first_line.push(i as u32);
-                    first_line.len() as u32 - 1
-                })
-            })
-            .collect();
-        drop(slot_of);
-        let id_of = |slot: u32| lines[first_line[slot as usize] as usize].0.as_str();
-        let mut by_id: Vec<u32> = (0..first_line.len() as u32).collect();
-        by_id.sort_unstable_by(|&a, &b| id_of(a).cmp(id_of(b)));
-        LinesByOrder {
-            slots,
-            first_line,
-            by_id,
-            lines,
-        }
-    }
-
-    /// The ids of the lines' orders, sorted.
-    pub fn order_ids(&self) -> Vec<&str> {
-        self.by_id
-            .iter()
-            .map(|&slot| {
-                self.lines[self.first_line[slot as usize] as usize]
-                    .0
-                    .as_str()
-            })
-            .collect()
-    }
-
-    /// The orders with their lines, given their headers in [`Self::order_ids`]
-    /// order (an order missing from `headers` is an error).
-    pub fn into_orders(
-        self,
-        headers: Vec<HeaderWithTotals>,
-    ) -> Result<Vec<StoredOrder>, StoreError> {
-        if headers.len() != self.by_id.len() {
-            return Err(StoreError::Corrupt {
-                record: "order lines".into(),
-                problem: format!(
-                    "{} of their orders are missing",
-                    self.by_id.len().abs_diff(headers.len())
-                ),
-            });
-        }
-        // Where each slot's order stands in `headers`.
-        let mut place = vec![0u32; self.by_id.len()];
-        for (at, &slot) in self.by_id.iter().enumerate() {
-            place[slot as usize] = at as u32;
-        }
-        let mut grouped: Vec<Vec<(i64, Line, Option<NaiveDate>)>> = vec![Vec::new(); headers.len()];
-        for ((_, position, id, sku, qty, backorder_qty, eta), slot) in
-            self.lines.into_iter().zip(self.slots)
-        {
-            let eta = codec::optional_date(eta.as_deref(), &|| format!("line {id:?}"))?;
-            let line = Line {
-                id,
-                sku,
-                qty,
-                backorder_qty,
-            };
-            grouped[place[slot as usize] as usize].push((position, line, eta));
-        }
-        Ok(headers
-            .into_iter()
-            .zip(grouped)
-            .map(|((order, backorder_qty, counts), mut lines)| {
-                lines.sort_unstable_by_key(|l| l.0);
-                let (lines, etas) = lines.into_iter().map(|(_, l, eta)| (l, eta)).unzip();
-                StoredOrder {
-                    order: Order { lines, ..order },
-                    etas,
-                    counts,
-                    backorder_qty,
-                }
-            })
-            .collect())
-    }
 }
 
 /// The pools' state as the API shows it: the group's orders by id.

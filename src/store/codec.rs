@@ -107,8 +107,16 @@ pub struct HeaderRow<S = String>(
 impl<S: AsRef<str>> HeaderRow<S> {
     /// The order, without its lines.
     pub fn into_order(self) -> Result<Order, StoreError> {
-        let HeaderRow(id, order_date, payment_date, payment, status, rush, picked, ship_from) =
-            self;
+        let HeaderRow(
+            id,
+            order_date,
+            payment_date,
+            payment_status,
+            status,
+            rush,
+            picked,
+            ship_from,
+        ) = self;
         let record = || format!("order {id:?}");
         let payment_date = match payment_date {
             Some(text) => Some(timestamp(text.as_ref(), &record)?),
@@ -117,7 +125,7 @@ impl<S: AsRef<str>> HeaderRow<S> {
         Ok(Order {
             order_date: timestamp(order_date.as_ref(), &record)?,
             payment_date,
-            payment_status: payment_status(payment.as_ref(), &record)?,
+            payment_status: self::payment_status(payment_status.as_ref(), &record)?,
             status: order_status(status.as_ref(), &record)?,
             rush: rush != 0,
             picked: picked != 0,
@@ -126,4 +134,15 @@ impl<S: AsRef<str>> HeaderRow<S> {
             id,
         })
     }
+}
+
+/// Decodes what `json_array` or `json_group_array` built in SQL.
+pub fn from_json_text<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        record: what.to_owned(),
+        problem: e.to_string(),
+    })
 }

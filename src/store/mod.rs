@@ -4,6 +4,9 @@
 mod any;
 mod assemble;
 mod codec;
+pub mod daemons;
+mod group;
+mod ingest;
 pub mod postgres;
 pub mod sqlite;
 mod views;

@@ -16,8 +16,9 @@ use crate::engine::LineCounts;
 use crate::engine::snapshot::Settings;
 use crate::recalc::GroupState;
 use crate::store::StoreError;
-use crate::store::assemble::{self, HeaderWithTotals, LineRow};
+use crate::store::assemble;
 use crate::store::codec::HeaderRow;
+use crate::store::group::{HeaderWithTotals, LineRow, LinesByOrder};
 use crate::store::views::{BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness};
 
 /// An order header's columns from `orders o`, read by [`header`] from the
@@ -145,7 +146,7 @@ pub(super) async fn load_group(
     .bind(skus)
     .fetch_all(&mut *conn)
     .await?;
-    let lines = assemble::LinesByOrder::new(lines);
+    let lines = LinesByOrder::new(lines);
     let mut headers = {
         let ids = lines.order_ids();
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -12,11 +12,12 @@
 use rusqlite::Connection;
 use sqlx::SqliteConnection;
 
-use super::HeaderRow;
+use super::super::codec::HeaderRow;
+use super::super::group::{HeaderWithTotals, LineRow};
 use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder};
 use crate::store::StoreError;
-use crate::store::assemble::{self, HeaderWithTotals, LineRow};
+use crate::store::assemble;
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))

@@ -17,7 +17,7 @@ mod writeback;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
-use super::codec::HeaderRow;
+use super::codec::{HeaderRow, from_json_text};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
     assemble, codec,
@@ -392,14 +392,6 @@ const IMPORT_CHUNK: usize = 20_000;
 /// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
-
-/// Decodes what `json_array` or `json_group_array` built in SQL.
-fn from_json_text<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        record: what.to_owned(),
-        problem: e.to_string(),
-    })
-}
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
     let stored: Option<String> =

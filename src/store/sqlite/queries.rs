@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::{HeaderRow, ORDER_HEADER_JSON, from_json_text, load_settings};
+use super::super::codec::{HeaderRow, from_json_text};
+use super::{ORDER_HEADER_JSON, load_settings};
 use crate::store::views::{BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness};
 use crate::store::{StoreError, assemble};
 

@@ -8,13 +8,14 @@ use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 use sqlx::SqliteConnection;
 
+use super::super::group::{HeaderWithTotals, LinesByOrder};
 use super::direct;
 use super::writeback::write_changes;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::Settings;
 use crate::engine::time_format::format_timestamp;
 use crate::recalc::{self, GroupState, OrderChange};
-use crate::store::assemble::{self, HeaderWithTotals};
+use crate::store::assemble;
 use crate::store::{BatchReport, StoreError};
 
 /// At most this many lines per transaction, unless one SKU has more.
@@ -195,8 +196,7 @@ pub(super) async fn load_group(
     let (products, inventory, purchase_orders) = direct::group_stock(conn, sku_list).await?;
 
     // The group's lines come as ranges of the SKU-clustered table.
-    let lines =
-        assemble::LinesByOrder::new(direct::group_lines(conn, sku_list, expected_lines).await?);
+    let lines = LinesByOrder::new(direct::group_lines(conn, sku_list, expected_lines).await?);
     let sorted_ids = lines.order_ids();
     let headers: Vec<HeaderWithTotals> = match cache {
         Some(cache) => sorted_ids
