@@ -389,7 +389,19 @@ macro_rules! portable_statements {
         async fn load_settings(
             &mut self,
         ) -> Result<$crate::engine::snapshot::Settings, $crate::store::StoreError> {
-            super::load_settings(self).await
+            let stored: Option<String> =
+                ::sqlx::query_scalar("SELECT settings FROM client_settings WHERE id = 1")
+                    .fetch_optional(&mut *self)
+                    .await?;
+            match stored {
+                Some(text) => ::serde_json::from_str(&text).map_err(|e| {
+                    $crate::store::StoreError::Corrupt {
+                        record: "client settings".into(),
+                        problem: e.to_string(),
+                    }
+                }),
+                None => Ok($crate::engine::snapshot::Settings::default()),
+            }
         }
 
         async fn save_settings(
@@ -448,7 +460,17 @@ macro_rules! portable_statements {
         async fn load_warehouses(
             &mut self,
         ) -> Result<Vec<$crate::engine::snapshot::Warehouse>, $crate::store::StoreError> {
-            super::load_warehouses(self).await
+            let rows: Vec<(String, String)> =
+                ::sqlx::query_as("SELECT id, kind FROM warehouses ORDER BY position")
+                    .fetch_all(&mut *self)
+                    .await?;
+            rows.into_iter()
+                .map(|(id, kind)| {
+                    let kind =
+                        $crate::store::codec::warehouse_kind(&kind, &|| format!("warehouse {id:?}"))?;
+                    Ok($crate::engine::snapshot::Warehouse { id, kind })
+                })
+                .collect()
         }
 
         async fn mark_all_dirty(

@@ -25,7 +25,7 @@ mod snapshot_io;
 mod writeback;
 
 use super::{
-    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
+    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
 };
 use crate::engine::snapshot::*;
 use crate::events::Event;
@@ -279,28 +279,9 @@ pub(super) async fn push_job(conn: &mut PgConnection, job: &RecalcJob) -> Result
 }
 
 async fn load_settings(conn: &mut PgConnection) -> Result<Settings, StoreError> {
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT settings FROM client_settings WHERE id = 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    match stored {
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            record: "client settings".into(),
-            problem: e.to_string(),
-        }),
-        None => Ok(Settings::default()),
-    }
+    super::ingest::IngestBackend::load_settings(conn).await
 }
 
 async fn load_warehouses(conn: &mut PgConnection) -> Result<Vec<Warehouse>, StoreError> {
-    let mut warehouses = Vec::new();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, kind FROM warehouses ORDER BY position")
-            .fetch_all(&mut *conn)
-            .await?;
-    for (id, kind) in rows {
-        let kind = codec::warehouse_kind(&kind, &|| format!("warehouse {id:?}"))?;
-        warehouses.push(Warehouse { id, kind });
-    }
-    Ok(warehouses)
+    super::ingest::IngestBackend::load_warehouses(conn).await
 }

@@ -25,6 +25,16 @@ struct Claimed {
     marked_seq: i64,
 }
 
+impl From<(String, String, i64)> for Claimed {
+    fn from((sku, cause, marked_seq): (String, String, i64)) -> Self {
+        Claimed {
+            sku,
+            cause,
+            marked_seq,
+        }
+    }
+}
+
 enum Attempt {
     Done(Option<BatchReport>),
     /// Part of the replacement group is another worker's: try again later.
@@ -101,14 +111,7 @@ async fn bulk(
         sqlx::query_as("SELECT sku, cause, marked_seq FROM dirty_skus")
             .fetch_all(&mut *conn)
             .await?;
-    let claimed = rows
-        .into_iter()
-        .map(|(sku, cause, marked_seq)| Claimed {
-            sku,
-            cause,
-            marked_seq,
-        })
-        .collect();
+    let claimed = rows.into_iter().map(Claimed::from).collect();
     match recalculate_claimed(conn, claimed, as_of, Stripes::AllHeld).await? {
         Attempt::Done(report) => Ok(report),
         Attempt::Busy => unreachable!("every stripe is held"),
@@ -222,14 +225,7 @@ async fn claim(conn: &mut PgConnection, max_skus: usize) -> Result<Vec<Claimed>,
     .bind(max_skus as i64)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(sku, cause, marked_seq)| Claimed {
-            sku,
-            cause,
-            marked_seq,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Claimed::from).collect())
 }
 
 /// Takes the lock stripes of `skus` if all are free now.
@@ -251,14 +247,7 @@ async fn dirty_marks(conn: &mut PgConnection, skus: &[String]) -> Result<Vec<Cla
             .bind(skus)
             .fetch_all(&mut *conn)
             .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(sku, cause, marked_seq)| Claimed {
-            sku,
-            cause,
-            marked_seq,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Claimed::from).collect())
 }
 
 /// Clears the marks as read: a mark an event raised since stays for the

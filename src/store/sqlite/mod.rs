@@ -20,7 +20,7 @@ use sqlx::SqliteConnection;
 use super::codec::{HeaderRow, from_json_text};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
-    assemble, codec,
+    assemble,
 };
 use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
@@ -394,30 +394,11 @@ const IMPORT_CHUNK: usize = 20_000;
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT settings FROM client_settings WHERE id = 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    match stored {
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            record: "client settings".into(),
-            problem: e.to_string(),
-        }),
-        None => Ok(Settings::default()),
-    }
+    super::ingest::IngestBackend::load_settings(conn).await
 }
 
 async fn load_warehouses(conn: &mut SqliteConnection) -> Result<Vec<Warehouse>, StoreError> {
-    let mut warehouses = Vec::new();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, kind FROM warehouses ORDER BY position")
-            .fetch_all(&mut *conn)
-            .await?;
-    for (id, kind) in rows {
-        let kind = codec::warehouse_kind(&kind, &|| format!("warehouse {id:?}"))?;
-        warehouses.push(Warehouse { id, kind });
-    }
-    Ok(warehouses)
+    super::ingest::IngestBackend::load_warehouses(conn).await
 }
 
 /// Inserts orders with their lines, each at its position or (`None`) after
