@@ -18,7 +18,7 @@ const WAREHOUSES: [&str; 3] = ["MAIN", "EAST", "WEST"];
 
 /// The stored state the events should produce, built from an export and
 /// changed by each event the first time its id is seen.
-struct Model {
+pub(crate) struct Model {
     settings: Map<String, Value>,
     inventory: BTreeMap<(String, String), i64>,
     purchase_orders: BTreeMap<String, Value>,
@@ -31,7 +31,7 @@ struct Model {
     skus: Vec<String>,
     /// Overrides not yet overwritten by a recalculation of their SKU:
     /// line id -> (sku, value).
-    pending_overrides: BTreeMap<String, (String, i64)>,
+    pub(crate) pending_overrides: BTreeMap<String, (String, i64)>,
     /// A SKU that no random event touches, for an override that must stand.
     reserved: String,
     counter: usize,
@@ -52,7 +52,7 @@ fn without_backorders(order: &Value) -> Value {
     order
 }
 
-fn str_of(value: &Value) -> String {
+pub(crate) fn str_of(value: &Value) -> String {
     value.as_str().unwrap().to_owned()
 }
 
@@ -72,7 +72,7 @@ fn inventory_of(export: &Value) -> BTreeMap<(String, String), i64> {
 }
 
 impl Model {
-    fn new(export: &Value, reserved: &str) -> Model {
+    pub(crate) fn new(export: &Value, reserved: &str) -> Model {
         let inventory = inventory_of(export);
         let mut related = BTreeSet::new();
         for product in export["products"].as_array().unwrap() {
@@ -123,7 +123,7 @@ impl Model {
     }
 
     /// Applies `event` if its id is new; returns whether it was accepted.
-    fn apply(&mut self, event: &Value) -> bool {
+    pub(crate) fn apply(&mut self, event: &Value) -> bool {
         let id = str_of(&event["id"]);
         if !self.seen.insert(id) {
             return false;
@@ -291,7 +291,7 @@ impl Model {
     }
 
     /// A random valid event that leaves the reserved SKU alone.
-    fn random_event(&mut self, rng: &mut Lcg, id: String) -> Value {
+    pub(crate) fn random_event(&mut self, rng: &mut Lcg, id: String) -> Value {
         let roll = rng.below(100);
         let warehouse = *rng.pick(&WAREHOUSES);
         match roll {
@@ -437,14 +437,14 @@ impl Model {
 
 /// A batch of events and what the daemon should say of it.
 #[derive(Default)]
-struct Batch {
-    events: Vec<Value>,
-    accepted: Vec<String>,
-    duplicates: Vec<String>,
+pub(crate) struct Batch {
+    pub(crate) events: Vec<Value>,
+    pub(crate) accepted: Vec<String>,
+    pub(crate) duplicates: Vec<String>,
 }
 
 impl Batch {
-    fn push(&mut self, model: &mut Model, event: Value) {
+    pub(crate) fn push(&mut self, model: &mut Model, event: Value) {
         let id = str_of(&event["id"]);
         if model.apply(&event) {
             self.accepted.push(id);
@@ -468,7 +468,7 @@ impl Batch {
     }
 
     /// Sends the batch and checks the report.
-    fn send(&self, db: &TempDatabase, args: &[&str]) {
+    pub(crate) fn send(&self, db: &TempDatabase, args: &[&str]) {
         let run = send_events(db, &self.events, args);
         let report = run.ok_json();
         let ids = |key: &str| -> Vec<String> {
@@ -484,7 +484,7 @@ impl Batch {
     }
 }
 
-fn compare_state(model: &Model, export: &Value) {
+pub(crate) fn compare_state(model: &Model, export: &Value) {
     assert_eq!(
         export["settings"].as_object().unwrap(),
         &model.settings,
@@ -515,11 +515,11 @@ fn compare_state(model: &Model, export: &Value) {
     }
 }
 
-fn export(db: &TempDatabase) -> Value {
+pub(crate) fn export(db: &TempDatabase) -> Value {
     db.run(&["export"], None).ok_json()
 }
 
-fn import(db: &TempDatabase, book: &Value) {
+pub(crate) fn import(db: &TempDatabase, book: &Value) {
     let run = db.run(&["import", "-"], Some(book.to_string().as_bytes()));
     assert_eq!(run.code, 0, "import: {}", run.stderr);
 }
