@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use futures_util::StreamExt;
 use tracing::{error, info, warn};
@@ -15,8 +16,7 @@ use tracing::{error, info, warn};
 use crate::config::{HttpSettings, ServiceSettings};
 use crate::events::{Event, EventKind};
 use crate::queue::{QUEUE, RecalcJob};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{IngestOptions, Store};
+use crate::store::{AnyStore, IngestOptions, Store};
 use crate::worker::{WorkerState, run_job};
 
 impl ServiceSettings {
@@ -37,7 +37,7 @@ fn shutdown_signals() -> anyhow::Result<signal_hook_tokio::Signals> {
 
 async fn handle_job(
     job: RecalcJob,
-    state: Data<Arc<WorkerState<SqliteStore>>>,
+    state: Data<Arc<WorkerState<AnyStore>>>,
 ) -> Result<(), BoxDynError> {
     run_job(&job, &state).await?;
     Ok(())
@@ -53,7 +53,7 @@ fn worker_name() -> String {
 }
 
 pub async fn serve(
-    store: SqliteStore,
+    store: AnyStore,
     settings: &ServiceSettings,
     http: &HttpSettings,
 ) -> anyhow::Result<()> {
@@ -82,41 +82,65 @@ pub async fn serve(
             .await?;
     }
 
-    let config = apalis_sqlite::Config::default()
-        .queue(QUEUE)
-        .heartbeat_interval(settings.heartbeat())
-        .missed_heartbeats(3);
-    let backend = SqliteStorage::<RecalcJob>::new(store.pool())
-        .with_config(config)
-        .poll_with_interval(settings.poll_interval());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
     let name = worker_name();
     let running = worker_running.clone();
-    let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend)
-        .concurrency(1)
-        .data(state.clone())
-        .on_event(move |_, event| match event {
-            apalis::prelude::Event::Start => {
-                if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
-                    let _ = tx.send(());
-                }
+    let on_event = move |_: &WorkerContext, event: &apalis::prelude::Event| match event {
+        apalis::prelude::Event::Start => {
+            if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
+                let _ = tx.send(());
             }
-            apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
-            apalis::prelude::Event::Stop | apalis::prelude::Event::Exit => {
-                running.store(false, Ordering::Relaxed)
-            }
-            _ => {}
-        })
-        .build(handle_job);
-
+        }
+        apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
+        apalis::prelude::Event::Stop | apalis::prelude::Event::Exit => {
+            running.store(false, Ordering::Relaxed)
+        }
+        _ => {}
+    };
     let (stop_worker_tx, stop_worker_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker_task = tokio::spawn(worker.run_until(async move {
+    let stop_worker = async move {
         let _ = stop_worker_rx.await;
         Ok::<(), WorkerError>(())
-    }));
-
+    };
+    // The same worker on either backend's queue; only the storage type differs.
+    macro_rules! spawn_worker {
+        ($backend:expr) => {
+            tokio::spawn(
+                WorkerBuilder::new(name.as_str())
+                    .backend($backend)
+                    .concurrency(1)
+                    .data(state.clone())
+                    .on_event(on_event)
+                    .build(handle_job)
+                    .run_until(stop_worker),
+            )
+        };
+    }
+    let worker_task = match &*store {
+        AnyStore::Sqlite(sqlite) => {
+            let config = apalis_sqlite::Config::default()
+                .queue(QUEUE)
+                .heartbeat_interval(settings.heartbeat())
+                .missed_heartbeats(3);
+            spawn_worker!(
+                SqliteStorage::<RecalcJob>::new(sqlite.pool())
+                    .with_config(config)
+                    .poll_with_interval(settings.poll_interval())
+            )
+        }
+        AnyStore::Postgres(postgres) => {
+            let config = apalis_postgres::Config::default()
+                .queue(QUEUE)
+                .heartbeat_interval(settings.heartbeat())
+                .missed_heartbeats(3);
+            spawn_worker!(
+                PostgresStorage::<RecalcJob>::new(postgres.pool())
+                    .with_config(config)
+                    .poll_with_interval(settings.poll_interval())
+            )
+        }
+    };
     tokio::select! {
         started = started_rx => {
             if started.is_err() {
@@ -184,7 +208,7 @@ pub async fn serve(
 /// Every `every`, marks every SKU dirty: repairs any drift and moves orders
 /// into the frozen class as time passes. The event id names the period, so
 /// several daemons on one database ask for one run per period.
-async fn periodic_full_run(store: Arc<SqliteStore>, every: Duration) {
+async fn periodic_full_run(store: Arc<AnyStore>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;

@@ -10,7 +10,7 @@ use super::storage::open;
 use crate::config::Settings;
 use crate::events::{Event, EventKind, parse_batch};
 use crate::input::InputError;
-use crate::store::sqlite::SqliteStore;
+use crate::store::AnyStore;
 use crate::store::{IngestReport, Store};
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +72,7 @@ pub async fn recalc(
 
 /// Prints the report; with --wait, first waits until none of the SKUs the
 /// batch marked is dirty any more.
-async fn finish(store: &SqliteStore, report: IngestReport, wait: &WaitArgs) -> anyhow::Result<()> {
+async fn finish(store: &AnyStore, report: IngestReport, wait: &WaitArgs) -> anyhow::Result<()> {
     if wait.wait {
         let marked = (!report.all_marked).then_some(report.marked_skus.as_slice());
         let deadline = Instant::now() + Duration::from_secs(wait.timeout);
@@ -92,7 +92,7 @@ async fn finish(store: &SqliteStore, report: IngestReport, wait: &WaitArgs) -> a
     print_json(&report)
 }
 
-async fn run_inline(store: &SqliteStore, sizes: &crate::worker::BatchSizes) -> anyhow::Result<()> {
+async fn run_inline(store: &AnyStore, sizes: &crate::worker::BatchSizes) -> anyhow::Result<()> {
     let total = store.dirty_count(None).await?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total.max(0) as u64)

@@ -8,17 +8,13 @@ use std::path::Path;
 use crate::config::Settings;
 use crate::engine::{self, Snapshot};
 use crate::input::{InputError, from_json};
-use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
+use crate::store::{AnyStore, Store};
 
 /// Opens the database and brings its schema up to date: every command may
 /// be the first to touch a new database.
-pub async fn open(settings: &Settings) -> anyhow::Result<SqliteStore> {
+pub async fn open(settings: &Settings) -> anyhow::Result<AnyStore> {
     let database_url = settings.database_url.expose();
-    if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        return Err(crate::store::StoreError::UnsupportedUrl(database_url.to_owned()).into());
-    }
-    let store = SqliteStore::open(database_url).await.with_context(|| {
+    let store = AnyStore::open(database_url).await.with_context(|| {
         format!(
             "cannot open the database {}",
             crate::store::redact_url(database_url)

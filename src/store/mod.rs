@@ -1,9 +1,13 @@
 //! Storage: the stored state, events, the dirty set and the write-back.
 //! One module per database behind the [`Store`] trait.
 
+mod any;
 mod codec;
+pub mod postgres;
 pub mod sqlite;
 mod views;
+
+pub use any::AnyStore;
 
 pub use views::*;
 
@@ -31,7 +35,7 @@ pub enum StoreError {
     /// warehouse): the whole batch is rolled back.
     #[error("{0}")]
     Refused(String),
-    #[error("unsupported database URL {}: use sqlite://PATH (PostgreSQL arrives with its own backend)", redact_url(.0))]
+    #[error("unsupported database URL {}: use sqlite://PATH or postgres://USER@HOST/DATABASE", redact_url(.0))]
     UnsupportedUrl(String),
 }
 

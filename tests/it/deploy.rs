@@ -258,15 +258,27 @@ fn check_config_checks_where_the_database_goes() {
         }
     }
 
+    // PostgreSQL: the URL is checked, the server is not contacted, and the
+    // password never shows.
     let secret = "postgres://app:hunter2@db.internal/backorders";
     let run = check_config(&[], &[("BACKORDERD__DATABASE_URL", secret)]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(shown.contains("db.internal"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let bad = "postgres://app:hunter2@db.internal:notaport/backorders";
+    let run = check_config(&[], &[("BACKORDERD__DATABASE_URL", bad)]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
         run.stderr.contains("BACKORDERD__DATABASE_URL"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("db.internal"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not a valid PostgreSQL URL"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
 
     // An existing file: fine, and left as it was.

@@ -1,0 +1,285 @@
+//! PostgreSQL, for several `serve` processes sharing one database.
+//!
+//! Concurrency (docs/architecture.md, "Several workers"):
+//! - Events are applied one batch at a time, under one transaction-scoped
+//!   advisory lock, so they take effect in the order they were accepted.
+//! - A recalculation claims dirty SKUs whose lock stripe it can take at
+//!   once (`pg_try_advisory_xact_lock`), so two workers never recalculate
+//!   one SKU at the same time and never wait on each other.
+//! - A recalculation writes a line only if it is still as read, and moves
+//!   each order's counts by the change of its own lines: a concurrent
+//!   event or worker is never overwritten with a stale value.
+//! - A dirty mark is cleared only if no newer event raised it meanwhile.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+mod ingest;
+mod queries;
+mod recalc;
+mod snapshot_io;
+mod writeback;
+
+use super::{
+    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
+};
+use crate::engine::snapshot::*;
+use crate::events::Event;
+use crate::queue::{QUEUE, RecalcJob};
+
+/// The first key of every advisory lock backorderd takes ("bo" + 0x0rd),
+/// so that they cannot meet an application's own advisory locks.
+const LOCK_SPACE: i32 = 0x626f_0d00;
+/// The second key of the lock that serializes event batches.
+const INGEST_LOCK: i32 = -1;
+/// SKUs are spread over this many recalculation locks: enough for workers
+/// to rarely meet, few enough for one transaction to hold them all within
+/// PostgreSQL's default lock table.
+const SKU_LOCK_STRIPES: i32 = 1024;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…` or `postgresql://…`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("backorderd");
+        let pool = PgPoolOptions::new()
+            .max_connections(6)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx's migrator holds an advisory lock while it runs: processes
+        // starting together migrate one after the other.
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        // The queue's tables, tracked in their own migrations table so that
+        // neither set of migrations sees the other's as unknown.
+        let mut queue = apalis_postgres::PostgresStorage::migrations();
+        queue.dangerous_set_table_name("_apalis_migrations");
+        queue.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_ingest(&mut tx).await?;
+        let summary = snapshot_io::import(&mut tx, snapshot).await?;
+        push_job(&mut tx, &RecalcJob::new(vec!["import".into()], &[], true)).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn export(&self) -> Result<Snapshot, StoreError> {
+        // One snapshot of the whole state, however long the read takes.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let snapshot = snapshot_io::export(&mut tx).await?;
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+
+    async fn ingest(
+        &self,
+        events: &[Event],
+        options: IngestOptions,
+    ) -> Result<IngestReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_ingest(&mut tx).await?;
+        let report = ingest::ingest(&mut tx, events, options).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn recalculate_dirty(
+        &self,
+        max_skus: usize,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<BatchReport>, StoreError> {
+        recalc::recalculate_dirty(&self.pool, max_skus, as_of).await
+    }
+
+    async fn recalculate_bulk(
+        &self,
+        max_skus: usize,
+        as_of: DateTime<Utc>,
+        stop: &std::sync::atomic::AtomicBool,
+        on_batch: impl FnMut(&BatchReport) + Send,
+    ) -> Result<(), StoreError> {
+        recalc::recalculate_bulk(&self.pool, max_skus, as_of, stop, on_batch).await
+    }
+
+    async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
+        let count = match skus {
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Some(skus) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus WHERE sku = ANY($1)")
+                    .bind(skus)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(count)
+    }
+
+    async fn publish_options(&self, options: IngestOptions) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO service_options (id, recalculate_on_status_change, defer_new_orders)
+             VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET
+                 recalculate_on_status_change = excluded.recalculate_on_status_change,
+                 defer_new_orders = excluded.defer_new_orders",
+        )
+        .bind(options.recalculate_on_status_change)
+        .bind(options.defer_new_orders)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, job: &RecalcJob) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        push_job(&mut conn, job).await
+    }
+
+    async fn queue_status(&self) -> Result<QueueStatus, StoreError> {
+        let (pending, running, failed): (i64, i64, i64) = sqlx::query_as(
+            "SELECT
+                COUNT(*) FILTER (WHERE status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)),
+                COUNT(*) FILTER (WHERE status IN ('Queued', 'Running')),
+                COUNT(*) FILTER (WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))
+             FROM apalis.jobs WHERE job_type = $1",
+        )
+        .bind(QUEUE)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStatus {
+            pending,
+            running,
+            failed,
+            dirty_skus: self.dirty_count(None).await?,
+        })
+    }
+
+    async fn order_view(&self, id: &str) -> Result<Option<super::OrderView>, StoreError> {
+        let mut tx = read_transaction(&self.pool).await?;
+        let view = queries::order_view(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    async fn pool_state(
+        &self,
+        skus: &[String],
+        with_replacements: bool,
+    ) -> Result<super::PoolState, StoreError> {
+        let mut tx = read_transaction(&self.pool).await?;
+        let state = queries::pool_state(&mut tx, skus, with_replacements).await?;
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    async fn backorders(
+        &self,
+        query: &super::BackorderQuery,
+    ) -> Result<Vec<super::BackorderedOrder>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        queries::backorders(&mut conn, query).await
+    }
+
+    async fn readiness(&self) -> Result<super::Readiness, StoreError> {
+        queries::readiness(&self.pool).await
+    }
+
+    async fn oldest_dirty_mark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        queries::oldest_dirty_mark(&mut conn).await
+    }
+
+    async fn received_at(&self, ids: &[String]) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        queries::received_at(&mut conn, ids).await
+    }
+}
+
+/// A transaction that reads one consistent state.
+async fn read_transaction(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Waits for the event lock: batches of events are applied one at a time,
+/// in the order they took it, by whichever process received them.
+async fn lock_ingest(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(LOCK_SPACE)
+        .bind(INGEST_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Queues a recalculation job in the caller's transaction.
+pub(super) async fn push_job(conn: &mut PgConnection, job: &RecalcJob) -> Result<(), StoreError> {
+    let task = apalis::prelude::TaskBuilder::new(job.payload()).build();
+    apalis_postgres::queries::push_tasks(conn, QUEUE, vec![task])
+        .await
+        .map_err(|e| match e {
+            apalis_postgres::Error::Database(e) => StoreError::Database(e),
+            other => StoreError::Queue(other.to_string()),
+        })
+}
+
+async fn load_settings(conn: &mut PgConnection) -> Result<Settings, StoreError> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM client_settings WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    match stored {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            record: "client settings".into(),
+            problem: e.to_string(),
+        }),
+        None => Ok(Settings::default()),
+    }
+}
+
+async fn load_warehouses(conn: &mut PgConnection) -> Result<Vec<Warehouse>, StoreError> {
+    let mut warehouses = Vec::new();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, kind FROM warehouses ORDER BY position")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (id, kind) in rows {
+        let kind = codec::warehouse_kind(&kind, &|| format!("warehouse {id:?}"))?;
+        warehouses.push(Warehouse { id, kind });
+    }
+    Ok(warehouses)
+}
