@@ -2,6 +2,7 @@
 //! thousand events reach them through the `event` command and the HTTP
 //! API of different daemons (some ids repeated); one daemon is killed
 //! with SIGKILL in the middle of a full recalculation; the others finish.
+//! The same events sent through three channels at once are accepted once.
 //! Then every event has taken effect exactly once (the export against a
 //! model), every stored result is what `simulate` computes on the export,
 //! and `status` lists the live workers only.
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::{Batch, Model, compare_state, export, import, str_of};
 use crate::daemon_support::{
-    Daemon, Lcg, assert_matches_simulate, dirty_skus, generate, status, wait_idle,
+    Daemon, Lcg, assert_matches_simulate, dirty_skus, generate, send_events, status, wait_idle,
 };
 use crate::support::{Backend, TempDatabase, on_both_backends};
 
@@ -71,33 +72,120 @@ fn post_events(port: u16, body: String) -> (u16, String) {
     (status, response.body_mut().read_to_string().unwrap())
 }
 
-/// Sends `batch` and checks that the daemon reports the model's
-/// accepted and duplicate ids.
-fn send(db: &TempDatabase, batch: &Batch, channel: Channel) {
+/// Sends `events` in one request; returns each event's id and whether it
+/// was accepted (else reported a duplicate).
+fn outcomes(db: &TempDatabase, events: &[Value], channel: Channel) -> Vec<(String, bool)> {
     let port = match channel {
-        Channel::Command => return batch.send(db, &[]),
+        Channel::Command => {
+            let report = send_events(db, events, &[]).ok_json();
+            let ids = |key: &str| -> Vec<String> {
+                report[key]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("no {key} in {report}"))
+                    .iter()
+                    .map(str_of)
+                    .collect()
+            };
+            let (accepted, duplicates) = (ids("accepted"), ids("duplicates"));
+            assert_eq!(accepted.len() + duplicates.len(), events.len(), "{report}");
+            // The report lists ids, not positions: a repeat within the
+            // batch is its later occurrences.
+            let mut seen = std::collections::HashSet::new();
+            return events
+                .iter()
+                .map(|e| {
+                    let id = str_of(&e["id"]);
+                    let first = seen.insert(id.clone());
+                    let accepted = first && accepted.contains(&id);
+                    (id, accepted)
+                })
+                .collect();
+        }
         Channel::HttpArray(port) | Channel::HttpLines(port) => port,
     };
     let body = match channel {
-        Channel::HttpArray(_) => Value::Array(batch.events.clone()).to_string(),
-        _ => crate::daemon_support::jsonl(&batch.events),
+        Channel::HttpArray(_) => Value::Array(events.to_vec()).to_string(),
+        _ => crate::daemon_support::jsonl(events),
     };
     let (code, text) = post_events(port, body);
     assert_eq!(code, 202, "{channel:?}: {text}");
     let answer: Value = serde_json::from_str(&text).unwrap();
     let results = answer["results"].as_array().unwrap();
-    assert_eq!(results.len(), batch.events.len(), "{channel:?}: {answer}");
+    assert_eq!(results.len(), events.len(), "{channel:?}: {answer}");
+    results
+        .iter()
+        .zip(events)
+        .map(|(result, event)| {
+            assert_eq!(result["id"], event["id"], "{channel:?}: {answer}");
+            let accepted = match result["outcome"].as_str() {
+                Some("accepted") => true,
+                Some("duplicate") => false,
+                _ => panic!("{channel:?}: {answer}"),
+            };
+            (str_of(&result["id"]), accepted)
+        })
+        .collect()
+}
+
+/// Sends `batch` and checks that the daemons report the model's accepted
+/// and duplicate ids.
+fn send(db: &TempDatabase, batch: &Batch, channel: Channel) {
+    if let Channel::Command = channel {
+        return batch.send(db, &[]);
+    }
     let (mut accepted, mut duplicates) = (Vec::new(), Vec::new());
-    for (result, event) in results.iter().zip(&batch.events) {
-        assert_eq!(result["id"], event["id"], "{channel:?}: {answer}");
-        match result["outcome"].as_str() {
-            Some("accepted") => accepted.push(str_of(&result["id"])),
-            Some("duplicate") => duplicates.push(str_of(&result["id"])),
-            _ => panic!("{channel:?}: {answer}"),
+    for (id, is_new) in outcomes(db, &batch.events, channel) {
+        if is_new {
+            accepted.push(id);
+        } else {
+            duplicates.push(id);
         }
     }
     assert_eq!(accepted, batch.accepted, "{channel:?}: accepted ids");
     assert_eq!(duplicates, batch.duplicates, "{channel:?}: duplicate ids");
+}
+
+/// The same new events sent at the same moment through the command and
+/// the HTTP API of two daemons: each is accepted exactly once. (Stock
+/// adjustments: the model's result does not depend on which request won.)
+fn race(db: &TempDatabase, ports: &[u16], model: &mut Model, rng: &mut Lcg, skus: &[String]) {
+    let events: Vec<Value> = (0..40)
+        .map(|k| {
+            json!({"id": format!("race-{k}"), "type": "inventory_adjusted",
+                   "sku": rng.pick(skus), "warehouse": rng.pick(&["MAIN", "EAST", "WEST"]),
+                   "delta": rng.range(-3, 6)})
+        })
+        .collect();
+    let channels = [
+        Channel::Command,
+        Channel::HttpArray(ports[0]),
+        Channel::HttpLines(ports[ports.len() - 1]),
+    ];
+    let results: Vec<Vec<(String, bool)>> = std::thread::scope(|scope| {
+        let running: Vec<_> = channels
+            .iter()
+            .map(|&channel| {
+                let events = &events;
+                scope.spawn(move || outcomes(db, events, channel))
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for (k, event) in events.iter().enumerate() {
+        let winners: Vec<Channel> = channels
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result[k].1)
+            .map(|(channel, _)| *channel)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "event {} accepted by {winners:?}",
+            event["id"]
+        );
+        assert!(model.apply(event));
+    }
 }
 
 /// The pids `status` lists as workers, or why it lists none.
@@ -249,6 +337,14 @@ fn three_daemons_share_the_work_and_survive_a_kill(backend: Backend) {
         }
     }
     assert!(killed);
+    let skus: Vec<String> = initial["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| str_of(&row["sku"]))
+        .collect();
+    let ports: Vec<u16> = serves.iter().map(|s| s.port).collect();
+    race(&db, &ports, &mut model, &mut rng, &skus);
 
     // Overrides stand until their SKU is recalculated: have the last ones
     // overwritten, so that everything must equal simulate.
