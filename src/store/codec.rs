@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
-use crate::engine::snapshot::{OrderStatus, PaymentStatus, WarehouseKind};
+use crate::engine::snapshot::{Order, OrderStatus, PaymentStatus, WarehouseKind};
 use crate::engine::time_format::{parse_date, parse_timestamp};
 
 /// Names the record in an error; only called when there is one, so that
@@ -68,4 +68,61 @@ pub fn timestamp(text: &str, record: Record) -> Result<DateTime<Utc>, StoreError
 
 pub fn date(text: &str, record: Record) -> Result<NaiveDate, StoreError> {
     parse_date(text).map_err(|e| corrupt(record, e))
+}
+
+/// An order header's columns; the text ones owned (from JSON) or borrowed
+/// (from a row being stepped).
+#[derive(serde::Deserialize)]
+pub struct HeaderRow<S = String>(
+    pub String,
+    pub S,
+    pub Option<S>,
+    pub S,
+    pub S,
+    pub i64,
+    pub i64,
+    pub Option<String>,
+);
+
+impl<S: AsRef<str>> HeaderRow<S> {
+    /// The order, without its lines.
+    pub fn into_order(self) -> Result<Order, StoreError> {
+        let HeaderRow(
+            id,
+            order_date,
+            payment_date,
+            payment_status,
+            status,
+            rush,
+            picked,
+            ship_from,
+        ) = self;
+        let record = || format!("order {id:?}");
+        let payment_date = match payment_date {
+            Some(text) => Some(timestamp(text.as_ref(), &record)?),
+            None => None,
+        };
+        Ok(Order {
+            order_date: timestamp(order_date.as_ref(), &record)?,
+            payment_date,
+            payment_status: self::payment_status(payment_status.as_ref(), &record)?,
+            status: order_status(status.as_ref(), &record)?,
+            rush: rush != 0,
+            picked: picked != 0,
+            ship_from,
+            lines: Vec::new(),
+            id,
+        })
+    }
+}
+
+/// Decodes what `json_array` or `json_group_array` built in SQL.
+pub fn from_json_text<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        record: what.to_owned(),
+        problem: e.to_string(),
+    })
 }

@@ -3,6 +3,7 @@
 
 mod any;
 mod codec;
+mod group;
 pub mod postgres;
 pub mod sqlite;
 mod views;

@@ -13,15 +13,11 @@ use rusqlite::Connection;
 use sqlx::SqliteConnection;
 
 use super::super::codec;
-use super::HeaderRow;
+use super::super::codec::HeaderRow;
+use super::super::group::{HeaderWithTotals, LineRow};
 use crate::engine::LineCounts;
-use crate::engine::snapshot::{InventoryRow, Order, Product, PurchaseOrder};
+use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder};
 use crate::store::StoreError;
-
-/// `(order_id, position, id, sku, qty, backorder_qty, eta)`
-pub(super) type LineRow = (String, i64, String, String, i64, i64, Option<String>);
-/// An order (no lines) with its stored total and counts.
-pub(super) type HeaderWithTotals = (Order, i64, LineCounts);
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))

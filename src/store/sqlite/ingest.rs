@@ -285,7 +285,9 @@ async fn order_scope(
     .bind(order_id)
     .fetch_one(&mut *conn)
     .await?;
-    let order = super::from_json_text::<super::HeaderRow>(&header, "an order")?.into_order()?;
+    let order =
+        super::super::codec::from_json_text::<super::super::codec::HeaderRow>(&header, "an order")?
+            .into_order()?;
     let settings = super::load_settings(conn).await?;
     let warehouses = super::load_warehouses(conn).await?;
     Ok(crate::engine::scope_of(

@@ -17,6 +17,7 @@ mod writeback;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
+use super::codec::{HeaderRow, from_json_text};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
 };
@@ -425,51 +426,6 @@ const IMPORT_CHUNK: usize = 20_000;
 /// [`HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
-
-/// An order header's columns; the text ones owned (from JSON) or borrowed
-/// (from a row being stepped).
-#[derive(serde::Deserialize)]
-struct HeaderRow<S = String>(String, S, Option<S>, S, S, i64, i64, Option<String>);
-
-impl<S: AsRef<str>> HeaderRow<S> {
-    /// The order, without its lines.
-    fn into_order(self) -> Result<Order, StoreError> {
-        let HeaderRow(
-            id,
-            order_date,
-            payment_date,
-            payment_status,
-            status,
-            rush,
-            picked,
-            ship_from,
-        ) = self;
-        let record = || format!("order {id:?}");
-        let payment_date = match payment_date {
-            Some(text) => Some(codec::timestamp(text.as_ref(), &record)?),
-            None => None,
-        };
-        Ok(Order {
-            order_date: codec::timestamp(order_date.as_ref(), &record)?,
-            payment_date,
-            payment_status: codec::payment_status(payment_status.as_ref(), &record)?,
-            status: codec::order_status(status.as_ref(), &record)?,
-            rush: rush != 0,
-            picked: picked != 0,
-            ship_from,
-            lines: Vec::new(),
-            id,
-        })
-    }
-}
-
-/// Decodes what `json_array` or `json_group_array` built in SQL.
-fn from_json_text<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        record: what.to_owned(),
-        problem: e.to_string(),
-    })
-}
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
     let stored: Option<String> =

@@ -11,7 +11,8 @@ use rustc_hash::FxHashMap;
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::super::codec;
-use super::{HeaderRow, ORDER_HEADER_JSON, from_json_text, load_settings};
+use super::super::codec::{HeaderRow, from_json_text};
+use super::{ORDER_HEADER_JSON, load_settings};
 use crate::engine::snapshot::{Line, Order, Snapshot};
 use crate::store::StoreError;
 use crate::store::views::{

@@ -3,19 +3,18 @@
 //! marks. `BEGIN IMMEDIATE` takes the write lock first, so no event can
 //! slip in between what was read and what is written.
 
-use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 use sqlx::SqliteConnection;
 
-use super::super::codec;
+use super::super::group::{HeaderWithTotals, LinesByOrder};
 use super::direct;
 use super::writeback::write_changes;
 use crate::engine::LineCounts;
-use crate::engine::snapshot::{Line, Order, Settings};
+use crate::engine::snapshot::Settings;
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, GroupState, OrderChange, StoredOrder, replacement_closure};
+use crate::recalc::{self, GroupState, OrderChange, replacement_closure};
 use crate::store::{BatchReport, StoreError};
 
 /// At most this many lines per transaction, unless one SKU has more.
@@ -34,7 +33,7 @@ pub(super) struct HeaderCache {
 
 struct Cached {
     /// The header and its current total and counts.
-    current: direct::HeaderWithTotals,
+    current: HeaderWithTotals,
     /// The stored total and counts, once a batch has changed them.
     stored: Option<(i64, LineCounts)>,
     cause: u32,
@@ -46,7 +45,7 @@ fn id_hash(id: &str) -> u64 {
 }
 
 impl HeaderCache {
-    pub(super) fn new(headers: Vec<direct::HeaderWithTotals>) -> Self {
+    pub(super) fn new(headers: Vec<HeaderWithTotals>) -> Self {
         let mut by_id = HashTable::with_capacity(headers.len());
         for (i, entry) in headers.iter().enumerate() {
             by_id.insert_unique(id_hash(&entry.0.id), i as u32, |&j| {
@@ -76,7 +75,7 @@ impl HeaderCache {
             .map(|&i| i as usize)
     }
 
-    fn get(&self, id: &str) -> Option<&direct::HeaderWithTotals> {
+    fn get(&self, id: &str) -> Option<&HeaderWithTotals> {
         self.index(id).map(|i| &self.entries[i].current)
     }
 
@@ -218,26 +217,10 @@ pub(super) async fn load_group(
     let warehouses = super::load_warehouses(conn).await?;
     let (products, inventory, purchase_orders) = direct::group_stock(conn, sku_list).await?;
 
-    // The group's lines come as ranges of the SKU-clustered table; each is
-    // given to its order by hashing, then each order's lines are put in
-    // their stored order (sorting a batch's lines by order id costs more).
-    let lines = direct::group_lines(conn, sku_list, expected_lines).await?;
-    let mut slot_of: FxHashMap<&str, u32> = FxHashMap::default();
-    let mut ids: Vec<&str> = Vec::new();
-    let line_slots: Vec<u32> = lines
-        .iter()
-        .map(|l| {
-            *slot_of.entry(l.0.as_str()).or_insert_with(|| {
-                ids.push(l.0.as_str());
-                ids.len() as u32 - 1
-            })
-        })
-        .collect();
-    let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
-    by_id.sort_unstable_by_key(|&slot| ids[slot as usize]);
-    let sorted_ids: Vec<&str> = by_id.iter().map(|&slot| ids[slot as usize]).collect();
-
-    let headers: Vec<(Order, i64, LineCounts)> = match cache {
+    // The group's lines come as ranges of the SKU-clustered table.
+    let lines = LinesByOrder::new(direct::group_lines(conn, sku_list, expected_lines).await?);
+    let sorted_ids = lines.order_ids();
+    let headers: Vec<HeaderWithTotals> = match cache {
         Some(cache) => sorted_ids
             .iter()
             .filter_map(|id| cache.get(id).cloned())
@@ -249,51 +232,8 @@ pub(super) async fn load_group(
             headers
         }
     };
-    if headers.len() != sorted_ids.len() {
-        return Err(StoreError::Corrupt {
-            record: "order lines".into(),
-            problem: format!(
-                "{} of their orders are missing",
-                sorted_ids.len() - headers.len()
-            ),
-        });
-    }
-    // Where each slot's order stands in `headers`.
-    let mut place = vec![0u32; by_id.len()];
-    for (at, &slot) in by_id.iter().enumerate() {
-        place[slot as usize] = at as u32;
-    }
-    drop((slot_of, ids, sorted_ids));
-
-    let mut grouped: Vec<Vec<(i64, Line, Option<NaiveDate>)>> = vec![Vec::new(); headers.len()];
-    for ((_, position, id, sku, qty, backorder_qty, eta), slot) in lines.into_iter().zip(line_slots)
-    {
-        let eta = match eta {
-            Some(text) => Some(codec::date(&text, &|| format!("line {id:?}"))?),
-            None => None,
-        };
-        let line = Line {
-            id,
-            sku,
-            qty,
-            backorder_qty,
-        };
-        grouped[place[slot as usize] as usize].push((position, line, eta));
-    }
-    let orders: Vec<StoredOrder> = headers
-        .into_iter()
-        .zip(grouped)
-        .map(|((order, backorder_qty, counts), mut lines)| {
-            lines.sort_unstable_by_key(|l| l.0);
-            let (lines, etas) = lines.into_iter().map(|(_, l, eta)| (l, eta)).unzip();
-            StoredOrder {
-                order: Order { lines, ..order },
-                etas,
-                counts,
-                backorder_qty,
-            }
-        })
-        .collect();
+    drop(sorted_ids);
+    let orders = lines.into_orders(headers)?;
 
     Ok(GroupState {
         settings,
