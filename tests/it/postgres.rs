@@ -337,3 +337,39 @@ fn launch(
         }
     }
 }
+
+/// The harness itself: one server, loopback only, tuned for tests, and a
+/// fresh empty database per test.
+#[test]
+fn the_test_server_runs_as_configured() {
+    let db = crate::support::TempDatabase::postgres();
+    let settings: Vec<(String, String)> = db.fetch_all(
+        "SELECT name, setting FROM pg_settings
+         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',
+                        'max_connections', 'listen_addresses')
+         ORDER BY name",
+    );
+    let want = [
+        ("fsync", "off"),
+        ("full_page_writes", "off"),
+        ("listen_addresses", "127.0.0.1"),
+        ("max_connections", "300"),
+        ("synchronous_commit", "off"),
+    ];
+    assert_eq!(
+        settings,
+        want.map(|(k, v)| (k.to_owned(), v.to_owned())),
+        "{}",
+        server().dir.display()
+    );
+    let tables: Vec<(String,)> = db.fetch_all(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert_eq!(tables, [], "a new database is empty");
+    let other = crate::support::TempDatabase::postgres();
+    assert_ne!(db.url, other.url);
+    assert!(db.url.starts_with(&format!(
+        "postgres://postgres@127.0.0.1:{}/test_",
+        server().port
+    )));
+}
