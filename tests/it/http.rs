@@ -466,8 +466,6 @@ fn wait_times_out_and_a_stop_answers_waiting_requests(backend: Backend) {
 /// back by itself: ready again, and its worker recalculates.
 fn readiness_follows_the_database_and_open_addresses_need_a_token(backend: Backend) {
     let db = TempDatabase::of(backend);
-    let imported = db.run(&["import", "-"], Some(book().to_string().as_bytes()));
-    assert_eq!(imported.code, 0, "{}", imported.stderr);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let daemon = Daemon::start_with_args(&db, &[], &["--listen", &listen]);
@@ -510,6 +508,8 @@ fn readiness_follows_the_database_and_open_addresses_need_a_token(backend: Backe
         std::thread::sleep(Duration::from_millis(100));
     }
     // The worker still recalculates.
+    let imported = db.run(&["import", "-"], Some(book().to_string().as_bytes()));
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
     let receipt = json!({"id": "after-outage", "type": "po_received", "sku": "TEA",
                          "warehouse": "MAIN", "qty": 100});
     let answer = api
