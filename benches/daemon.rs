@@ -1,23 +1,27 @@
-//! End-to-end figures of the daemon on SQLite (issue 3), printed as a table.
+//! Daemon figures on a generated book, printed (a bench command, not criterion):
 //!
 //!     cargo bench --bench daemon                      # 1,000,000 lines, 100,000 SKUs
 //!     BENCH_LINES=100000 BENCH_SKUS=10000 cargo bench --bench daemon
+//!     BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench daemon
 //!
+//! For SQLite, and for PostgreSQL when `BENCH_POSTGRES_URL` names a server
+//! where the bench may create and drop the databases `backorderd_bench*`:
 //! 1. `recalc --all --inline` from a state where every stored backorder is 0,
 //!    against one window-function SQL UPDATE computing the same plain
 //!    oldest-first allocation on a copy of the same database (same run).
 //! 2. A full recalculation that changes nothing.
 //! 3. Peak memory (max RSS) of each `recalc` process.
 //! 4. With `serve` running on the book: event-to-written-back latency (p50,
-//!    p99) of single events, and sustained events per second.
+//!    p99) of single events, and sustained events per second (on
+//!    PostgreSQL with one and with two `serve` processes).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backorderd::events::{Event, EventKind};
-use backorderd::store::sqlite::SqliteStore;
-use backorderd::store::{IngestOptions, Store};
+use backorderd::store::{AnyStore, IngestOptions, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backorderd");
 
@@ -28,13 +32,13 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Runs `backorderd ARGS` to completion: (wall seconds, max RSS in MiB).
-fn run(db: &Path, args: &[&str]) -> (f64, f64) {
+/// Runs `backorderd ARGS` on `url` to completion: (wall seconds, max RSS in MiB).
+fn run(url: &str, args: &[&str]) -> (f64, f64) {
     let started = Instant::now();
     // Reaped by wait4 below, which also reports the child's peak memory.
     #[allow(clippy::zombie_processes)]
     let child = Command::new(BIN)
-        .args(["--database-url", &format!("sqlite://{}", db.display())])
+        .args(["--database-url", url])
         .args(args)
         .stdout(Stdio::null())
         .spawn()
@@ -56,21 +60,29 @@ fn run(db: &Path, args: &[&str]) -> (f64, f64) {
 
 /// The plain oldest-first allocation of the book's default settings, as one
 /// set-based statement: what a database-only implementation would run.
+/// `{max}`/`{min}` are the dialect's two-argument max and min, `{row}`
+/// joins `order_lines` to `r` by the table's primary key.
 const WINDOW_UPDATE: &str = "
 WITH pool AS (
-  SELECT i.sku, MAX(0, SUM(i.on_hand)) AS size
+  SELECT i.sku, {max}(0, SUM(i.on_hand)) AS size
   FROM inventory i JOIN warehouses w ON w.id = i.warehouse
   WHERE w.kind NOT IN ('dropship', 'unsellable') GROUP BY i.sku),
 ranked AS (
-  SELECT l.sku, l.order_id, l.position, l.qty,
+  SELECT l.id, l.sku, l.order_id, l.position, l.qty,
          SUM(l.qty) OVER (PARTITION BY l.sku ORDER BY o.order_date, o.id, l.position
                           ROWS UNBOUNDED PRECEDING) - l.qty AS ahead
   FROM order_lines l JOIN orders o ON o.id = l.order_id
   WHERE o.status = 'in_process')
-UPDATE order_lines SET backorder_qty = r.qty - MAX(0, MIN(r.qty, COALESCE(p.size, 0) - r.ahead))
+UPDATE order_lines SET backorder_qty = r.qty - {max}(0, {min}(r.qty, COALESCE(p.size, 0) - r.ahead))
 FROM ranked r LEFT JOIN pool p ON p.sku = r.sku
-WHERE order_lines.sku = r.sku AND order_lines.order_id = r.order_id
-  AND order_lines.position = r.position";
+WHERE {row}";
+
+fn window_update(max: &str, min: &str, row: &str) -> String {
+    WINDOW_UPDATE
+        .replace("{max}", max)
+        .replace("{min}", min)
+        .replace("{row}", row)
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -84,10 +96,6 @@ fn main() {
     let skus = env_or("BENCH_SKUS", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let book = dir.path().join("book.json");
-    let db = dir.path().join("bench.db");
-    let fresh = dir.path().join("fresh.db");
-    let window_db = dir.path().join("window.db");
-
     let out = std::fs::File::create(&book).unwrap();
     let status = Command::new(BIN)
         .args([
@@ -102,33 +110,122 @@ fn main() {
         .unwrap();
     assert!(status.success());
     println!("book: {lines} lines over {skus} SKUs, every stored backorder 0");
-    let (import_secs, _) = run(&db, &["import", book.to_str().unwrap()]);
-    println!("import                                  {import_secs:8.2} s");
-    // Fold the WAL in, so that copies are whole databases.
     let rt = tokio::runtime::Runtime::new().unwrap();
+
+    println!("\n== SQLite ==");
+    sqlite(&rt, dir.path(), &book, skus);
+    match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(server) => {
+            println!("\n== PostgreSQL ==");
+            postgres(&rt, &server, &book, skus);
+        }
+        Err(_) => println!("\nPostgreSQL: skipped (set BENCH_POSTGRES_URL to a server)"),
+    }
+}
+
+fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize) {
+    let db = dir.join("bench.db");
+    let window_db = dir.join("window.db");
+    let url = format!("sqlite://{}", db.display());
+    let (import_secs, _) = run(&url, &["import", book.to_str().unwrap()]);
+    println!("import                                  {import_secs:8.2} s");
+    // Fold the WAL in, so that the copy is a whole database.
     rt.block_on(async {
-        let store = SqliteStore::open(db.to_str().unwrap()).await.unwrap();
+        let store = backorderd::store::sqlite::SqliteStore::open(&url)
+            .await
+            .unwrap();
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(store.pool())
             .await
             .unwrap();
     });
-    std::fs::copy(&db, &fresh).unwrap();
     std::fs::copy(&db, &window_db).unwrap();
+    let window_url = format!("sqlite://{}", window_db.display());
+    recalculations(
+        rt,
+        &url,
+        &window_url,
+        &window_update(
+            "MAX",
+            "MIN",
+            "order_lines.sku = r.sku AND order_lines.order_id = r.order_id AND order_lines.position = r.position",
+        ),
+    );
+    let _ = std::fs::remove_file(&window_db);
+    events(rt, &url, skus, 1, 1);
+}
 
-    let (full_secs, full_rss) = run(&db, &["recalc", "--all", "--inline"]);
+/// `server` with its database name replaced by `name`.
+fn database_url(server: &str, name: &str) -> String {
+    let (base, _) = server
+        .rsplit_once('/')
+        .expect("BENCH_POSTGRES_URL is postgres://USER@HOST:PORT/DATABASE");
+    format!("{base}/{name}")
+}
+
+fn postgres(rt: &tokio::runtime::Runtime, server: &str, book: &Path, skus: usize) {
+    let admin = |statement: String| {
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(server).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        })
+    };
+    for name in ["backorderd_bench", "backorderd_bench_window"] {
+        admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+    admin("CREATE DATABASE backorderd_bench".into());
+    let url = database_url(server, "backorderd_bench");
+    let (import_secs, _) = run(&url, &["import", book.to_str().unwrap()]);
+    println!("import                                  {import_secs:8.2} s");
+    admin("CREATE DATABASE backorderd_bench_window TEMPLATE backorderd_bench".into());
+    let window_url = database_url(server, "backorderd_bench_window");
+    // Both copies start with fresh statistics.
+    for u in [&url, &window_url] {
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(u).await.unwrap();
+            sqlx::raw_sql("VACUUM ANALYZE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+    }
+    recalculations(
+        rt,
+        &url,
+        &window_url,
+        &window_update("GREATEST", "LEAST", "order_lines.id = r.id"),
+    );
+    admin("DROP DATABASE backorderd_bench_window WITH (FORCE)".into());
+    events(rt, &url, skus, 1, 4);
+    events(rt, &url, skus, 2, 4);
+}
+
+/// A full recalculation from all 0 against the window UPDATE on a copy,
+/// then a full recalculation that changes nothing.
+fn recalculations(rt: &tokio::runtime::Runtime, url: &str, window_url: &str, window: &str) {
+    let (full_secs, full_rss) = run(url, &["recalc", "--all", "--inline"]);
     let window_secs = rt.block_on(async {
-        let store = SqliteStore::open(window_db.to_str().unwrap())
-            .await
-            .unwrap();
+        let store = AnyStore::open(window_url).await.unwrap();
         let started = Instant::now();
-        sqlx::query(WINDOW_UPDATE)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        match &store {
+            AnyStore::Sqlite(s) => sqlx::raw_sql(sqlx::AssertSqlSafe(window))
+                .execute(s.pool())
+                .await
+                .map(drop),
+            AnyStore::Postgres(s) => sqlx::raw_sql(sqlx::AssertSqlSafe(window))
+                .execute(s.pool())
+                .await
+                .map(drop),
+        }
+        .unwrap();
         started.elapsed().as_secs_f64()
     });
-    let (noop_secs, noop_rss) = run(&db, &["recalc", "--all", "--inline"]);
+    let (noop_secs, noop_rss) = run(url, &["recalc", "--all", "--inline"]);
     println!(
         "recalc --all --inline, from all 0       {full_secs:8.2} s   max RSS {full_rss:6.0} MiB"
     );
@@ -138,88 +235,92 @@ fn main() {
         window_secs / full_secs
     );
     println!(
-        "recalc --all --inline, nothing changes  {noop_secs:8.2} s   max RSS {noop_rss:6.0} MiB  (targets: under 1 s, under 300 MiB)"
+        "recalc --all --inline, nothing changes  {noop_secs:8.2} s   max RSS {noop_rss:6.0} MiB"
     );
-    let _ = std::fs::remove_file(&fresh);
-    let _ = std::fs::remove_file(&window_db);
-
-    latency(&rt, &db, skus);
 }
 
-/// Starts `serve` on the recalculated book and measures events through it.
-fn latency(rt: &tokio::runtime::Runtime, db: &Path, skus: usize) {
-    let mut serve = Command::new(BIN)
-        .args([
-            "--database-url",
-            &format!("sqlite://{}", db.display()),
-            "serve",
-        ])
+fn start_serve(url: &str) -> Child {
+    Command::new(BIN)
+        .args(["--database-url", url, "serve"])
         .env("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "5")
         .env("BACKORDERD__LOG__FILTER", "warn")
         // Any free port: the bench needs no HTTP, and 8080 may be taken.
         .env("BACKORDERD__HTTP__LISTEN", "127.0.0.1:0")
         .stderr(Stdio::null())
         .spawn()
-        .expect("serve starts");
+        .expect("serve starts")
+}
+
+/// With `workers` `serve` processes on the recalculated book: the latency
+/// of single events (one worker only), then events per second with
+/// `senders` clients sending one event per transaction.
+fn events(rt: &tokio::runtime::Runtime, url: &str, skus: usize, workers: usize, senders: usize) {
+    let mut serves: Vec<Child> = (0..workers).map(|_| start_serve(url)).collect();
     rt.block_on(async {
-        let store = SqliteStore::open(db.to_str().unwrap()).await.unwrap();
-        // Wait until serve has registered its worker.
+        let store = Arc::new(AnyStore::open(url).await.unwrap());
+        // Wait until every serve has registered its worker.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let event = |n: usize| Event {
-            id: format!("bench-{n}"),
+        let event = move |n: usize| Event {
+            id: format!("bench-{workers}-{n}"),
             kind: EventKind::InventoryAdjusted {
                 sku: backorderd::bookgen::sku_name((n * 7919) % skus),
                 warehouse: "MAIN".into(),
                 delta: 1,
             },
         };
-        let written_back = |sku: String| {
-            let store = &store;
-            async move {
-                while store.dirty_count(Some(std::slice::from_ref(&sku))).await.unwrap() > 0 {
+        if workers == 1 {
+            let mut latencies = Vec::new();
+            for n in 0..300 {
+                let e = event(n);
+                let EventKind::InventoryAdjusted { sku, .. } = &e.kind else {
+                    unreachable!()
+                };
+                let sku = [sku.clone()];
+                let started = Instant::now();
+                store.ingest(&[e], IngestOptions::default()).await.unwrap();
+                while store.dirty_count(Some(&sku)).await.unwrap() > 0 {
                     tokio::time::sleep(Duration::from_micros(500)).await;
                 }
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             }
-        };
-
-        let mut latencies = Vec::new();
-        for n in 0..300 {
-            let e = event(n);
-            let EventKind::InventoryAdjusted { sku, .. } = &e.kind else {
-                unreachable!()
-            };
-            let sku = sku.clone();
-            let started = Instant::now();
-            store.ingest(&[e], IngestOptions::default()).await.unwrap();
-            written_back(sku).await;
-            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            latencies.sort_by(f64::total_cmp);
+            println!(
+                "event to written back (1 serve, 300 single events)  p50 {:6.1} ms   p99 {:6.1} ms  (target p99 under 50 ms)",
+                percentile(&latencies, 0.5),
+                percentile(&latencies, 0.99)
+            );
         }
-        latencies.sort_by(f64::total_cmp);
-        println!(
-            "event to written back (serve, 300 single events)  p50 {:6.1} ms   p99 {:6.1} ms  (target p99 under 50 ms)",
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99)
-        );
 
         let burst = 5_000;
         let started = Instant::now();
-        for n in 0..burst {
-            store
-                .ingest(&[event(1_000 + n)], IngestOptions::default())
-                .await
-                .unwrap();
+        let mut senders_done = Vec::new();
+        for sender in 0..senders {
+            let store = store.clone();
+            senders_done.push(tokio::spawn(async move {
+                for n in (sender..burst).step_by(senders) {
+                    store
+                        .ingest(&[event(1_000 + n)], IngestOptions::default())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for done in senders_done {
+            done.await.unwrap();
         }
         while store.dirty_count(None).await.unwrap() > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "sustained: {burst} events, one per transaction, all written back in {secs:.2} s = {:.0} events/s",
+            "sustained, {workers} serve: {burst} events from {senders} senders, one per transaction, all written back in {secs:.2} s = {:.0} events/s",
             burst as f64 / secs
         );
     });
-    // SAFETY: sends SIGTERM to our own child.
-    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
-    let status = serve.wait().unwrap();
-    assert!(status.success(), "serve exited with {status}");
+    for serve in &mut serves {
+        // SAFETY: sends SIGTERM to our own child.
+        unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+        let status = serve.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
 }

@@ -45,6 +45,10 @@ pub struct StoredOrder {
 pub struct LineChange {
     pub line_id: String,
     pub order_id: String,
+    /// The line's qty as read: with the old values, what a backend that
+    /// writes beside other writers checks the line still holds.
+    pub qty: i64,
+    pub old_eta: Option<NaiveDate>,
     pub old_backorder_qty: i64,
     pub new_backorder_qty: i64,
     pub new_eta: Option<NaiveDate>,
@@ -138,6 +142,8 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
             out.lines.push(LineChange {
                 line_id: line.id.clone(),
                 order_id: order.id.clone(),
+                qty: line.qty,
+                old_eta,
                 old_backorder_qty: line.backorder_qty,
                 new_backorder_qty: outcome.backorder_qty,
                 new_eta: outcome.eta,
@@ -264,6 +270,8 @@ mod tests {
             vec![LineChange {
                 line_id: "B1".into(),
                 order_id: "B".into(),
+                qty: 10,
+                old_eta: None,
                 old_backorder_qty: 0,
                 new_backorder_qty: 10,
                 new_eta: None,

@@ -46,10 +46,43 @@ async fn handle_job(
 /// A name no other live worker has: apalis refuses a name it saw less than
 /// a heartbeat ago (shared/notes/apalis-1.0.md).
 fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("backorderd-{}-{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("backorderd-{host}-{}", std::process::id())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Every heartbeat, tells the database this daemon is alive and what it
+/// is doing (`status` lists it).
+async fn report_presence(
+    store: Arc<AnyStore>,
+    state: Arc<WorkerState<AnyStore>>,
+    mut daemon: crate::store::daemons::DaemonInfo,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let (doing, since) = state.activity.get();
+        let outcome = match store.daemon_heartbeat(&daemon.name, &doing, since).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                daemon.doing = doing;
+                daemon.doing_since_ms = since;
+                daemon.last_seen_ms = crate::store::daemons::now_ms();
+                store.register_daemon(&daemon).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            warn!(error = %e, "could not report this daemon as alive");
+        }
+    }
 }
 
 pub async fn serve(
@@ -67,6 +100,7 @@ pub async fn serve(
         sizes: settings.into(),
         stop: stop.clone(),
         busy: tokio::sync::Mutex::new(()),
+        activity: Default::default(),
     });
 
     store.publish_options(settings.ingest_options()).await?;
@@ -167,6 +201,23 @@ pub async fn serve(
         api_state,
         http.body_limit_bytes,
     ));
+    let daemon = crate::store::daemons::DaemonInfo {
+        name: name.clone(),
+        host: host_name(),
+        pid: i64::from(std::process::id()),
+        started_at: crate::engine::time_format::format_timestamp(&chrono::Utc::now()),
+        heartbeat_secs: settings.heartbeat().as_secs().max(1) as i64,
+        last_seen_ms: crate::store::daemons::now_ms(),
+        doing: "idle".to_owned(),
+        doing_since_ms: crate::store::daemons::now_ms(),
+    };
+    store.register_daemon(&daemon).await?;
+    let presence = tokio::spawn(report_presence(
+        store.clone(),
+        state.clone(),
+        daemon,
+        settings.heartbeat(),
+    ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();
     crate::systemd::spawn_watchdog();
@@ -184,6 +235,7 @@ pub async fn serve(
     if let Some(task) = periodic {
         task.abort();
     }
+    presence.abort();
     let _ = stop_worker_tx.send(());
     match tokio::time::timeout_at(deadline, worker_task).await {
         Ok(Ok(Ok(()))) => info!("stopped"),
@@ -201,6 +253,9 @@ pub async fn serve(
         Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP server stopped with an error"),
         Ok(Err(e)) => error!(error = %e, "the HTTP server panicked"),
         Err(_) => warn!("HTTP requests still in hand at the end of the grace period were cut"),
+    }
+    if let Err(e) = store.remove_daemon(&name).await {
+        warn!(error = %e, "could not remove this daemon from the list of live ones; it drops out after three heartbeats");
     }
     Ok(())
 }

@@ -97,6 +97,49 @@ pub struct WorkerState<S> {
     /// One drain at a time in this process: a second would only wait on
     /// the first's write lock.
     pub busy: tokio::sync::Mutex<()>,
+    /// What this process is doing, for `status`.
+    pub activity: Activity,
+}
+
+/// What a worker is doing and since when (Unix ms), shared with the task
+/// that reports it in the `daemons` table.
+#[derive(Debug)]
+pub struct Activity(std::sync::Mutex<(String, i64)>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(std::sync::Mutex::new((
+            "idle".to_owned(),
+            crate::store::daemons::now_ms(),
+        )))
+    }
+}
+
+impl Activity {
+    pub fn set(&self, doing: String) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = (doing, crate::store::daemons::now_ms());
+        }
+    }
+
+    pub fn get(&self) -> (String, i64) {
+        self.0
+            .lock()
+            .map(|current| current.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+}
+
+/// How `status` shows a job in hand.
+fn describe(job: &RecalcJob) -> String {
+    if job.all {
+        return "recalculating every SKU".to_owned();
+    }
+    format!(
+        "recalculating (events: {}; SKUs: {})",
+        job.causes.join(", "),
+        job.skus.join(", ")
+    )
 }
 
 /// Runs one queued job: drains the dirty set (the job's own SKUs and any
@@ -108,12 +151,14 @@ pub async fn run_job<S: Store>(
 ) -> Result<DrainReport, StoreError> {
     let span = info_span!("recalculate", skus = ?job.skus, events = ?job.causes, all = job.all);
     let _guard = state.busy.lock().await;
+    state.activity.set(describe(job));
     let started = std::time::Instant::now();
     let mut meter = crate::meter::JobMeter::start();
     let report = drain(&*state.store, &state.sizes, &state.stop, |b| meter.batch(b))
         .instrument(span.clone())
         .await;
     meter.finish(&*state.store, &report).await;
+    state.activity.set("idle".to_owned());
     let _entered = span.enter();
     match &report {
         Ok(r) if r.batches > 0 => info!(

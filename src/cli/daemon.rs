@@ -143,8 +143,26 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> 
 pub async fn status(settings: &Settings) -> anyhow::Result<()> {
     let store = open(settings).await?;
     let queue = store.queue_status().await?;
+    let workers: Vec<serde_json::Value> = store
+        .live_daemons()
+        .await?
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "name": d.name,
+                "host": d.host,
+                "pid": d.pid,
+                "started_at": d.started_at,
+                "last_seen": crate::store::daemons::ms_to_rfc3339(d.last_seen_ms),
+                "doing": d.doing,
+                "since": crate::store::daemons::ms_to_rfc3339(d.doing_since_ms),
+            })
+        })
+        .collect();
     print_json(&serde_json::json!({
+        "backend": store.backend_name(),
         "queue": { "pending": queue.pending, "running": queue.running, "failed": queue.failed },
         "dirty_skus": queue.dirty_skus,
+        "workers": workers,
     }))
 }

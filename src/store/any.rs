@@ -27,6 +27,45 @@ impl AnyStore {
         }
     }
 
+    pub async fn register_daemon(&self, d: &super::daemons::DaemonInfo) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::daemons::sqlite::register(s.pool(), d).await,
+            AnyStore::Postgres(s) => super::daemons::postgres::register(s.pool(), d).await,
+        }
+    }
+
+    /// Refreshes a daemon's row; `false` when it is gone.
+    pub async fn daemon_heartbeat(
+        &self,
+        name: &str,
+        doing: &str,
+        doing_since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                super::daemons::sqlite::heartbeat(s.pool(), name, doing, doing_since_ms).await
+            }
+            AnyStore::Postgres(s) => {
+                super::daemons::postgres::heartbeat(s.pool(), name, doing, doing_since_ms).await
+            }
+        }
+    }
+
+    pub async fn remove_daemon(&self, name: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::daemons::sqlite::remove(s.pool(), name).await,
+            AnyStore::Postgres(s) => super::daemons::postgres::remove(s.pool(), name).await,
+        }
+    }
+
+    /// The `serve` processes heard from lately.
+    pub async fn live_daemons(&self) -> Result<Vec<super::daemons::DaemonInfo>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::daemons::sqlite::alive(s.pool()).await,
+            AnyStore::Postgres(s) => super::daemons::postgres::alive(s.pool()).await,
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",

@@ -64,10 +64,6 @@ impl LinesByOrder {
             .collect()
     }
 
-    pub fn line_count(&self) -> usize {
-        self.lines.len()
-    }
-
     /// The stored orders, each with its group lines in position order.
     /// `headers` are those of [`LinesByOrder::order_ids`], in that order;
     /// a missing one means the database lost an order its lines point to.

@@ -3,7 +3,9 @@
 
 mod any;
 mod codec;
+pub mod daemons;
 mod group;
+mod ingest;
 pub mod postgres;
 pub mod sqlite;
 mod views;

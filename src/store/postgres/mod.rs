@@ -40,6 +40,9 @@ const INGEST_LOCK: i32 = -1;
 /// to rarely meet, few enough for one transaction to hold them all within
 /// PostgreSQL's default lock table.
 const SKU_LOCK_STRIPES: i32 = 1024;
+/// How often a batch of events is applied again after a deadlock with a
+/// recalculation (each attempt rolls back whole).
+const INGEST_ATTEMPTS: u32 = 5;
 
 pub struct PgStore {
     pool: PgPool,
@@ -48,7 +51,11 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?.application_name("backorderd");
+        // Notices ("already exists, skipping" from idempotent migrations)
+        // would reach the log as noise.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("backorderd")
+            .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(6)
             .acquire_timeout(Duration::from_secs(30))
@@ -102,11 +109,23 @@ impl Store for PgStore {
         events: &[Event],
         options: IngestOptions,
     ) -> Result<IngestReport, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        lock_ingest(&mut tx).await?;
-        let report = ingest::ingest(&mut tx, events, options).await?;
-        tx.commit().await?;
-        Ok(report)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await?;
+            lock_ingest(&mut tx).await?;
+            match ingest::ingest(&mut tx, events, options).await {
+                Ok(report) => {
+                    tx.commit().await?;
+                    return Ok(report);
+                }
+                // Rolled back whole: nothing of the batch was applied.
+                Err(e) if recalc::is_transient(&e) && attempt < INGEST_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "events meet a recalculation; applying them again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn recalculate_dirty(

@@ -1,23 +1,357 @@
-//! Recalculation transactions (PostgreSQL).
-use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+//! One recalculation transaction on PostgreSQL: claim dirty SKUs whose lock
+//! stripes are free, load their group, run the engine through
+//! [`crate::recalc`], write back what changed (see `writeback.rs`), clear
+//! the marks no newer event raised. Several workers run this at once.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+use sqlx::{PgConnection, PgPool};
+
+use super::super::codec::HeaderRow;
+use super::super::group::{HeaderWithTotals, LineRow, LinesByOrder};
+use super::{LOCK_SPACE, SKU_LOCK_STRIPES, load_settings, load_warehouses, writeback};
+use crate::engine::LineCounts;
+use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder, Settings};
+use crate::engine::time_format::format_timestamp;
+use crate::recalc::{self, GroupState, replacement_closure};
 use crate::store::{BatchReport, StoreError};
 
-pub(super) async fn recalculate_dirty(
-    _pool: &PgPool,
-    _max_skus: usize,
-    _as_of: DateTime<Utc>,
-) -> Result<Option<BatchReport>, StoreError> {
-    unimplemented!()
+/// How often a batch is tried again after a deadlock, a serialization
+/// failure or a replacement group another worker holds part of.
+const ATTEMPTS: u32 = 20;
+
+/// The dirty SKUs a batch took, with why and the mark it read.
+struct Claimed {
+    sku: String,
+    cause: String,
+    marked_seq: i64,
 }
 
+enum Attempt {
+    Done(Option<BatchReport>),
+    /// Part of the replacement group is another worker's: try again later.
+    Busy,
+}
+
+pub(super) async fn recalculate_dirty(
+    pool: &PgPool,
+    max_skus: usize,
+    as_of: DateTime<Utc>,
+) -> Result<Option<BatchReport>, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = pool.begin().await?;
+        match batch(&mut tx, max_skus, as_of).await {
+            Ok(Attempt::Done(report)) => {
+                tx.commit().await?;
+                return Ok(report);
+            }
+            // The worker holding the rest of the group drains it too.
+            Ok(Attempt::Busy) if attempt >= ATTEMPTS => return Ok(None),
+            Ok(Attempt::Busy) => {}
+            Err(e) if is_transient(&e) && attempt < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "recalculation meets another writer; trying again");
+            }
+            Err(e) => return Err(e),
+        }
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+    }
+}
+
+/// Like repeated [`recalculate_dirty`]: each batch commits on its own, so
+/// that the other workers and the events never wait for the whole book.
 pub(super) async fn recalculate_bulk(
-    _pool: &PgPool,
-    _max_skus: usize,
-    _as_of: DateTime<Utc>,
-    _stop: &std::sync::atomic::AtomicBool,
-    _on_batch: impl FnMut(&BatchReport) + Send,
+    pool: &PgPool,
+    max_skus: usize,
+    as_of: DateTime<Utc>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut on_batch: impl FnMut(&BatchReport) + Send,
 ) -> Result<(), StoreError> {
-    unimplemented!()
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match recalculate_dirty(pool, max_skus, as_of).await? {
+            Some(report) => on_batch(&report),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// A deadlock or serialization failure: the transaction did nothing and
+/// may simply be run again.
+pub(super) fn is_transient(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+async fn batch(
+    conn: &mut PgConnection,
+    max_skus: usize,
+    as_of: DateTime<Utc>,
+) -> Result<Attempt, StoreError> {
+    let mut claimed = claim(conn, max_skus).await?;
+    if claimed.is_empty() {
+        return Ok(Attempt::Done(None));
+    }
+    let settings = load_settings(conn).await?;
+    let mut skus: Vec<String> = claimed.iter().map(|c| c.sku.clone()).collect();
+    if settings.consider_replacement_sku {
+        let edges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let group = replacement_closure(skus.iter().map(String::as_str), &edges);
+        let extra: Vec<String> = group
+            .iter()
+            .filter(|sku| !skus.contains(sku))
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            if !try_lock_stripes(conn, &extra).await? {
+                return Ok(Attempt::Busy);
+            }
+            // Their marks, read now, are cleared too: what is loaded next
+            // includes every event up to them.
+            claimed.extend(dirty_marks(conn, &extra).await?);
+        }
+        skus = group;
+    }
+    skus.sort_unstable();
+    skus.dedup();
+
+    let mut causes: FxHashMap<String, String> = claimed
+        .iter()
+        .map(|c| (c.sku.clone(), c.cause.clone()))
+        .collect();
+    for sku in &skus {
+        causes
+            .entry(sku.clone())
+            .or_insert_with(|| "replacement group".to_owned());
+    }
+    let group = load_group(conn, &skus, settings, causes).await?;
+    let changes = recalc::changes(group, as_of);
+    let lines_seen = changes.lines_seen;
+    let written = writeback::write_changes(conn, changes, &format_timestamp(&as_of)).await?;
+    clear_marks(conn, &claimed).await?;
+
+    let mut cause_list: Vec<String> = claimed.into_iter().map(|c| c.cause).collect();
+    cause_list.sort_unstable();
+    cause_list.dedup();
+    Ok(Attempt::Done(Some(BatchReport {
+        skus,
+        causes: cause_list,
+        lines_seen,
+        lines_changed: written.lines,
+        orders_changed: written.orders,
+    })))
+}
+
+/// Up to `max_skus` dirty SKUs, in key order, whose lock stripe this
+/// transaction could take without waiting. Only a window of the next SKUs
+/// is tried, so that one worker does not take every stripe of a large
+/// dirty set and leave the others idle.
+async fn claim(conn: &mut PgConnection, max_skus: usize) -> Result<Vec<Claimed>, StoreError> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT sku, cause, marked_seq
+         FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) window
+         WHERE pg_try_advisory_xact_lock($1, hashtext(sku) & ($2 - 1))
+         LIMIT $4",
+    )
+    .bind(LOCK_SPACE)
+    .bind(SKU_LOCK_STRIPES)
+    .bind(4 * max_skus as i64)
+    .bind(max_skus as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sku, cause, marked_seq)| Claimed {
+            sku,
+            cause,
+            marked_seq,
+        })
+        .collect())
+}
+
+/// Takes the lock stripes of `skus` if all are free now.
+async fn try_lock_stripes(conn: &mut PgConnection, skus: &[String]) -> Result<bool, StoreError> {
+    let all: Option<bool> = sqlx::query_scalar(
+        "SELECT bool_and(pg_try_advisory_xact_lock($1, hashtext(s) & ($2 - 1))) FROM unnest($3::text[]) s",
+    )
+    .bind(LOCK_SPACE)
+    .bind(SKU_LOCK_STRIPES)
+    .bind(skus)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(all.unwrap_or(true))
+}
+
+async fn dirty_marks(conn: &mut PgConnection, skus: &[String]) -> Result<Vec<Claimed>, StoreError> {
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku = ANY($1)")
+            .bind(skus)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sku, cause, marked_seq)| Claimed {
+            sku,
+            cause,
+            marked_seq,
+        })
+        .collect())
+}
+
+/// Clears the marks as read: a mark an event raised since stays for the
+/// next batch, as the event may not be in what this one read.
+async fn clear_marks(conn: &mut PgConnection, claimed: &[Claimed]) -> Result<(), StoreError> {
+    let mut marks: Vec<(&str, i64)> = claimed
+        .iter()
+        .map(|c| (c.sku.as_str(), c.marked_seq))
+        .collect();
+    marks.sort_unstable();
+    let (skus, seqs): (Vec<&str>, Vec<i64>) = marks.into_iter().unzip();
+    sqlx::query(
+        "DELETE FROM dirty_skus d USING unnest($1::text[], $2::int8[]) AS c(sku, seq)
+         WHERE d.sku = c.sku AND d.marked_seq <= c.seq",
+    )
+    .bind(&skus)
+    .bind(&seqs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored state of a group of SKUs.
+async fn load_group(
+    conn: &mut PgConnection,
+    skus: &[String],
+    settings: Settings,
+    causes: FxHashMap<String, String>,
+) -> Result<GroupState, StoreError> {
+    let warehouses = load_warehouses(conn).await?;
+    let products = sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT sku, replacement_sku FROM products WHERE sku = ANY($1) ORDER BY position",
+    )
+    .bind(skus)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(sku, replacement_sku)| Product {
+        sku,
+        replacement_sku,
+    })
+    .collect();
+    let inventory = sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT sku, warehouse, on_hand FROM inventory WHERE sku = ANY($1)",
+    )
+    .bind(skus)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(sku, warehouse, on_hand)| InventoryRow {
+        sku,
+        warehouse,
+        on_hand,
+    })
+    .collect();
+    let mut purchase_orders = Vec::new();
+    let rows: Vec<(String, String, String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date
+         FROM purchase_orders WHERE sku = ANY($1) ORDER BY position",
+    )
+    .bind(skus)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, sku, warehouse, qty_ordered, qty_received, expected_date) in rows {
+        let expected_date = match expected_date {
+            Some(text) => Some(super::super::codec::date(&text, &|| {
+                format!("purchase order {id:?}")
+            })?),
+            None => None,
+        };
+        purchase_orders.push(PurchaseOrder {
+            id,
+            sku,
+            warehouse,
+            qty_ordered,
+            qty_received,
+            expected_date,
+        });
+    }
+
+    let lines: Vec<LineRow> = sqlx::query_as(
+        "SELECT order_id, position, id, sku, qty, backorder_qty, eta
+         FROM order_lines WHERE sku = ANY($1)",
+    )
+    .bind(skus)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lines = LinesByOrder::new(lines);
+    let ids = lines.order_ids();
+    let mut headers = order_headers(conn, &ids).await?;
+    drop(ids);
+    // Byte order, as the ids were sorted (the database's collation may differ).
+    headers.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
+    let orders = lines.into_orders(headers)?;
+    Ok(GroupState {
+        settings,
+        warehouses,
+        products,
+        inventory,
+        purchase_orders,
+        orders,
+        causes,
+    })
+}
+
+type HeaderColumns = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+async fn order_headers(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<Vec<HeaderWithTotals>, StoreError> {
+    let rows: Vec<HeaderColumns> = sqlx::query_as(
+        "SELECT id, order_date, payment_date, payment_status, status, rush, picked, ship_from,
+                backorder_qty, lines_open, lines_backordered, lines_whole
+         FROM orders WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(
+            |(id, date, paid, payment, status, rush, picked, ship_from, qty, open, bo, whole)| {
+                let order = HeaderRow(id, date, paid, payment, status, rush, picked, ship_from)
+                    .into_order()?;
+                let counts = LineCounts {
+                    open,
+                    backordered: bo,
+                    whole,
+                };
+                Ok((order, qty, counts))
+            },
+        )
+        .collect()
 }

@@ -1,1 +1,268 @@
-//! Write-back (PostgreSQL).
+//! Writing a recalculation's changes back on PostgreSQL, one set-based
+//! statement per table (arrays through `unnest`), beside other workers and
+//! events:
+//! - a line is written only if it still holds what the engine read (its
+//!   qty, backorder and ETA); a line an event changed meanwhile is left to
+//!   the recalculation that event asked for;
+//! - an order's counts and total move by the change of the lines written,
+//!   so changes to one order from several workers add up; its status then
+//!   follows from the counts it has after the move.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use sqlx::PgConnection;
+
+use crate::engine::LineCounts;
+use crate::engine::time_format::format_date;
+use crate::recalc::{Changes, LineChange, OrderChange};
+use crate::store::StoreError;
+
+/// How much a batch wrote.
+pub(super) struct Written {
+    pub lines: usize,
+    pub orders: usize,
+}
+
+pub(super) async fn write_changes(
+    conn: &mut PgConnection,
+    changes: Changes,
+    at: &str,
+) -> Result<Written, StoreError> {
+    let mut lines = changes.lines;
+    if lines.is_empty() {
+        return Ok(Written {
+            lines: 0,
+            orders: 0,
+        });
+    }
+    lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
+    let written = write_lines(conn, &lines).await?;
+    lines.retain(|l| written.contains(l.line_id.as_str()));
+    let orders = move_orders(conn, &lines).await?;
+    write_history(conn, &lines, &orders, at).await?;
+    write_outbox(conn, &orders, at).await?;
+    Ok(Written {
+        lines: lines.len(),
+        orders: orders.len(),
+    })
+}
+
+/// The ids of the lines written: those still as read.
+async fn write_lines(
+    conn: &mut PgConnection,
+    lines: &[LineChange],
+) -> Result<FxHashSet<String>, StoreError> {
+    let ids: Vec<&str> = lines.iter().map(|l| l.line_id.as_str()).collect();
+    let qtys: Vec<i64> = lines.iter().map(|l| l.qty).collect();
+    let old: Vec<i64> = lines.iter().map(|l| l.old_backorder_qty).collect();
+    let old_etas: Vec<Option<String>> = lines
+        .iter()
+        .map(|l| l.old_eta.as_ref().map(format_date))
+        .collect();
+    let new: Vec<i64> = lines.iter().map(|l| l.new_backorder_qty).collect();
+    let new_etas: Vec<Option<String>> = lines
+        .iter()
+        .map(|l| l.new_eta.as_ref().map(format_date))
+        .collect();
+    let written: Vec<String> = sqlx::query_scalar(
+        "UPDATE order_lines l SET backorder_qty = c.new_qty, eta = c.new_eta
+         FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[])
+              AS c(id, qty, old_qty, old_eta, new_qty, new_eta)
+         WHERE l.id = c.id AND l.qty = c.qty AND l.backorder_qty = c.old_qty
+           AND l.eta IS NOT DISTINCT FROM c.old_eta
+         RETURNING l.id",
+    )
+    .bind(&ids)
+    .bind(&qtys)
+    .bind(&old)
+    .bind(&old_etas)
+    .bind(&new)
+    .bind(&new_etas)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(written.into_iter().collect())
+}
+
+/// Moves each order's counts and total by its written lines' change and
+/// sets its status from the result; returns the orders that changed.
+async fn move_orders(
+    conn: &mut PgConnection,
+    lines: &[LineChange],
+) -> Result<Vec<OrderChange>, StoreError> {
+    let mut moves: FxHashMap<&str, (LineCounts, i64, &str)> = FxHashMap::default();
+    for l in lines {
+        let (counts, qty, _) = moves.entry(l.order_id.as_str()).or_insert((
+            LineCounts::default(),
+            0,
+            l.cause.as_str(),
+        ));
+        counts.remove(l.qty, l.old_backorder_qty);
+        counts.add(l.qty, l.new_backorder_qty);
+        *qty += l.new_backorder_qty - l.old_backorder_qty;
+    }
+    let mut moves: Vec<(&str, (LineCounts, i64, &str))> = moves
+        .into_iter()
+        .filter(|(_, (counts, qty, _))| *counts != LineCounts::default() || *qty != 0)
+        .collect();
+    if moves.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Key order: two workers moving the same orders lock them alike.
+    moves.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let ids: Vec<&str> = moves.iter().map(|m| m.0).collect();
+    let column = |f: fn(&(LineCounts, i64, &str)) -> i64| -> Vec<i64> {
+        moves.iter().map(|m| f(&m.1)).collect()
+    };
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "UPDATE orders o SET lines_open = o.lines_open + d.open,
+             lines_backordered = o.lines_backordered + d.backordered,
+             lines_whole = o.lines_whole + d.whole,
+             backorder_qty = o.backorder_qty + d.qty
+         FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
+              AS d(id, open, backordered, whole, qty)
+         WHERE o.id = d.id
+         RETURNING o.id, o.lines_open, o.lines_backordered, o.lines_whole, o.backorder_qty",
+    )
+    .bind(&ids)
+    .bind(column(|m| m.0.open))
+    .bind(column(|m| m.0.backordered))
+    .bind(column(|m| m.0.whole))
+    .bind(column(|m| m.1))
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let by_id: FxHashMap<&str, &(LineCounts, i64, &str)> =
+        moves.iter().map(|(id, m)| (*id, m)).collect();
+    let mut changes: Vec<OrderChange> = rows
+        .into_iter()
+        .map(|(order_id, open, backordered, whole, new_qty)| {
+            let (delta, delta_qty, cause) = by_id[order_id.as_str()];
+            let new_counts = LineCounts {
+                open,
+                backordered,
+                whole,
+            };
+            let old_counts = LineCounts {
+                open: open - delta.open,
+                backordered: backordered - delta.backordered,
+                whole: whole - delta.whole,
+            };
+            OrderChange {
+                old_status: old_counts.status(),
+                new_status: new_counts.status(),
+                old_backorder_qty: new_qty - delta_qty,
+                new_backorder_qty: new_qty,
+                old_counts,
+                new_counts,
+                cause: (*cause).to_owned(),
+                order_id,
+            }
+        })
+        .collect();
+    changes.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+
+    let (ids, statuses): (Vec<&str>, Vec<&str>) = changes
+        .iter()
+        .filter(|c| c.old_status != c.new_status)
+        .map(|c| (c.order_id.as_str(), c.new_status.as_str()))
+        .unzip();
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE orders o SET backorder_status = s.status
+             FROM unnest($1::text[], $2::text[]) AS s(id, status)
+             WHERE o.id = s.id",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(changes)
+}
+
+/// A history row per written line, then per changed order.
+async fn write_history(
+    conn: &mut PgConnection,
+    lines: &[LineChange],
+    orders: &[OrderChange],
+    at: &str,
+) -> Result<(), StoreError> {
+    let mut order_ids: Vec<&str> = Vec::with_capacity(lines.len() + orders.len());
+    let mut line_ids: Vec<Option<&str>> = Vec::with_capacity(order_ids.capacity());
+    let mut old_qty: Vec<i64> = Vec::with_capacity(order_ids.capacity());
+    let mut new_qty: Vec<i64> = Vec::with_capacity(order_ids.capacity());
+    let mut old_status: Vec<Option<&str>> = Vec::with_capacity(order_ids.capacity());
+    let mut new_status: Vec<Option<&str>> = Vec::with_capacity(order_ids.capacity());
+    let mut causes: Vec<&str> = Vec::with_capacity(order_ids.capacity());
+    for l in lines {
+        order_ids.push(&l.order_id);
+        line_ids.push(Some(&l.line_id));
+        old_qty.push(l.old_backorder_qty);
+        new_qty.push(l.new_backorder_qty);
+        old_status.push(None);
+        new_status.push(None);
+        causes.push(&l.cause);
+    }
+    for o in orders {
+        order_ids.push(&o.order_id);
+        line_ids.push(None);
+        old_qty.push(o.old_backorder_qty);
+        new_qty.push(o.new_backorder_qty);
+        old_status.push(Some(o.old_status.as_str()));
+        new_status.push(Some(o.new_status.as_str()));
+        causes.push(&o.cause);
+    }
+    sqlx::query(
+        "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[])",
+    )
+    .bind(at)
+    .bind(&order_ids)
+    .bind(&line_ids)
+    .bind(&old_qty)
+    .bind(&new_qty)
+    .bind(&old_status)
+    .bind(&new_status)
+    .bind(&causes)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_outbox(
+    conn: &mut PgConnection,
+    orders: &[OrderChange],
+    at: &str,
+) -> Result<(), StoreError> {
+    let notified: Vec<(&str, &str, &str, &str)> = orders
+        .iter()
+        .filter_map(|o| {
+            o.notification().map(|kind| {
+                (
+                    o.order_id.as_str(),
+                    kind,
+                    o.old_status.as_str(),
+                    o.new_status.as_str(),
+                )
+            })
+        })
+        .collect();
+    if notified.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = notified.iter().map(|n| n.0).collect();
+    let kinds: Vec<&str> = notified.iter().map(|n| n.1).collect();
+    let old: Vec<&str> = notified.iter().map(|n| n.2).collect();
+    let new: Vec<&str> = notified.iter().map(|n| n.3).collect();
+    sqlx::query(
+        "INSERT INTO outbox (at, order_id, kind, old_status, new_status)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])",
+    )
+    .bind(at)
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&old)
+    .bind(&new)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -4,10 +4,9 @@
 //! `direct.rs`): the per-row cost is SQLite's own.
 
 use rusqlite::params;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::direct::{db_error, with_rusqlite};
-use crate::engine::LineCounts;
 use crate::engine::time_format::format_date;
 use crate::recalc::{Changes, LineChange, OrderChange};
 use crate::store::StoreError;
@@ -102,59 +101,4 @@ fn write_orders(
         }
     }
     Ok(())
-}
-
-/// Recomputes the status of orders whose lines an event replaced, moved or
-/// overrode, from their stored lines. `orders` are `(order id, cause)`.
-pub(super) async fn refresh_order_statuses(
-    conn: &mut SqliteConnection,
-    orders: &[(String, String)],
-    at: &str,
-) -> Result<(), StoreError> {
-    let mut changes = Vec::new();
-    for (order_id, cause) in orders {
-        let Some(row) = sqlx::query(
-            "SELECT backorder_qty, lines_open, lines_backordered, lines_whole FROM orders WHERE id = ?",
-        )
-        .bind(order_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        else {
-            continue;
-        };
-        let old_backorder_qty: i64 = row.get(0);
-        let old_counts = LineCounts {
-            open: row.get(1),
-            backordered: row.get(2),
-            whole: row.get(3),
-        };
-        let lines: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT qty, backorder_qty FROM order_lines WHERE order_id = ?")
-                .bind(order_id)
-                .fetch_all(&mut *conn)
-                .await?;
-        let mut new_counts = LineCounts::default();
-        for &(qty, backorder_qty) in &lines {
-            new_counts.add(qty, backorder_qty);
-        }
-        let new_backorder_qty = lines.iter().map(|l| l.1).sum();
-        if (new_counts, new_backorder_qty) != (old_counts, old_backorder_qty) {
-            changes.push(OrderChange {
-                order_id: order_id.clone(),
-                old_status: old_counts.status(),
-                new_status: new_counts.status(),
-                old_backorder_qty,
-                new_backorder_qty,
-                old_counts,
-                new_counts,
-                cause: cause.clone(),
-            });
-        }
-    }
-    // An order refreshed twice in a batch keeps its last change only.
-    changes.reverse();
-    let mut seen = rustc_hash::FxHashSet::default();
-    changes.retain(|c| seen.insert(c.order_id.clone()));
-    changes.reverse();
-    write_order_changes(conn, &changes, at).await
 }
