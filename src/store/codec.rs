@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
+use crate::engine::BackorderStatus;
 use crate::engine::snapshot::{Order, OrderStatus, PaymentStatus, WarehouseKind};
 use crate::engine::time_format::{parse_date, parse_timestamp};
 
@@ -70,8 +71,27 @@ pub fn date(text: &str, record: Record) -> Result<NaiveDate, StoreError> {
     parse_date(text).map_err(|e| corrupt(record, e))
 }
 
-/// An order header's columns; the text ones owned (from JSON) or borrowed
-/// (from a row being stepped).
+pub fn optional_date(text: Option<&str>, record: Record) -> Result<Option<NaiveDate>, StoreError> {
+    text.map(|t| date(t, record)).transpose()
+}
+
+pub fn backorder_status(text: &str, record: Record) -> Result<BackorderStatus, StoreError> {
+    parse_named(
+        &[
+            BackorderStatus::None,
+            BackorderStatus::Partial,
+            BackorderStatus::Full,
+        ],
+        BackorderStatus::as_str,
+        text,
+        record,
+        "backorder_status",
+    )
+}
+
+/// An order header's columns (id, order_date, payment_date, payment_status,
+/// status, rush, picked, ship_from); the text ones owned (from JSON) or
+/// borrowed (from a row being stepped).
 #[derive(serde::Deserialize)]
 pub struct HeaderRow<S = String>(
     pub String,

@@ -330,18 +330,11 @@ macro_rules! portable_statements {
             &mut self,
             order: &$crate::engine::snapshot::Order,
         ) -> Result<(), $crate::store::StoreError> {
-            use $crate::engine::time_format::format_timestamp;
-            ::sqlx::query(
+            let update = ::sqlx::query(
                 "UPDATE orders SET order_date = $1, payment_date = $2, payment_status = $3, status = $4,
                      rush = $5, picked = $6, ship_from = $7 WHERE id = $8",
-            )
-            .bind(format_timestamp(&order.order_date))
-            .bind(order.payment_date.as_ref().map(format_timestamp))
-            .bind(order.payment_status.as_str())
-            .bind(order.status.as_str())
-            .bind(i64::from(order.rush))
-            .bind(i64::from(order.picked))
-            .bind(&order.ship_from)
+            );
+            $crate::store::ingest::bind_order_header(update, order)
             .bind(&order.id)
             .execute(&mut *self)
             .await?;
@@ -479,6 +472,27 @@ macro_rules! portable_statements {
     };
 }
 pub(super) use portable_statements;
+
+/// Binds an order header's columns, as both databases store them: order
+/// date, payment date, payment status, status, rush, picked, ship from.
+pub(super) fn bind_order_header<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    order: &Order,
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(format_timestamp(&order.order_date))
+        .bind(order.payment_date.as_ref().map(format_timestamp))
+        .bind(order.payment_status.as_str().to_owned())
+        .bind(order.status.as_str().to_owned())
+        .bind(i64::from(order.rush))
+        .bind(i64::from(order.picked))
+        .bind(order.ship_from.clone())
+}
 
 /// What one event asks of the recalculation.
 #[derive(Default)]

@@ -2,6 +2,7 @@
 //! One module per database behind the [`Store`] trait.
 
 mod any;
+mod assemble;
 mod codec;
 pub mod daemons;
 mod group;

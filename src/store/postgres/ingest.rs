@@ -7,11 +7,12 @@ use rustc_hash::FxHashMap;
 use sqlx::PgConnection;
 
 use crate::engine::snapshot::Order;
-use crate::engine::time_format::format_timestamp;
 use crate::events::Event;
 use crate::queue::RecalcJob;
 use crate::recalc::OrderChange;
-use crate::store::ingest::{DirtyMark, IngestBackend, OrderLines, StoredLine, line_totals};
+use crate::store::ingest::{
+    DirtyMark, IngestBackend, OrderLines, StoredLine, bind_order_header, line_totals,
+};
 use crate::store::{IngestOptions, IngestReport, StoreError};
 
 /// Applies `events` in order in the caller's transaction, which holds the
@@ -98,68 +99,6 @@ impl IngestBackend for PgConnection {
                 (id, line)
             })
             .collect())
-    }
-
-    async fn replace_lines(&mut self, order: &Order) -> Result<(), StoreError> {
-        lock_order_lines(self, &order.id).await?;
-        sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
-            .bind(&order.id)
-            .execute(&mut *self)
-            .await?;
-        insert_lines(self, order).await
-    }
-
-    async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
-        let (counts, backorder_qty) =
-            line_totals(order.lines.iter().map(|l| (l.qty, l.backorder_qty)));
-        sqlx::query(
-            "INSERT INTO orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from,
-                                 backorder_status, backorder_qty, lines_open, lines_backordered, lines_whole)
-             VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders), $2, $3, $4, $5, $6, $7, $8,
-                     $9, $10, $11, $12, $13)",
-        )
-        .bind(&order.id)
-        .bind(format_timestamp(&order.order_date))
-        .bind(order.payment_date.as_ref().map(format_timestamp))
-        .bind(order.payment_status.as_str())
-        .bind(order.status.as_str())
-        .bind(i64::from(order.rush))
-        .bind(i64::from(order.picked))
-        .bind(&order.ship_from)
-        .bind(counts.status().as_str())
-        .bind(backorder_qty)
-        .bind(counts.open)
-        .bind(counts.backordered)
-        .bind(counts.whole)
-        .execute(&mut *self)
-        .await?;
-        insert_lines(self, order).await
-    }
-
-    async fn move_lines(
-        &mut self,
-        new_order_id: &str,
-        moves: &[(String, i64)],
-    ) -> Result<(), StoreError> {
-        let (line_ids, positions): (Vec<&str>, Vec<i64>) = moves
-            .iter()
-            .map(|(line_id, position)| (line_id.as_str(), *position))
-            .unzip();
-        sqlx::query("SELECT 1 FROM order_lines WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&line_ids)
-            .execute(&mut *self)
-            .await?;
-        sqlx::query(
-            "UPDATE order_lines l SET order_id = $1, position = m.position
-             FROM unnest($2::text[], $3::bigint[]) AS m(id, position)
-             WHERE l.id = m.id",
-        )
-        .bind(new_order_id)
-        .bind(&line_ids)
-        .bind(&positions)
-        .execute(&mut *self)
-        .await?;
-        Ok(())
     }
 
     async fn orders_with_lines(
@@ -285,6 +224,62 @@ impl IngestBackend for PgConnection {
             .execute(&mut *self)
             .await?;
         }
+        Ok(())
+    }
+
+    async fn replace_lines(&mut self, order: &Order) -> Result<(), StoreError> {
+        lock_order_lines(self, &order.id).await?;
+        sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
+            .bind(&order.id)
+            .execute(&mut *self)
+            .await?;
+        insert_lines(self, order).await
+    }
+
+    async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
+        let (counts, backorder_qty) =
+            line_totals(order.lines.iter().map(|l| (l.qty, l.backorder_qty)));
+        let insert = sqlx::query(
+            "INSERT INTO orders (order_date, payment_date, payment_status, status, rush, picked, ship_from,
+                                 id, position, backorder_status, backorder_qty, lines_open, lines_backordered, lines_whole)
+             VALUES ($1, $2, $3, $4, $5, $6, $7,
+                     $8, (SELECT COALESCE(MAX(position), -1) + 1 FROM orders), $9, $10, $11, $12, $13)",
+        );
+        bind_order_header(insert, order)
+            .bind(&order.id)
+            .bind(counts.status().as_str())
+            .bind(backorder_qty)
+            .bind(counts.open)
+            .bind(counts.backordered)
+            .bind(counts.whole)
+            .execute(&mut *self)
+            .await?;
+        insert_lines(self, order).await
+    }
+
+    async fn move_lines(
+        &mut self,
+        new_order_id: &str,
+        moves: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let (line_ids, positions): (Vec<&str>, Vec<i64>) = moves
+            .iter()
+            .map(|(line_id, position)| (line_id.as_str(), *position))
+            .unzip();
+        sqlx::query("SELECT 1 FROM order_lines WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&line_ids)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(
+            "UPDATE order_lines l SET order_id = $1, position = m.position
+             FROM unnest($2::text[], $3::bigint[]) AS m(id, position)
+             WHERE l.id = m.id",
+        )
+        .bind(new_order_id)
+        .bind(&line_ids)
+        .bind(&positions)
+        .execute(&mut *self)
+        .await?;
         Ok(())
     }
 

@@ -136,14 +136,16 @@ impl Store for PgStore {
         recalc::recalculate_dirty(&self.pool, max_skus, as_of).await
     }
 
+    /// One transaction for every dirty SKU (`max_skus` and `stop` do not
+    /// apply: a whole-table pass is what makes it fast).
     async fn recalculate_bulk(
         &self,
-        max_skus: usize,
+        _max_skus: usize,
         as_of: DateTime<Utc>,
-        stop: &std::sync::atomic::AtomicBool,
+        _stop: &std::sync::atomic::AtomicBool,
         on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
-        recalc::recalculate_bulk(&self.pool, max_skus, as_of, stop, on_batch).await
+        recalc::recalculate_bulk(&self.pool, as_of, on_batch).await
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {

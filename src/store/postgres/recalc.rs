@@ -62,22 +62,61 @@ pub(super) async fn recalculate_dirty(
     }
 }
 
-/// Like repeated [`recalculate_dirty`]: each batch commits on its own, so
-/// that the other workers and the events never wait for the whole book.
+/// Every dirty SKU in one transaction that holds every lock stripe: the
+/// lines and order headers are read in whole-table passes instead of
+/// looked up batch by batch. Events go on meanwhile (they take no stripe);
+/// their marks stay for the next run.
 pub(super) async fn recalculate_bulk(
     pool: &PgPool,
-    max_skus: usize,
     as_of: DateTime<Utc>,
-    stop: &std::sync::atomic::AtomicBool,
     mut on_batch: impl FnMut(&BatchReport) + Send,
 ) -> Result<(), StoreError> {
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match recalculate_dirty(pool, max_skus, as_of).await? {
-            Some(report) => on_batch(&report),
-            None => break,
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = pool.begin().await?;
+        match bulk(&mut tx, as_of).await {
+            Ok(report) => {
+                tx.commit().await?;
+                if let Some(report) = report {
+                    on_batch(&report);
+                }
+                return Ok(());
+            }
+            Err(e) if is_transient(&e) && attempt < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "bulk recalculation meets another writer; trying again");
+            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(())
+}
+
+async fn bulk(
+    conn: &mut PgConnection,
+    as_of: DateTime<Utc>,
+) -> Result<Option<BatchReport>, StoreError> {
+    // In ascending order, as nobody else waits for a stripe: no deadlock.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, s) FROM generate_series(0, $2 - 1) s")
+        .bind(LOCK_SPACE)
+        .bind(SKU_LOCK_STRIPES)
+        .execute(&mut *conn)
+        .await?;
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT sku, cause, marked_seq FROM dirty_skus")
+            .fetch_all(&mut *conn)
+            .await?;
+    let claimed = rows
+        .into_iter()
+        .map(|(sku, cause, marked_seq)| Claimed {
+            sku,
+            cause,
+            marked_seq,
+        })
+        .collect();
+    match recalculate_claimed(conn, claimed, as_of, Stripes::AllHeld).await? {
+        Attempt::Done(report) => Ok(report),
+        Attempt::Busy => unreachable!("every stripe is held"),
+    }
 }
 
 /// A deadlock or serialization failure: the transaction did nothing and
@@ -91,12 +130,28 @@ pub(super) fn is_transient(e: &StoreError) -> bool {
     }
 }
 
+/// Which lock stripes a transaction holds.
+enum Stripes {
+    /// Those of the claimed SKUs: the rest of their groups must be taken.
+    OfClaimed,
+    AllHeld,
+}
+
 async fn batch(
     conn: &mut PgConnection,
     max_skus: usize,
     as_of: DateTime<Utc>,
 ) -> Result<Attempt, StoreError> {
-    let mut claimed = claim(conn, max_skus).await?;
+    let claimed = claim(conn, max_skus).await?;
+    recalculate_claimed(conn, claimed, as_of, Stripes::OfClaimed).await
+}
+
+async fn recalculate_claimed(
+    conn: &mut PgConnection,
+    mut claimed: Vec<Claimed>,
+    as_of: DateTime<Utc>,
+    stripes: Stripes,
+) -> Result<Attempt, StoreError> {
     if claimed.is_empty() {
         return Ok(Attempt::Done(None));
     }
@@ -115,7 +170,7 @@ async fn batch(
             .cloned()
             .collect();
         if !extra.is_empty() {
-            if !try_lock_stripes(conn, &extra).await? {
+            if matches!(stripes, Stripes::OfClaimed) && !try_lock_stripes(conn, &extra).await? {
                 return Ok(Attempt::Busy);
             }
             // Their marks, read now, are cleared too: what is loaded next
@@ -161,7 +216,7 @@ async fn batch(
 async fn claim(conn: &mut PgConnection, max_skus: usize) -> Result<Vec<Claimed>, StoreError> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT sku, cause, marked_seq
-         FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) window
+         FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) next_dirty
          WHERE pg_try_advisory_xact_lock($1, hashtext(sku) & ($2 - 1))
          LIMIT $4",
     )

@@ -12,12 +12,12 @@
 use rusqlite::Connection;
 use sqlx::SqliteConnection;
 
-use super::super::codec;
 use super::super::codec::HeaderRow;
 use super::super::group::{HeaderWithTotals, LineRow};
 use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder};
 use crate::store::StoreError;
+use crate::store::assemble;
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))
@@ -217,33 +217,22 @@ pub(super) async fn group_stock(
             let purchase_orders = statement
                 .query_map([sku_list], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
+                        r.get(0)?,
                         r.get(1)?,
                         r.get(2)?,
                         r.get(3)?,
                         r.get(4)?,
-                        r.get::<_, Option<String>>(5)?,
+                        r.get(5)?,
                     ))
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<rusqlite::Result<Vec<assemble::PurchaseOrderRow>>>()?;
             Ok((products, inventory, purchase_orders))
         };
         let (products, inventory, rows) = read().map_err(db_error)?;
-        let mut purchase_orders = Vec::with_capacity(rows.len());
-        for (id, sku, warehouse, qty_ordered, qty_received, expected_date) in rows {
-            let expected_date = match expected_date {
-                Some(text) => Some(codec::date(&text, &|| format!("purchase order {id:?}"))?),
-                None => None,
-            };
-            purchase_orders.push(PurchaseOrder {
-                id,
-                sku,
-                warehouse,
-                qty_ordered,
-                qty_received,
-                expected_date,
-            });
-        }
+        let purchase_orders = rows
+            .into_iter()
+            .map(assemble::purchase_order)
+            .collect::<Result<Vec<PurchaseOrder>, _>>()?;
         Ok((products, inventory, purchase_orders))
     })
     .await

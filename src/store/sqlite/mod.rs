@@ -4,7 +4,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ use sqlx::SqliteConnection;
 
 use super::codec::{HeaderRow, from_json_text};
 use super::{
-    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError, codec,
+    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
+    assemble, codec,
 };
 use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
@@ -119,47 +120,28 @@ impl Store for SqliteStore {
         let settings = load_settings(&mut conn).await?;
         let warehouses = load_warehouses(&mut conn).await?;
 
-        let products = sqlx::query("SELECT sku, replacement_sku FROM products ORDER BY position")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|row| Product {
-                sku: row.get(0),
-                replacement_sku: row.get(1),
-            })
-            .collect();
-
-        let inventory =
-            sqlx::query("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
+        let products =
+            sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position")
                 .fetch_all(&mut *conn)
                 .await?
                 .into_iter()
-                .map(|row| InventoryRow {
-                    sku: row.get(0),
-                    warehouse: row.get(1),
-                    on_hand: row.get(2),
-                })
-                .collect();
+                .map(assemble::product)
+                .collect::<Result<_, _>>()?;
+        let inventory =
+            sqlx::query_as("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(assemble::inventory_row)
+                .collect::<Result<_, _>>()?;
 
         let mut purchase_orders = Vec::new();
-        let mut rows = sqlx::query(
+        let mut rows = sqlx::query_as::<_, assemble::PurchaseOrderRow>(
             "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date FROM purchase_orders ORDER BY position",
         )
         .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
-            let id: String = row.get(0);
-            let expected_date = match row.get::<Option<&str>, _>(5) {
-                Some(text) => Some(codec::date(text, &|| format!("purchase order {id:?}"))?),
-                None => None,
-            };
-            purchase_orders.push(PurchaseOrder {
-                sku: row.get(1),
-                warehouse: row.get(2),
-                qty_ordered: row.get(3),
-                qty_received: row.get(4),
-                expected_date,
-                id,
-            });
+            purchase_orders.push(assemble::purchase_order(row)?);
         }
         drop(rows);
 
@@ -174,32 +156,16 @@ impl Store for SqliteStore {
         drop(rows);
 
         // Lines come in the orders' order, so one merge pass attaches them.
-        let mut next = 0;
-        let mut rows = sqlx::query(
-            "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
-             FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
-             ORDER BY o.position, l.position",
+        assemble::attach_lines(
+            &mut orders,
+            sqlx::query_as(
+                "SELECT l.order_id, l.id, l.sku, l.qty, l.backorder_qty
+                 FROM orders o CROSS JOIN order_lines l ON l.order_id = o.id
+                 ORDER BY o.position, l.position",
+            )
+            .fetch(&mut *conn),
         )
-        .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            let order_id: &str = row.get(0);
-            while next < orders.len() && orders[next].id != order_id {
-                next += 1;
-            }
-            let Some(order) = orders.get_mut(next) else {
-                return Err(StoreError::Corrupt {
-                    record: format!("line {:?}", row.get::<&str, _>(1)),
-                    problem: "its order is out of sequence".into(),
-                });
-            };
-            order.lines.push(Line {
-                id: row.get(1),
-                sku: row.get(2),
-                qty: row.get(3),
-                backorder_qty: row.get(4),
-            });
-        }
-        drop(rows);
+        .await?;
 
         Ok(Snapshot {
             as_of: None,
@@ -423,7 +389,7 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
 const IMPORT_CHUNK: usize = 20_000;
 
 /// An order header as one JSON array, from `orders o`, read back as a
-/// [`HeaderRow`]: one value per order instead of eight keeps the per-row
+/// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
 
@@ -463,10 +429,7 @@ async fn insert_orders(
 ) -> Result<(), StoreError> {
     let mut headers = Vec::with_capacity(orders.len());
     for &(position, o) in orders {
-        let mut counts = crate::engine::LineCounts::default();
-        for l in &o.lines {
-            counts.add(l.qty, l.backorder_qty);
-        }
+        let (counts, backorder_qty) = assemble::stored_totals(o);
         headers.push(serde_json::json!([
             o.id,
             position,
@@ -478,7 +441,7 @@ async fn insert_orders(
             o.picked,
             o.ship_from,
             counts.status().as_str(),
-            o.lines.iter().map(|l| l.backorder_qty).sum::<i64>(),
+            backorder_qty,
             counts.open,
             counts.backordered,
             counts.whole

@@ -6,42 +6,18 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::super::codec;
 use super::super::codec::{HeaderRow, from_json_text};
 use super::{ORDER_HEADER_JSON, load_settings};
-use crate::engine::snapshot::{Line, Order, Snapshot};
-use crate::store::StoreError;
-use crate::store::views::{
-    BackorderCursor, BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness,
-};
+use crate::store::views::{BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness};
+use crate::store::{StoreError, assemble};
 
 /// How long the readiness check waits for a lock before saying the
 /// database does not answer.
 const READINESS_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn backorder_status(
-    text: &str,
-    record: codec::Record,
-) -> Result<crate::engine::BackorderStatus, StoreError> {
-    use crate::engine::BackorderStatus::*;
-    match text {
-        "none" => Ok(None),
-        "partial" => Ok(Partial),
-        "full" => Ok(Full),
-        other => Err(StoreError::Corrupt {
-            record: record(),
-            problem: format!("backorder_status {other:?} is not a known value"),
-        }),
-    }
-}
-
-fn eta(text: Option<&str>, record: codec::Record) -> Result<Option<NaiveDate>, StoreError> {
-    text.map(|t| codec::date(t, record)).transpose()
-}
 
 pub(super) async fn order_view(
     conn: &mut SqliteConnection,
@@ -54,33 +30,14 @@ pub(super) async fn order_view(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let mut order = from_json_text::<HeaderRow>(row.get(0), "an order")?.into_order()?;
-    let record = || format!("order {id:?}");
-    let status = backorder_status(row.get(1), &record)?;
-    let backorder_qty: i64 = row.get(2);
-    let mut etas = Vec::new();
-    for row in sqlx::query(
+    let order = from_json_text::<HeaderRow>(row.get(0), "an order")?.into_order()?;
+    let lines: Vec<assemble::OrderLineRow> = sqlx::query_as(
         "SELECT id, sku, qty, backorder_qty, eta FROM order_lines WHERE order_id = ? ORDER BY position",
     )
     .bind(id)
     .fetch_all(&mut *conn)
-    .await?
-    {
-        let line_id: String = row.get(0);
-        etas.push(eta(row.get(4), &|| format!("line {line_id:?}"))?);
-        order.lines.push(Line {
-            id: line_id,
-            sku: row.get(1),
-            qty: row.get(2),
-            backorder_qty: row.get(3),
-        });
-    }
-    Ok(Some(OrderView {
-        order,
-        etas,
-        backorder_status: status,
-        backorder_qty,
-    }))
+    .await?;
+    assemble::order_view(order, row.get(1), row.get(2), lines).map(Some)
 }
 
 pub(super) async fn pool_state(
@@ -90,39 +47,20 @@ pub(super) async fn pool_state(
 ) -> Result<PoolState, StoreError> {
     let settings = load_settings(conn).await?;
     let skus = if with_replacements {
-        super::recalc::group_skus(conn, &settings, skus.iter().map(String::as_str)).await?
+        assemble::group_skus::<sqlx::Sqlite>(conn, &settings, skus.to_vec()).await?
     } else {
-        let mut skus = skus.to_vec();
-        skus.sort_unstable();
-        skus.dedup();
-        skus
+        assemble::sorted_skus(skus.to_vec())
     };
     let list = serde_json::to_string(&skus).expect("skus serialize");
     let group =
         super::recalc::load_group(conn, &list, 0, settings, FxHashMap::default(), None).await?;
-    let mut orders: Vec<Order> = group.orders.into_iter().map(|o| o.order).collect();
-    orders.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-
     let dirty_skus: Vec<String> = sqlx::query_scalar(
         "SELECT d.sku FROM json_each(?) j CROSS JOIN dirty_skus d ON d.sku = j.value ORDER BY d.sku",
     )
     .bind(&list)
     .fetch_all(&mut *conn)
     .await?;
-
-    Ok(PoolState {
-        snapshot: Snapshot {
-            as_of: None,
-            settings: group.settings,
-            warehouses: group.warehouses,
-            products: group.products,
-            inventory: group.inventory,
-            purchase_orders: group.purchase_orders,
-            orders,
-        },
-        skus,
-        dirty_skus,
-    })
+    Ok(assemble::pool_state(group, skus, dirty_skus))
 }
 
 /// The stored order date with its final `Z` left out sorts as the instant
@@ -156,29 +94,12 @@ pub(super) async fn backorders(
     .bind(query.limit as i64)
     .fetch_all(&mut *conn)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let order = from_json_text::<HeaderRow>(row.get(0), "an order")?.into_order()?;
-        let record = || format!("order {:?}", order.id);
-        let backorder_status = backorder_status(row.get(1), &record)?;
-        out.push(BackorderedOrder {
-            cursor: BackorderCursor {
-                date_key: row.get(3),
-                order_id: order.id.clone(),
-            },
-            backorder_status,
-            backorder_qty: row.get(2),
-            order_date: order.order_date,
-            payment_date: order.payment_date,
-            status: order.status,
-            payment_status: order.payment_status,
-            rush: order.rush,
-            picked: order.picked,
-            ship_from: order.ship_from,
-            order_id: order.id,
-        });
-    }
-    Ok(out)
+    rows.iter()
+        .map(|row| {
+            let header = from_json_text::<HeaderRow>(row.get(0), "an order")?;
+            assemble::backordered_order(header, row.get(1), row.get(2), row.get(3))
+        })
+        .collect()
 }
 
 /// Opens a new connection (the pool's may outlive a vanished file) without
@@ -192,33 +113,12 @@ pub(super) async fn readiness(
         .create_if_missing(false)
         .busy_timeout(READINESS_BUSY_TIMEOUT);
     let mut conn = SqliteConnection::connect_with(&options).await?;
-    let mut missing = Vec::new();
-    let mut queue = apalis_sqlite::SqliteStorage::migrations();
-    queue.dangerous_set_table_name("_apalis_migrations");
-    let sets = [
-        (sqlx::migrate!("migrations/sqlite"), "_sqlx_migrations"),
-        (queue, "_apalis_migrations"),
-    ];
-    for (migrator, table) in sets {
-        let applied: Vec<i64> = match sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT version FROM {table} WHERE success"
-        )))
-        .fetch_all(&mut conn)
-        .await
-        {
-            Ok(applied) => applied,
-            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        for m in migrator
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-        {
-            if !applied.contains(&m.version) {
-                missing.push(format!("{} {}", m.version, m.description));
-            }
-        }
-    }
+    let missing = assemble::missing_migrations::<sqlx::Sqlite>(
+        &mut conn,
+        sqlx::migrate!("migrations/sqlite"),
+        apalis_sqlite::SqliteStorage::migrations(),
+    )
+    .await?;
     conn.close().await?;
     Ok(Readiness {
         missing_migrations: missing,
@@ -250,8 +150,5 @@ pub(super) async fn received_at(
     .bind(serde_json::to_string(ids).expect("ids serialize"))
     .fetch_all(&mut *conn)
     .await?;
-    texts
-        .iter()
-        .map(|t| codec::timestamp(t, &|| "a received event".to_owned()))
-        .collect()
+    assemble::received_times(&texts)
 }

@@ -14,7 +14,8 @@ use super::writeback::write_changes;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::Settings;
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, GroupState, OrderChange, replacement_closure};
+use crate::recalc::{self, GroupState, OrderChange};
+use crate::store::assemble;
 use crate::store::{BatchReport, StoreError};
 
 /// At most this many lines per transaction, unless one SKU has more.
@@ -139,7 +140,8 @@ pub(super) async fn recalculate_dirty(
     }
     let settings = super::load_settings(conn).await?;
     let mut causes: FxHashMap<String, String> = claimed.iter().cloned().collect();
-    let skus = group_skus(conn, &settings, claimed.iter().map(|c| c.0.as_str())).await?;
+    let claimed_skus = claimed.iter().map(|c| c.0.clone()).collect();
+    let skus = assemble::group_skus::<sqlx::Sqlite>(conn, &settings, claimed_skus).await?;
     for sku in &skus {
         causes
             .entry(sku.clone())
@@ -179,30 +181,6 @@ pub(super) async fn recalculate_dirty(
         lines_changed: changes.lines.len(),
         orders_changed,
     }))
-}
-
-/// `skus` closed under the replacement relation when the settings use
-/// replacements (else as they are), sorted: a group whose recalculation is
-/// self-contained.
-pub(super) async fn group_skus<'a>(
-    conn: &mut SqliteConnection,
-    settings: &Settings,
-    skus: impl Iterator<Item = &'a str>,
-) -> Result<Vec<String>, StoreError> {
-    let skus: Vec<String> = skus.map(str::to_owned).collect();
-    let mut group = if settings.consider_replacement_sku {
-        let edges: Vec<(String, String)> = sqlx::query_as(
-            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        replacement_closure(skus.iter().map(String::as_str), &edges)
-    } else {
-        skus
-    };
-    group.sort_unstable();
-    group.dedup();
-    Ok(group)
 }
 
 /// The stored state of a group of SKUs (`sku_list`, a JSON array).
