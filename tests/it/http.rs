@@ -512,10 +512,15 @@ fn readiness_follows_the_database_and_open_addresses_need_a_token(backend: Backe
     assert_eq!(imported.code, 0, "{}", imported.stderr);
     let receipt = json!({"id": "after-outage", "type": "po_received", "sku": "TEA",
                          "warehouse": "MAIN", "qty": 100});
-    let answer = api
-        .post_json("/v1/events?wait=true&timeout=30", &receipt)
-        .expect(200);
-    assert_eq!(answer["written_back"], true, "{answer}");
+    let answer = api.post_json("/v1/events?wait=true&timeout=30", &receipt);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}; the daemon's log:\n{}",
+        answer.text,
+        daemon.stderr()
+    );
+    assert_eq!(answer.json()["written_back"], true, "{}", answer.text);
     assert_eq!(
         api.get("/v1/orders/G").expect(200)["backorder_status"],
         "none"
