@@ -369,9 +369,15 @@ pub fn assert_matches_simulate(
             backorder_qty: order["backorder_qty"].as_i64().unwrap(),
         };
         if *stored != want {
+            let own: Vec<String> = lines
+                .iter()
+                .filter(|(_, line)| line.order_id == id)
+                .map(|(line_id, line)| format!("{line_id}: {}", line.backorder_qty))
+                .collect();
             wrong.push(format!(
-                "order {id} ({}): stored {stored:?}, simulate says {want:?}",
-                order["scope"]
+                "order {id} ({}): stored {stored:?}, simulate says {want:?}; its stored lines' backorder qty: {}",
+                order["scope"],
+                own.join(", ")
             ));
         }
     }
