@@ -153,26 +153,18 @@ impl IngestBackend for PgConnection {
         at: &str,
     ) -> Result<(), StoreError> {
         let mut ids = Vec::with_capacity(changes.len());
-        let mut old_statuses = Vec::with_capacity(changes.len());
         let mut new_statuses = Vec::with_capacity(changes.len());
-        let mut old_qtys = Vec::with_capacity(changes.len());
         let mut new_qtys = Vec::with_capacity(changes.len());
         let mut open = Vec::with_capacity(changes.len());
         let mut backordered = Vec::with_capacity(changes.len());
         let mut whole = Vec::with_capacity(changes.len());
-        let mut causes = Vec::with_capacity(changes.len());
-        let mut notifications = Vec::with_capacity(changes.len());
         for c in changes {
             ids.push(c.order_id.as_str());
-            old_statuses.push(c.old_status.as_str());
             new_statuses.push(c.new_status.as_str());
-            old_qtys.push(c.old_backorder_qty);
             new_qtys.push(c.new_backorder_qty);
             open.push(c.new_counts.open);
             backordered.push(c.new_counts.backordered);
             whole.push(c.new_counts.whole);
-            causes.push(c.cause.as_str());
-            notifications.push(c.notification());
         }
         // The rows are locked already (orders_with_lines): the totals are
         // written whole, not moved.
@@ -191,40 +183,8 @@ impl IngestBackend for PgConnection {
         .bind(&whole)
         .execute(&mut *self)
         .await?;
-        sqlx::query(
-            "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause)
-             SELECT $1, h.order_id, NULL, h.old_qty, h.new_qty, h.old_status, h.new_status, h.cause
-             FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[])
-                  WITH ORDINALITY AS h(order_id, old_qty, new_qty, old_status, new_status, cause, n)
-             ORDER BY h.n",
-        )
-        .bind(at)
-        .bind(&ids)
-        .bind(&old_qtys)
-        .bind(&new_qtys)
-        .bind(&old_statuses)
-        .bind(&new_statuses)
-        .bind(&causes)
-        .execute(&mut *self)
-        .await?;
-        if notifications.iter().any(Option::is_some) {
-            sqlx::query(
-                "INSERT INTO outbox (at, order_id, kind, old_status, new_status)
-                 SELECT $1, b.order_id, b.kind, b.old_status, b.new_status
-                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
-                      WITH ORDINALITY AS b(order_id, kind, old_status, new_status, n)
-                 WHERE b.kind IS NOT NULL
-                 ORDER BY b.n",
-            )
-            .bind(at)
-            .bind(&ids)
-            .bind(&notifications)
-            .bind(&old_statuses)
-            .bind(&new_statuses)
-            .execute(&mut *self)
-            .await?;
-        }
-        Ok(())
+        super::writeback::write_history(self, &[], changes, at).await?;
+        super::writeback::write_outbox(self, changes, at).await
     }
 
     async fn replace_lines(&mut self, order: &Order) -> Result<(), StoreError> {

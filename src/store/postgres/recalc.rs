@@ -9,13 +9,9 @@ use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use sqlx::{PgConnection, PgPool};
 
-use super::super::codec::HeaderRow;
-use super::super::group::{HeaderWithTotals, LineRow, LinesByOrder};
-use super::{LOCK_SPACE, SKU_LOCK_STRIPES, load_settings, load_warehouses, writeback};
-use crate::engine::LineCounts;
-use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder, Settings};
+use super::{LOCK_SPACE, SKU_LOCK_STRIPES, load_settings, writeback};
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, GroupState, replacement_closure};
+use crate::recalc::{self, replacement_closure};
 use crate::store::{BatchReport, StoreError};
 
 /// How often a batch is tried again after a deadlock, a serialization
@@ -191,7 +187,7 @@ async fn recalculate_claimed(
             .entry(sku.clone())
             .or_insert_with(|| "replacement group".to_owned());
     }
-    let group = load_group(conn, &skus, settings, causes).await?;
+    let group = super::queries::load_group(conn, &skus, settings, causes).await?;
     let changes = recalc::changes(group, as_of);
     let lines_seen = changes.lines_seen;
     let written = writeback::write_changes(conn, changes, &format_timestamp(&as_of)).await?;
@@ -283,130 +279,4 @@ async fn clear_marks(conn: &mut PgConnection, claimed: &[Claimed]) -> Result<(),
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// The stored state of a group of SKUs.
-async fn load_group(
-    conn: &mut PgConnection,
-    skus: &[String],
-    settings: Settings,
-    causes: FxHashMap<String, String>,
-) -> Result<GroupState, StoreError> {
-    let warehouses = load_warehouses(conn).await?;
-    let products = sqlx::query_as::<_, (String, Option<String>)>(
-        "SELECT sku, replacement_sku FROM products WHERE sku = ANY($1) ORDER BY position",
-    )
-    .bind(skus)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|(sku, replacement_sku)| Product {
-        sku,
-        replacement_sku,
-    })
-    .collect();
-    let inventory = sqlx::query_as::<_, (String, String, i64)>(
-        "SELECT sku, warehouse, on_hand FROM inventory WHERE sku = ANY($1)",
-    )
-    .bind(skus)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|(sku, warehouse, on_hand)| InventoryRow {
-        sku,
-        warehouse,
-        on_hand,
-    })
-    .collect();
-    let mut purchase_orders = Vec::new();
-    let rows: Vec<(String, String, String, i64, i64, Option<String>)> = sqlx::query_as(
-        "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date
-         FROM purchase_orders WHERE sku = ANY($1) ORDER BY position",
-    )
-    .bind(skus)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (id, sku, warehouse, qty_ordered, qty_received, expected_date) in rows {
-        let expected_date = match expected_date {
-            Some(text) => Some(super::super::codec::date(&text, &|| {
-                format!("purchase order {id:?}")
-            })?),
-            None => None,
-        };
-        purchase_orders.push(PurchaseOrder {
-            id,
-            sku,
-            warehouse,
-            qty_ordered,
-            qty_received,
-            expected_date,
-        });
-    }
-
-    let lines: Vec<LineRow> = sqlx::query_as(
-        "SELECT order_id, position, id, sku, qty, backorder_qty, eta
-         FROM order_lines WHERE sku = ANY($1)",
-    )
-    .bind(skus)
-    .fetch_all(&mut *conn)
-    .await?;
-    let lines = LinesByOrder::new(lines);
-    let ids = lines.order_ids();
-    let mut headers = order_headers(conn, &ids).await?;
-    drop(ids);
-    // Byte order, as the ids were sorted (the database's collation may differ).
-    headers.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
-    let orders = lines.into_orders(headers)?;
-    Ok(GroupState {
-        settings,
-        warehouses,
-        products,
-        inventory,
-        purchase_orders,
-        orders,
-        causes,
-    })
-}
-
-type HeaderColumns = (
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    i64,
-);
-
-async fn order_headers(
-    conn: &mut PgConnection,
-    ids: &[&str],
-) -> Result<Vec<HeaderWithTotals>, StoreError> {
-    let rows: Vec<HeaderColumns> = sqlx::query_as(
-        "SELECT id, order_date, payment_date, payment_status, status, rush, picked, ship_from,
-                backorder_qty, lines_open, lines_backordered, lines_whole
-         FROM orders WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.into_iter()
-        .map(
-            |(id, date, paid, payment, status, rush, picked, ship_from, qty, open, bo, whole)| {
-                let order = HeaderRow(id, date, paid, payment, status, rush, picked, ship_from)
-                    .into_order()?;
-                let counts = LineCounts {
-                    open,
-                    backordered: bo,
-                    whole,
-                };
-                Ok((order, qty, counts))
-            },
-        )
-        .collect()
 }

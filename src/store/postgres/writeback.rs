@@ -169,7 +169,7 @@ async fn move_orders(
 }
 
 /// A history row per written line, then per changed order.
-async fn write_history(
+pub(super) async fn write_history(
     conn: &mut PgConnection,
     lines: &[LineChange],
     orders: &[OrderChange],
@@ -217,7 +217,7 @@ async fn write_history(
     Ok(())
 }
 
-async fn write_outbox(
+pub(super) async fn write_outbox(
     conn: &mut PgConnection,
     orders: &[OrderChange],
     at: &str,
