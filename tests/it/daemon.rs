@@ -12,13 +12,13 @@ use crate::daemon_support::{
     Daemon, Lcg, assert_matches_simulate, dirty_skus, generate, jsonl, send_events, status,
     stored_results, wait_idle,
 };
-use crate::support::TempDatabase;
+use crate::support::{Backend, TempDatabase, on_both_backends};
 
 const WAREHOUSES: [&str; 3] = ["MAIN", "EAST", "WEST"];
 
 /// The stored state the events should produce, built from an export and
 /// changed by each event the first time its id is seen.
-struct Model {
+pub(crate) struct Model {
     settings: Map<String, Value>,
     inventory: BTreeMap<(String, String), i64>,
     purchase_orders: BTreeMap<String, Value>,
@@ -31,7 +31,7 @@ struct Model {
     skus: Vec<String>,
     /// Overrides not yet overwritten by a recalculation of their SKU:
     /// line id -> (sku, value).
-    pending_overrides: BTreeMap<String, (String, i64)>,
+    pub(crate) pending_overrides: BTreeMap<String, (String, i64)>,
     /// A SKU that no random event touches, for an override that must stand.
     reserved: String,
     counter: usize,
@@ -52,7 +52,7 @@ fn without_backorders(order: &Value) -> Value {
     order
 }
 
-fn str_of(value: &Value) -> String {
+pub(crate) fn str_of(value: &Value) -> String {
     value.as_str().unwrap().to_owned()
 }
 
@@ -72,7 +72,7 @@ fn inventory_of(export: &Value) -> BTreeMap<(String, String), i64> {
 }
 
 impl Model {
-    fn new(export: &Value, reserved: &str) -> Model {
+    pub(crate) fn new(export: &Value, reserved: &str) -> Model {
         let inventory = inventory_of(export);
         let mut related = BTreeSet::new();
         for product in export["products"].as_array().unwrap() {
@@ -123,7 +123,7 @@ impl Model {
     }
 
     /// Applies `event` if its id is new; returns whether it was accepted.
-    fn apply(&mut self, event: &Value) -> bool {
+    pub(crate) fn apply(&mut self, event: &Value) -> bool {
         let id = str_of(&event["id"]);
         if !self.seen.insert(id) {
             return false;
@@ -291,7 +291,7 @@ impl Model {
     }
 
     /// A random valid event that leaves the reserved SKU alone.
-    fn random_event(&mut self, rng: &mut Lcg, id: String) -> Value {
+    pub(crate) fn random_event(&mut self, rng: &mut Lcg, id: String) -> Value {
         let roll = rng.below(100);
         let warehouse = *rng.pick(&WAREHOUSES);
         match roll {
@@ -437,14 +437,14 @@ impl Model {
 
 /// A batch of events and what the daemon should say of it.
 #[derive(Default)]
-struct Batch {
-    events: Vec<Value>,
-    accepted: Vec<String>,
-    duplicates: Vec<String>,
+pub(crate) struct Batch {
+    pub(crate) events: Vec<Value>,
+    pub(crate) accepted: Vec<String>,
+    pub(crate) duplicates: Vec<String>,
 }
 
 impl Batch {
-    fn push(&mut self, model: &mut Model, event: Value) {
+    pub(crate) fn push(&mut self, model: &mut Model, event: Value) {
         let id = str_of(&event["id"]);
         if model.apply(&event) {
             self.accepted.push(id);
@@ -468,7 +468,7 @@ impl Batch {
     }
 
     /// Sends the batch and checks the report.
-    fn send(&self, db: &TempDatabase, args: &[&str]) {
+    pub(crate) fn send(&self, db: &TempDatabase, args: &[&str]) {
         let run = send_events(db, &self.events, args);
         let report = run.ok_json();
         let ids = |key: &str| -> Vec<String> {
@@ -484,7 +484,7 @@ impl Batch {
     }
 }
 
-fn compare_state(model: &Model, export: &Value) {
+pub(crate) fn compare_state(model: &Model, export: &Value) {
     assert_eq!(
         export["settings"].as_object().unwrap(),
         &model.settings,
@@ -515,11 +515,11 @@ fn compare_state(model: &Model, export: &Value) {
     }
 }
 
-fn export(db: &TempDatabase) -> Value {
+pub(crate) fn export(db: &TempDatabase) -> Value {
     db.run(&["export"], None).ok_json()
 }
 
-fn import(db: &TempDatabase, book: &Value) {
+pub(crate) fn import(db: &TempDatabase, book: &Value) {
     let run = db.run(&["import", "-"], Some(book.to_string().as_bytes()));
     assert_eq!(run.code, 0, "import: {}", run.stderr);
 }
@@ -542,9 +542,8 @@ fn stored_backorders(export: &Value) -> BTreeMap<String, (String, i64, i64)> {
     out
 }
 
-#[test]
-fn daemon_applies_every_event_once_and_matches_simulate() {
-    let db = TempDatabase::new();
+fn daemon_applies_every_event_once_and_matches_simulate(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &generate(3000, 60, 7));
     let initial = export(&db);
 
@@ -607,7 +606,7 @@ fn daemon_applies_every_event_once_and_matches_simulate() {
     for _ in 0..3 {
         second.repeat_own(&mut model, &mut rng);
     }
-    let file = db.path.with_file_name("second.jsonl");
+    let file = db.scratch("second.jsonl");
     std::fs::write(&file, jsonl(&second.events)).unwrap();
     let run = db.run(&["event", file.to_str().unwrap()], None);
     let report = run.ok_json();
@@ -744,9 +743,8 @@ fn status_of(lines: &[(i64, i64)]) -> String {
     .to_owned()
 }
 
-#[test]
-fn event_wait_returns_after_the_write_back() {
-    let db = TempDatabase::new();
+fn event_wait_returns_after_the_write_back(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &generate(400, 8, 11));
     let daemon = Daemon::start(&db, &[]);
     wait_idle(&db, Duration::from_secs(30));
@@ -789,9 +787,8 @@ fn event_wait_returns_after_the_write_back() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
-#[test]
-fn a_killed_daemon_resumes_and_loses_nothing() {
-    let db = TempDatabase::new();
+fn a_killed_daemon_resumes_and_loses_nothing(backend: Backend) {
+    let db = TempDatabase::of(backend);
     let book = generate(60_000, 600, 3);
     import(&db, &book);
     let total = dirty_skus(&status(&db));
@@ -885,9 +882,8 @@ fn wait_until_partly_done(db: &TempDatabase, from: i64) -> i64 {
     }
 }
 
-#[test]
-fn refused_events_change_nothing() {
-    let db = TempDatabase::new();
+fn refused_events_change_nothing(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &generate(200, 6, 5));
     let sku = "SKU-000001";
     let order_id = str_of(&export(&db)["orders"][0]["id"]);
@@ -1063,9 +1059,8 @@ fn a_locked_database_fails_cleanly() {
     assert_eq!(report["accepted"], json!(["locked-1"]));
 }
 
-#[test]
-fn serve_stops_on_sigint_and_status_names_the_contract_keys() {
-    let db = TempDatabase::new();
+fn serve_stops_on_sigint_and_status_names_the_contract_keys(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &generate(100, 5, 2));
     let daemon = Daemon::start(&db, &[("BACKORDERD__LOG__FORMAT", "json")]);
     let idle = wait_idle(&db, Duration::from_secs(30));
@@ -1117,9 +1112,8 @@ fn edge_book() -> Value {
 /// pool (allocation.md section 3), so overriding its backorder qty changes
 /// what the active lines of its SKU get, and the recalculation keeps the
 /// override (frozen lines keep their stored value).
-#[test]
-fn an_override_of_a_frozen_line_recalculates_its_sku() {
-    let db = TempDatabase::new();
+fn an_override_of_a_frozen_line_recalculates_its_sku(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &edge_book());
     let daemon = Daemon::start(&db, &[]);
     wait_idle(&db, Duration::from_secs(30));
@@ -1145,9 +1139,8 @@ fn an_override_of_a_frozen_line_recalculates_its_sku() {
 /// A receipt booked against a purchase order changes that PO's open
 /// supply, so the ETAs of the PO's SKU, even when the event's `sku` names
 /// another SKU.
-#[test]
-fn a_receipt_against_a_po_of_another_sku_recalculates_that_sku() {
-    let db = TempDatabase::new();
+fn a_receipt_against_a_po_of_another_sku_recalculates_that_sku(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &edge_book());
     let daemon = Daemon::start(&db, &[]);
     wait_idle(&db, Duration::from_secs(30));
@@ -1165,3 +1158,13 @@ fn a_receipt_against_a_po_of_another_sku_recalculates_that_sku() {
     assert_eq!(last["purchase_orders"][0]["qty_received"], 5);
     assert_matches_simulate(&db, &last, &[], &[]);
 }
+
+on_both_backends!(
+    daemon_applies_every_event_once_and_matches_simulate,
+    event_wait_returns_after_the_write_back,
+    a_killed_daemon_resumes_and_loses_nothing,
+    refused_events_change_nothing,
+    serve_stops_on_sigint_and_status_names_the_contract_keys,
+    an_override_of_a_frozen_line_recalculates_its_sku,
+    a_receipt_against_a_po_of_another_sku_recalculates_that_sku,
+);

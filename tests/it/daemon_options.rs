@@ -5,9 +5,9 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 use crate::daemon_support::{
-    Daemon, assert_matches_simulate, block_on, generate, send_events, stored_results, wait_idle,
+    Daemon, assert_matches_simulate, generate, send_events, stored_results, wait_idle,
 };
-use crate::support::TempDatabase;
+use crate::support::{Backend, TempDatabase, on_both_backends};
 
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -49,33 +49,19 @@ type HistoryRow = (
 );
 
 fn history(db: &TempDatabase) -> Vec<HistoryRow> {
-    use sqlx::Connection;
-    block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-        sqlx::query_as(
-            "SELECT order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause
-             FROM history ORDER BY seq",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap()
-    })
+    db.fetch_all(
+        "SELECT order_id, line_id, CAST(old_backorder_qty AS BIGINT), CAST(new_backorder_qty AS BIGINT),
+                old_status, new_status, cause
+         FROM history ORDER BY seq",
+    )
 }
 
 fn outbox(db: &TempDatabase) -> Vec<(String, String, String, String)> {
-    use sqlx::Connection;
-    block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-        sqlx::query_as("SELECT order_id, kind, old_status, new_status FROM outbox ORDER BY seq")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-    })
+    db.fetch_all("SELECT order_id, kind, old_status, new_status FROM outbox ORDER BY seq")
 }
 
-#[test]
-fn every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox() {
-    let db = TempDatabase::new();
+fn every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &small_book());
     let daemon = Daemon::start(&db, &[("BACKORDERD__LOG__FORMAT", "json")]);
     wait_idle(&db, IDLE);
@@ -155,9 +141,8 @@ fn every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox() {
     );
 }
 
-#[test]
-fn with_defer_new_orders_a_new_order_waits_for_a_full_run() {
-    let db = TempDatabase::new();
+fn with_defer_new_orders_a_new_order_waits_for_a_full_run(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &small_book());
     let daemon = Daemon::start(&db, &[("BACKORDERD__SERVICE__DEFER_NEW_ORDERS", "true")]);
     wait_idle(&db, IDLE);
@@ -183,9 +168,8 @@ fn with_defer_new_orders_a_new_order_waits_for_a_full_run() {
     assert_matches_simulate(&db, &export(&db), &[], &[]);
 }
 
-#[test]
-fn with_status_changes_left_to_the_full_run_a_hold_frees_no_stock_at_once() {
-    let db = TempDatabase::new();
+fn with_status_changes_left_to_the_full_run_a_hold_frees_no_stock_at_once(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &small_book());
     let daemon = Daemon::start(
         &db,
@@ -210,9 +194,8 @@ fn with_status_changes_left_to_the_full_run_a_hold_frees_no_stock_at_once() {
     assert_matches_simulate(&db, &export(&db), &[], &[]);
 }
 
-#[test]
-fn the_periodic_full_run_repairs_what_no_event_recalculated() {
-    let db = TempDatabase::new();
+fn the_periodic_full_run_repairs_what_no_event_recalculated(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &small_book());
     let daemon = Daemon::start(
         &db,
@@ -244,9 +227,8 @@ fn the_periodic_full_run_repairs_what_no_event_recalculated() {
     );
 }
 
-#[test]
-fn recalc_inline_recalculates_in_the_calling_process() {
-    let db = TempDatabase::new();
+fn recalc_inline_recalculates_in_the_calling_process(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &generate(3000, 60, 11));
     let run = db.run(&["recalc", "--all", "--inline"], None);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -261,9 +243,8 @@ fn recalc_inline_recalculates_in_the_calling_process() {
     assert_eq!(again["recalculated"]["orders_changed"], 0);
 }
 
-#[test]
-fn recalc_inline_shows_progress_on_a_terminal() {
-    let db = TempDatabase::new();
+fn recalc_inline_shows_progress_on_a_terminal(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &generate(3000, 60, 12));
     // `script` gives the command a terminal; many small batches give the
     // bar time to draw.
@@ -284,9 +265,8 @@ fn recalc_inline_shows_progress_on_a_terminal() {
     assert!(text.contains("recalculated 60 SKUs"), "{text:?}");
 }
 
-#[test]
-fn a_burst_of_events_on_one_sku_is_one_recalculation() {
-    let db = TempDatabase::new();
+fn a_burst_of_events_on_one_sku_is_one_recalculation(backend: Backend) {
+    let db = TempDatabase::of(backend);
     import(&db, &small_book());
     let daemon = Daemon::start(&db, &[("BACKORDERD__LOG__FORMAT", "json")]);
     wait_idle(&db, IDLE);
@@ -324,3 +304,13 @@ fn a_burst_of_events_on_one_sku_is_one_recalculation() {
     assert_eq!(young.len(), 2, "{young:?}");
     assert_eq!(line_backorder(&db, "YOUNG-1"), 0);
 }
+
+on_both_backends!(
+    every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox,
+    with_defer_new_orders_a_new_order_waits_for_a_full_run,
+    with_status_changes_left_to_the_full_run_a_hold_frees_no_stock_at_once,
+    the_periodic_full_run_repairs_what_no_event_recalculated,
+    recalc_inline_recalculates_in_the_calling_process,
+    recalc_inline_shows_progress_on_a_terminal,
+    a_burst_of_events_on_one_sku_is_one_recalculation,
+);

@@ -1,5 +1,5 @@
 //! Running `backorderd serve` as a child process, and reading what the
-//! daemon wrote back straight from its SQLite file.
+//! daemon wrote back straight from its database.
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -47,15 +47,20 @@ impl Daemon {
     /// end up `exec`ing the daemon's command line appended to them (so the
     /// child's pid is the daemon's), e.g. `sh -c 'exec "$@"' sh`.
     pub fn start_wrapped(db: &TempDatabase, env: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
-        Daemon::launch(db, env, wrapper, &[])
+        Daemon::launch(&db.url, env, wrapper, &[])
+    }
+
+    /// [`Daemon::start`] on a database URL of its own (e.g. with a password).
+    pub fn start_on_url(url: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::launch(url, env, &[], &[])
     }
 
     /// [`Daemon::start`] with `args` after `serve` (e.g. `--listen ADDR`).
     pub fn start_with_args(db: &TempDatabase, env: &[(&str, &str)], args: &[&str]) -> Daemon {
-        Daemon::launch(db, env, &[], args)
+        Daemon::launch(&db.url, env, &[], args)
     }
 
-    fn launch(db: &TempDatabase, env: &[(&str, &str)], wrapper: &[&str], args: &[&str]) -> Daemon {
+    fn launch(url: &str, env: &[(&str, &str)], wrapper: &[&str], args: &[&str]) -> Daemon {
         let daemon = env!("CARGO_BIN_EXE_backorderd");
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
@@ -65,7 +70,7 @@ impl Daemon {
             }
             None => Command::new(daemon),
         };
-        cmd.args(["--database-url", db.url.as_str(), "serve"])
+        cmd.args(["--database-url", url, "serve"])
             .args(args)
             .env_remove("DATABASE_URL")
             .env_remove("RUST_LOG")
@@ -273,53 +278,42 @@ pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
         .block_on(work)
 }
 
-/// Reads the written-back line and order results from the database file
+/// Reads the written-back line and order results from the database
 /// (the snapshot format has no place for ETAs and order statuses).
 pub fn stored_results(
     db: &TempDatabase,
 ) -> (HashMap<String, StoredLine>, HashMap<String, StoredOrder>) {
-    use sqlx::Connection;
-    block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-        let lines: Vec<(String, String, i64, Option<String>)> =
-            sqlx::query_as("SELECT id, order_id, backorder_qty, eta FROM order_lines")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-        let orders: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT id, backorder_status, backorder_qty FROM orders")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-        conn.close().await.unwrap();
-        (
-            lines
-                .into_iter()
-                .map(|(id, order_id, backorder_qty, eta)| {
-                    (
-                        id,
-                        StoredLine {
-                            order_id,
-                            backorder_qty,
-                            eta,
-                        },
-                    )
-                })
-                .collect(),
-            orders
-                .into_iter()
-                .map(|(id, status, backorder_qty)| {
-                    (
-                        id,
-                        StoredOrder {
-                            status,
-                            backorder_qty,
-                        },
-                    )
-                })
-                .collect(),
-        )
-    })
+    let lines: Vec<(String, String, i64, Option<String>)> =
+        db.fetch_all("SELECT id, order_id, CAST(backorder_qty AS BIGINT), eta FROM order_lines");
+    let orders: Vec<(String, String, i64)> =
+        db.fetch_all("SELECT id, backorder_status, CAST(backorder_qty AS BIGINT) FROM orders");
+    (
+        lines
+            .into_iter()
+            .map(|(id, order_id, backorder_qty, eta)| {
+                (
+                    id,
+                    StoredLine {
+                        order_id,
+                        backorder_qty,
+                        eta,
+                    },
+                )
+            })
+            .collect(),
+        orders
+            .into_iter()
+            .map(|(id, status, backorder_qty)| {
+                (
+                    id,
+                    StoredOrder {
+                        status,
+                        backorder_qty,
+                    },
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Asserts that what the daemon stored equals what `simulate` computes on
@@ -375,9 +369,15 @@ pub fn assert_matches_simulate(
             backorder_qty: order["backorder_qty"].as_i64().unwrap(),
         };
         if *stored != want {
+            let own: Vec<String> = lines
+                .iter()
+                .filter(|(_, line)| line.order_id == id)
+                .map(|(line_id, line)| format!("{line_id}: {}", line.backorder_qty))
+                .collect();
             wrong.push(format!(
-                "order {id} ({}): stored {stored:?}, simulate says {want:?}",
-                order["scope"]
+                "order {id} ({}): stored {stored:?}, simulate says {want:?}; its stored lines' backorder qty: {}",
+                order["scope"],
+                own.join(", ")
             ));
         }
     }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 use crate::daemon_support::{Daemon, jsonl};
-use crate::support::TempDatabase;
+use crate::support::{Backend, TempDatabase, on_both_backends};
 
 const TOKEN: &str = "test-token-3f9a";
 
@@ -179,9 +179,8 @@ fn line_of<'a>(order: &'a Value, line_id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no line {line_id} in {order}"))
 }
 
-#[test]
-fn the_http_api_takes_events_and_answers_reads() {
-    let db = TempDatabase::new();
+fn the_http_api_takes_events_and_answers_reads(backend: Backend) {
+    let db = TempDatabase::of(backend);
     let imported = db.run(&["import", "-"], Some(book().to_string().as_bytes()));
     assert_eq!(imported.code, 0, "{}", imported.stderr);
     let port = free_port();
@@ -414,22 +413,13 @@ fn the_http_api_takes_events_and_answers_reads() {
     assert!(!log.contains(TOKEN), "the token reached the log:\n{log}");
 }
 
-#[test]
-fn wait_times_out_and_a_stop_answers_waiting_requests() {
-    let db = TempDatabase::new();
+fn wait_times_out_and_a_stop_answers_waiting_requests(backend: Backend) {
+    let db = TempDatabase::of(backend);
     let imported = db.run(&["import", "-"], Some(book().to_string().as_bytes()));
     assert_eq!(imported.code, 0, "{}", imported.stderr);
     // A stored value the recalculation cannot read: every job fails, and
     // the dirty marks stay (as they would behind a stuck worker).
-    crate::daemon_support::block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-        sqlx::query("UPDATE orders SET status = 'bogus' WHERE id = 'A'")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    });
+    db.execute("UPDATE orders SET status = 'bogus' WHERE id = 'A'");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let daemon = Daemon::start_with_args(&db, &[], &["--listen", &listen]);
@@ -470,30 +460,71 @@ fn wait_times_out_and_a_stop_answers_waiting_requests() {
     assert!(answer.text.contains("stopping"), "{}", answer.text);
 }
 
-#[test]
-fn readiness_follows_the_database_and_open_addresses_need_a_token() {
-    let db = TempDatabase::new();
+/// SQLite: the file vanishes (a volume unmounted) and comes back.
+/// PostgreSQL: the database refuses connections and drops the open ones
+/// (a restart, a failover), then takes them again; the daemon must come
+/// back by itself: ready again, and its worker recalculates.
+fn readiness_follows_the_database_and_open_addresses_need_a_token(backend: Backend) {
+    let db = TempDatabase::of(backend);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let daemon = Daemon::start_with_args(&db, &[], &["--listen", &listen]);
     let api = Api::new(port, None);
     assert_eq!(api.get("/readyz").expect(200)["checks"]["database"], "ok");
 
-    // The file vanishes (a volume unmounted): not ready, and says why.
     let aside = db.path.with_extension("aside");
-    std::fs::rename(&db.path, &aside).unwrap();
+    match backend {
+        Backend::Sqlite => std::fs::rename(&db.path, &aside).unwrap(),
+        Backend::Postgres => db.postgres_refuse_connections(true),
+    }
     let answer = api.get("/readyz").expect(503);
     assert_eq!(answer["ready"], false);
     assert_eq!(answer["failed"], json!(["database"]), "{answer}");
-    assert!(
-        answer["checks"]["database"]
-            .as_str()
-            .unwrap()
-            .contains("unable to open")
-    );
+    if backend == Backend::Sqlite {
+        assert!(
+            answer["checks"]["database"]
+                .as_str()
+                .unwrap()
+                .contains("unable to open")
+        );
+    }
     assert_eq!(api.get("/healthz").expect(200)["status"], "ok");
-    std::fs::rename(&aside, &db.path).unwrap();
-    assert_eq!(api.get("/readyz").expect(200)["ready"], true);
+    match backend {
+        Backend::Sqlite => std::fs::rename(&aside, &db.path).unwrap(),
+        Backend::Postgres => db.postgres_refuse_connections(false),
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = api.get("/readyz");
+        if answer.status == 200 {
+            assert_eq!(answer.json()["ready"], true);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again 15 s after the database came back: {}",
+            answer.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The worker still recalculates.
+    let imported = db.run(&["import", "-"], Some(book().to_string().as_bytes()));
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    let receipt = json!({"id": "after-outage", "type": "po_received", "sku": "TEA",
+                         "warehouse": "MAIN", "qty": 100});
+    let answer = api.post_json("/v1/events?wait=true&timeout=30", &receipt);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}; the daemon's log:\n{}",
+        answer.text,
+        daemon.stderr()
+    );
+    assert_eq!(answer.json()["written_back"], true, "{}", answer.text);
+    assert_eq!(
+        api.get("/v1/orders/G").expect(200)["backorder_status"],
+        "none"
+    );
     daemon.stop_with("TERM");
 
     // Without a token, only loopback addresses.
@@ -510,3 +541,9 @@ fn readiness_follows_the_database_and_open_addresses_need_a_token() {
     let run = db.run(&["serve", "--listen", "localhost"], None);
     assert_eq!(run.code, 1, "{}", run.stderr);
 }
+
+on_both_backends!(
+    the_http_api_takes_events_and_answers_reads,
+    wait_times_out_and_a_stop_answers_waiting_requests,
+    readiness_follows_the_database_and_open_addresses_need_a_token,
+);

@@ -6,6 +6,8 @@ mod daemon_options;
 mod daemon_support;
 mod deploy;
 mod http;
+mod postgres;
+mod scale_out;
 mod simulate;
 mod storage;
 mod support;
