@@ -85,6 +85,109 @@ async fn report_presence(
     }
 }
 
+/// What the queue worker needs, whichever incarnation of it runs.
+struct QueueWorker {
+    store: Arc<AnyStore>,
+    state: Arc<WorkerState<AnyStore>>,
+    heartbeat: Duration,
+    poll_interval: Duration,
+    /// Whether a worker fetches jobs now (readiness).
+    running: Arc<AtomicBool>,
+}
+
+/// Pause before a worker that died is started again.
+const WORKER_RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs the apalis worker until `stop` turns true. A worker can die while
+/// the daemon runs on (apalis ends it when a poll fails, e.g. while the
+/// database restarts): it is started again, under a new name as apalis
+/// refuses a name it saw lately, with a wake-up job for the marks left.
+async fn run_queue_worker(
+    worker: QueueWorker,
+    name: String,
+    first_start: tokio::sync::oneshot::Sender<()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let first_start = Arc::new(std::sync::Mutex::new(Some(first_start)));
+    for incarnation in 1u32.. {
+        let name = match incarnation {
+            1 => name.clone(),
+            n => format!("{name}-{n}"),
+        };
+        let running = worker.running.clone();
+        let first_start = first_start.clone();
+        let on_event = move |_: &WorkerContext, event: &apalis::prelude::Event| match event {
+            apalis::prelude::Event::Start => {
+                running.store(true, Ordering::Relaxed);
+                if let Some(tx) = first_start.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(());
+                }
+            }
+            apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
+            apalis::prelude::Event::Stop | apalis::prelude::Event::Exit => {
+                running.store(false, Ordering::Relaxed)
+            }
+            _ => {}
+        };
+        let mut stop_this = stop.clone();
+        let until_stopped = async move {
+            let _ = stop_this.wait_for(|stopped| *stopped).await;
+            Ok::<(), WorkerError>(())
+        };
+        // The same worker on either backend's queue; only the storage type differs.
+        macro_rules! run_worker {
+            ($backend:expr) => {
+                WorkerBuilder::new(name.as_str())
+                    .backend($backend)
+                    .concurrency(1)
+                    .data(worker.state.clone())
+                    .on_event(on_event)
+                    .build(handle_job)
+                    .run_until(until_stopped)
+                    .await
+            };
+        }
+        let outcome = match &*worker.store {
+            AnyStore::Sqlite(sqlite) => {
+                let config = apalis_sqlite::Config::default()
+                    .queue(QUEUE)
+                    .heartbeat_interval(worker.heartbeat)
+                    .missed_heartbeats(3);
+                run_worker!(
+                    SqliteStorage::<RecalcJob>::new(sqlite.pool())
+                        .with_config(config)
+                        .poll_with_interval(worker.poll_interval)
+                )
+            }
+            AnyStore::Postgres(postgres) => {
+                let config = apalis_postgres::Config::default()
+                    .queue(QUEUE)
+                    .heartbeat_interval(worker.heartbeat)
+                    .missed_heartbeats(3);
+                run_worker!(
+                    PostgresStorage::<RecalcJob>::new(postgres.pool())
+                        .with_config(config)
+                        .poll_with_interval(worker.poll_interval)
+                )
+            }
+        };
+        worker.running.store(false, Ordering::Relaxed);
+        if *stop.borrow() {
+            return outcome;
+        }
+        warn!(worker = %name, outcome = ?outcome, "the queue worker stopped on its own; starting it again");
+        tokio::select! {
+            _ = tokio::time::sleep(WORKER_RESTART_PAUSE) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+        }
+        let wake_up = RecalcJob::new(vec!["worker restart".into()], &[], false);
+        if let Err(e) = worker.store.enqueue(&wake_up).await {
+            warn!(error = %e, "could not queue a job for the marks left; the next event or restart will");
+        }
+    }
+    unreachable!("the incarnations outnumber u32")
+}
+
 pub async fn serve(
     store: AnyStore,
     settings: &ServiceSettings,
@@ -117,64 +220,20 @@ pub async fn serve(
     }
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let (stop_worker_tx, stop_worker_rx) = tokio::sync::watch::channel(false);
     let name = worker_name();
-    let running = worker_running.clone();
-    let on_event = move |_: &WorkerContext, event: &apalis::prelude::Event| match event {
-        apalis::prelude::Event::Start => {
-            if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
-                let _ = tx.send(());
-            }
-        }
-        apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
-        apalis::prelude::Event::Stop | apalis::prelude::Event::Exit => {
-            running.store(false, Ordering::Relaxed)
-        }
-        _ => {}
-    };
-    let (stop_worker_tx, stop_worker_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop_worker = async move {
-        let _ = stop_worker_rx.await;
-        Ok::<(), WorkerError>(())
-    };
-    // The same worker on either backend's queue; only the storage type differs.
-    macro_rules! spawn_worker {
-        ($backend:expr) => {
-            tokio::spawn(
-                WorkerBuilder::new(name.as_str())
-                    .backend($backend)
-                    .concurrency(1)
-                    .data(state.clone())
-                    .on_event(on_event)
-                    .build(handle_job)
-                    .run_until(stop_worker),
-            )
-        };
-    }
-    let worker_task = match &*store {
-        AnyStore::Sqlite(sqlite) => {
-            let config = apalis_sqlite::Config::default()
-                .queue(QUEUE)
-                .heartbeat_interval(settings.heartbeat())
-                .missed_heartbeats(3);
-            spawn_worker!(
-                SqliteStorage::<RecalcJob>::new(sqlite.pool())
-                    .with_config(config)
-                    .poll_with_interval(settings.poll_interval())
-            )
-        }
-        AnyStore::Postgres(postgres) => {
-            let config = apalis_postgres::Config::default()
-                .queue(QUEUE)
-                .heartbeat_interval(settings.heartbeat())
-                .missed_heartbeats(3);
-            spawn_worker!(
-                PostgresStorage::<RecalcJob>::new(postgres.pool())
-                    .with_config(config)
-                    .poll_with_interval(settings.poll_interval())
-            )
-        }
-    };
+    let worker_task = tokio::spawn(run_queue_worker(
+        QueueWorker {
+            store: store.clone(),
+            state: state.clone(),
+            heartbeat: settings.heartbeat(),
+            poll_interval: settings.poll_interval(),
+            running: worker_running.clone(),
+        },
+        name.clone(),
+        started_tx,
+        stop_worker_rx,
+    ));
     tokio::select! {
         started = started_rx => {
             if started.is_err() {
@@ -236,7 +295,7 @@ pub async fn serve(
         task.abort();
     }
     presence.abort();
-    let _ = stop_worker_tx.send(());
+    let _ = stop_worker_tx.send(true);
     match tokio::time::timeout_at(deadline, worker_task).await {
         Ok(Ok(Ok(()))) => info!("stopped"),
         Ok(Ok(Err(e))) => warn!(error = %e, "the queue worker stopped with an error"),

@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
 use std::str::FromStr;
 
 mod ingest;
@@ -56,6 +56,9 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?
             .application_name("backorderd")
             .options([("client_min_messages", "warning")]);
+        // One connection first: the pool would retry a refused or failed
+        // connection until its timeout and then report only the timeout.
+        PgConnection::connect_with(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(6)
             .acquire_timeout(Duration::from_secs(30))

@@ -2,8 +2,8 @@
 //! statement per table (arrays through `unnest`), beside other workers and
 //! events:
 //! - a line is written only if it still holds what the engine read (its
-//!   qty, backorder and ETA); a line an event changed meanwhile is left to
-//!   the recalculation that event asked for;
+//!   order, qty, backorder and ETA); a line an event changed or moved
+//!   meanwhile is left to the recalculation that event asked for;
 //! - an order's counts and total move by the change of the lines written,
 //!   so changes to one order from several workers add up; its status then
 //!   follows from the counts it has after the move.
@@ -46,12 +46,14 @@ pub(super) async fn write_changes(
     })
 }
 
-/// The ids of the lines written: those still as read.
+/// The ids of the lines written: those still as read, in the same order
+/// (an event may have moved a line to another order, or changed it).
 async fn write_lines(
     conn: &mut PgConnection,
     lines: &[LineChange],
 ) -> Result<FxHashSet<String>, StoreError> {
     let ids: Vec<&str> = lines.iter().map(|l| l.line_id.as_str()).collect();
+    let orders: Vec<&str> = lines.iter().map(|l| l.order_id.as_str()).collect();
     let qtys: Vec<i64> = lines.iter().map(|l| l.qty).collect();
     let old: Vec<i64> = lines.iter().map(|l| l.old_backorder_qty).collect();
     let old_etas: Vec<Option<String>> = lines
@@ -65,13 +67,14 @@ async fn write_lines(
         .collect();
     let written: Vec<String> = sqlx::query_scalar(
         "UPDATE order_lines l SET backorder_qty = c.new_qty, eta = c.new_eta
-         FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[])
-              AS c(id, qty, old_qty, old_eta, new_qty, new_eta)
-         WHERE l.id = c.id AND l.qty = c.qty AND l.backorder_qty = c.old_qty
-           AND l.eta IS NOT DISTINCT FROM c.old_eta
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[], $7::text[])
+              AS c(id, order_id, qty, old_qty, old_eta, new_qty, new_eta)
+         WHERE l.id = c.id AND l.order_id = c.order_id AND l.qty = c.qty
+           AND l.backorder_qty = c.old_qty AND l.eta IS NOT DISTINCT FROM c.old_eta
          RETURNING l.id",
     )
     .bind(&ids)
+    .bind(&orders)
     .bind(&qtys)
     .bind(&old)
     .bind(&old_etas)
