@@ -7,6 +7,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use backorderd::bookgen::{BookShape, generate};
+
+// The allocator the `backorderd` binary ships with (src/main.rs), so that
+// the figure is the engine's as users run it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use backorderd::engine::{self, snapshot::Settings};
 
 fn book(settings: Settings) -> engine::Snapshot {

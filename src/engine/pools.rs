@@ -53,10 +53,23 @@ pub fn is_eligible(kind: WarehouseKind, settings: &Settings) -> bool {
 const ANY_WAREHOUSE: u32 = u32::MAX;
 
 struct PoolKey {
+    hash: u64,
+    pool: u32,
+    /// The SKU's first bytes, zero-padded: most SKUs are this short, and
+    /// then a lookup never reads the arena.
+    prefix: [u8; PREFIX],
     sku_start: u32,
     sku_len: u32,
     warehouse: u32,
-    hash: u64,
+}
+
+const PREFIX: usize = 16;
+
+fn prefix_of(sku: &[u8]) -> [u8; PREFIX] {
+    let mut prefix = [0u8; PREFIX];
+    let n = sku.len().min(PREFIX);
+    prefix[..n].copy_from_slice(&sku[..n]);
+    prefix
 }
 
 /// Pools interned to dense indices, keyed by SKU and, with
@@ -66,8 +79,10 @@ struct PoolKey {
 /// memory that stays in cache instead of chasing a pointer into the
 /// snapshot, which on a million lines is most of the engine's time.
 pub struct PoolIndex {
-    table: HashTable<u32>,
-    keys: Vec<PoolKey>,
+    /// The keys themselves, not indices into a list of them: a lookup
+    /// touches one place in memory, not two.
+    table: HashTable<PoolKey>,
+    pools: u32,
     arena: Vec<u8>,
     warehouse_based: bool,
 }
@@ -76,7 +91,7 @@ impl PoolIndex {
     pub fn new(warehouse_based: bool, expected: usize) -> Self {
         PoolIndex {
             table: HashTable::with_capacity(expected),
-            keys: Vec::with_capacity(expected),
+            pools: 0,
             arena: Vec::with_capacity(expected * 12),
             warehouse_based,
         }
@@ -101,12 +116,16 @@ impl PoolIndex {
     }
 
     fn find(&self, sku: &[u8], warehouse: u32, hash: u64) -> Option<u32> {
+        let prefix = prefix_of(sku);
         self.table
-            .find(hash, |&p| {
-                let key = &self.keys[p as usize];
-                key.hash == hash && key.warehouse == warehouse && self.sku_of(key) == sku
+            .find(hash, |key| {
+                key.hash == hash
+                    && key.warehouse == warehouse
+                    && key.sku_len as usize == sku.len()
+                    && key.prefix == prefix
+                    && (sku.len() <= PREFIX || self.sku_of(key)[PREFIX..] == sku[PREFIX..])
             })
-            .copied()
+            .map(|key| key.pool)
     }
 
     pub fn intern(&mut self, sku: &str, warehouse: Option<u32>) -> u32 {
@@ -115,17 +134,18 @@ impl PoolIndex {
         if let Some(pool) = self.find(sku.as_bytes(), warehouse, hash) {
             return pool;
         }
-        let pool = self.keys.len() as u32;
-        self.keys.push(PoolKey {
+        let pool = self.pools;
+        self.pools += 1;
+        let key = PoolKey {
+            hash,
+            pool,
+            prefix: prefix_of(sku.as_bytes()),
             sku_start: self.arena.len() as u32,
             sku_len: sku.len() as u32,
             warehouse,
-            hash,
-        });
+        };
         self.arena.extend_from_slice(sku.as_bytes());
-        let keys = &self.keys;
-        self.table
-            .insert_unique(hash, pool, |&p| keys[p as usize].hash);
+        self.table.insert_unique(hash, key, |key| key.hash);
         pool
     }
 
@@ -140,6 +160,29 @@ impl PoolIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.pools as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PoolIndex;
+
+    #[test]
+    fn skus_alike_in_their_first_bytes_are_different_pools() {
+        let mut pools = PoolIndex::new(true, 4);
+        let long_a = "WIDGET-0000000000000-A";
+        let long_b = "WIDGET-0000000000000-B";
+        let short = "WIDGET";
+        let a = pools.intern(long_a, Some(0));
+        let b = pools.intern(long_b, Some(0));
+        let s = pools.intern(short, Some(0));
+        let a_elsewhere = pools.intern(long_a, Some(1));
+        assert_eq!(pools.len(), 4);
+        assert_eq!([a, b, s, a_elsewhere], [0, 1, 2, 3]);
+        assert_eq!(pools.intern(long_a, Some(0)), a);
+        assert_eq!(pools.get(long_b, Some(0)), Some(b));
+        assert_eq!(pools.get("WIDGET-0000000000000-C", Some(0)), None);
+        assert_eq!(pools.get("WIDGET\0", Some(0)), None);
     }
 }
