@@ -258,8 +258,13 @@ fn events(rt: &tokio::runtime::Runtime, url: &str, skus: usize, workers: usize, 
     let mut serves: Vec<Child> = (0..workers).map(|_| start_serve(url)).collect();
     rt.block_on(async {
         let store = Arc::new(AnyStore::open(url).await.unwrap());
-        // Wait until every serve has registered its worker.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Until every serve runs its worker: an event sent before would
+        // time the start-up, not the daemon.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.live_daemons().await.unwrap().len() < workers {
+            assert!(Instant::now() < deadline, "serve did not start within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let event = move |n: usize| Event {
             id: format!("bench-{workers}-{n}"),
             kind: EventKind::InventoryAdjusted {
