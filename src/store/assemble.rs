@@ -223,6 +223,24 @@ pub fn pool_state(group: GroupState, skus: Vec<String>, dirty_skus: Vec<String>)
 /// `conn` has not applied, as "VERSION DESCRIPTION". The queue's are
 /// recorded in their own table, so that neither set sees the other's as
 /// unknown; a migrations table not created yet means none applied.
+/// When the oldest waiting dirty mark was made; `None` when nothing is
+/// dirty. A later mark of a SKU keeps the time of the first, so this says
+/// how long the queue has waited.
+pub async fn oldest_dirty_mark<DB>(
+    conn: &mut DB::Connection,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    (Option<i64>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let millis: Option<i64> = sqlx::query_scalar("SELECT MIN(marked_at) FROM dirty_skus")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(millis.and_then(chrono::DateTime::from_timestamp_millis))
+}
+
 pub async fn missing_migrations<DB>(
     conn: &mut DB::Connection,
     schema: sqlx::migrate::Migrator,

@@ -239,7 +239,7 @@ impl Store for PgStore {
 
     async fn oldest_dirty_mark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        queries::oldest_dirty_mark(&mut conn).await
+        super::assemble::oldest_dirty_mark::<sqlx::Postgres>(&mut conn).await
     }
 
     async fn received_at(&self, ids: &[String]) -> Result<Vec<DateTime<Utc>>, StoreError> {

@@ -237,17 +237,6 @@ pub(super) async fn readiness(pool: &PgPool) -> Result<Readiness, StoreError> {
     })
 }
 
-/// When the oldest waiting dirty mark was made; `None` when nothing is
-/// dirty (see the SQLite backend for what an import's marks count from).
-pub(super) async fn oldest_dirty_mark(
-    conn: &mut PgConnection,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let millis: Option<i64> = sqlx::query_scalar("SELECT MIN(marked_at) FROM dirty_skus")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(millis.and_then(DateTime::from_timestamp_millis))
-}
-
 /// When each of the events `ids` was received, in the order of `ids`
 /// (unknown ids are skipped).
 pub(super) async fn received_at(

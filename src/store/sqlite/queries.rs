@@ -125,20 +125,6 @@ pub(super) async fn readiness(
     })
 }
 
-/// When the event behind the oldest dirty mark was received; `None` when
-/// nothing is dirty. A mark has the sequence number of the event that made
-/// it; an import's marks carry the last one received before the import, so
-/// they count from that event (or, on a database that had none, from the
-/// first event received since; `None` until there is one).
-pub(super) async fn oldest_dirty_mark(
-    conn: &mut SqliteConnection,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let millis: Option<i64> = sqlx::query_scalar("SELECT MIN(marked_at) FROM dirty_skus")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(millis.and_then(DateTime::from_timestamp_millis))
-}
-
 /// When each of the events `ids` was received (unknown ids are skipped).
 pub(super) async fn received_at(
     conn: &mut SqliteConnection,
