@@ -219,10 +219,6 @@ pub fn pool_state(group: GroupState, skus: Vec<String>, dirty_skus: Vec<String>)
     }
 }
 
-/// Which of the schema's migrations and the queue's the database behind
-/// `conn` has not applied, as "VERSION DESCRIPTION". The queue's are
-/// recorded in their own table, so that neither set sees the other's as
-/// unknown; a migrations table not created yet means none applied.
 /// When the oldest waiting dirty mark was made; `None` when nothing is
 /// dirty. A later mark of a SKU keeps the time of the first, so this says
 /// how long the queue has waited.
@@ -241,6 +237,10 @@ where
     Ok(millis.and_then(chrono::DateTime::from_timestamp_millis))
 }
 
+/// Which of the schema's migrations and the queue's the database behind
+/// `conn` has not applied, as "VERSION DESCRIPTION". The queue's are
+/// recorded in their own table, so that neither set sees the other's as
+/// unknown; a migrations table not created yet means none applied.
 pub async fn missing_migrations<DB>(
     conn: &mut DB::Connection,
     schema: sqlx::migrate::Migrator,

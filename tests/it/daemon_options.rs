@@ -305,7 +305,42 @@ fn a_burst_of_events_on_one_sku_is_one_recalculation(backend: Backend) {
     assert_eq!(line_backorder(&db, "YOUNG-1"), 0);
 }
 
+/// Events sent one command at a time while no worker runs: one job waits,
+/// naming every event, and the worker's one drain applies them all.
+fn events_sent_while_no_worker_runs_share_one_waiting_job(backend: Backend) {
+    let db = TempDatabase::of(backend);
+    import(&db, &small_book());
+    let queued = crate::daemon_support::status(&db);
+    assert_eq!(queued["queue"]["pending"], 1, "{queued}");
+    for k in 0..5 {
+        let receipt = json!({"id": format!("w{k}"), "type": "po_received", "sku": "TEA",
+                             "warehouse": "MAIN", "qty": 1});
+        send_events(&db, &[receipt], &[]).ok_json();
+    }
+    let waiting = crate::daemon_support::status(&db);
+    assert_eq!(waiting["queue"]["pending"], 1, "{waiting}");
+    assert!(waiting["dirty_skus"].as_i64().unwrap() > 0, "{waiting}");
+
+    let daemon = Daemon::start(&db, &[("BACKORDERD__LOG__FORMAT", "json")]);
+    let idle = wait_idle(&db, IDLE);
+    assert_eq!(idle["dirty_skus"], 0, "{idle}");
+    let log = daemon.stop_with("TERM");
+    let jobs: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["fields"]["message"] == "recalculated")
+        .collect();
+    assert_eq!(jobs.len(), 1, "{log}");
+    let named = jobs[0]["span"]["events"].as_str().unwrap();
+    for cause in ["import", "w0", "w1", "w2", "w3", "w4"] {
+        assert!(named.contains(cause), "{cause} not in {named}");
+    }
+    // 5 more units of TEA cover YOUNG's 5.
+    assert_eq!(line_backorder(&db, "YOUNG-1"), 0);
+}
+
 on_both_backends!(
+    events_sent_while_no_worker_runs_share_one_waiting_job,
     every_change_has_a_history_row_and_backorder_transitions_reach_the_outbox,
     with_defer_new_orders_a_new_order_waits_for_a_full_run,
     with_status_changes_left_to_the_full_run_a_hold_frees_no_stock_at_once,

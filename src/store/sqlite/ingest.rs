@@ -20,10 +20,39 @@ pub(super) async fn ingest(
     crate::store::ingest::ingest(conn, events, options).await
 }
 
+/// Queues `job`, unless a job is waiting to be fetched: that one absorbs
+/// it. Inside a write transaction this loses no wake-up: the worker's fetch
+/// needs the write lock too, so the waiting job is fetched, and drains,
+/// only after this transaction's marks are committed. Outside one, the
+/// conditional UPDATE either reaches a job still waiting or queues anew.
 pub(super) async fn push_job(
     conn: &mut SqliteConnection,
     job: &RecalcJob,
 ) -> Result<(), StoreError> {
+    let waiting: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, job FROM Jobs
+         WHERE job_type = ? AND status = 'Pending' AND lock_by IS NULL
+           AND (run_at IS NULL OR run_at <= unixepoch())
+         ORDER BY run_at LIMIT 1",
+    )
+    .bind(QUEUE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((id, payload)) = waiting
+        && let Some(merged) = RecalcJob::absorb(&payload, job)
+    {
+        let absorbed = sqlx::query(
+            "UPDATE Jobs SET job = ? WHERE id = ? AND status = 'Pending' AND lock_by IS NULL",
+        )
+        .bind(merged)
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if absorbed == 1 {
+            return Ok(());
+        }
+    }
     let task = apalis::prelude::TaskBuilder::new(job.payload()).build();
     apalis_sqlite::queries::push_tasks(conn, QUEUE, &[task])
         .await
