@@ -3,6 +3,7 @@
 
 mod any;
 mod assemble;
+mod coalesce;
 mod codec;
 pub mod daemons;
 mod group;

@@ -30,6 +30,7 @@ use super::{
 use crate::engine::snapshot::*;
 use crate::events::Event;
 use crate::queue::{QUEUE, RecalcJob};
+use crate::store::coalesce::{WaitingJobStatements, join_waiting_job};
 
 /// The first key of every advisory lock backorderd takes ("bo" + 0x0rd),
 /// so that they cannot meet an application's own advisory locks.
@@ -270,7 +271,14 @@ async fn lock_ingest(conn: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Queues a recalculation job in the caller's transaction.
+/// This database's queue table, for [`join_waiting_job`].
+const WAITING_JOB: WaitingJobStatements = WaitingJobStatements {
+    find: "SELECT id, job FROM apalis.jobs
+           WHERE job_type = $1 AND status = 'Pending' AND run_at <= now()
+           ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    absorb: "UPDATE apalis.jobs SET job = $1 WHERE id = $2 AND status = 'Pending' RETURNING id",
+};
+
 /// Queues `job`, unless a job is waiting to be fetched: that one absorbs
 /// it. Inside a transaction this loses no wake-up: the waiting job's row
 /// stays locked to the commit, and the worker's fetch skips locked rows,
@@ -279,27 +287,8 @@ async fn lock_ingest(conn: &mut PgConnection) -> Result<(), StoreError> {
 /// a new one is queued. Outside a transaction, the conditional UPDATE
 /// either reaches a job still waiting or queues anew.
 pub(super) async fn push_job(conn: &mut PgConnection, job: &RecalcJob) -> Result<(), StoreError> {
-    let waiting: Option<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, job FROM apalis.jobs
-         WHERE job_type = $1 AND status = 'Pending' AND run_at <= now()
-         ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(QUEUE)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some((id, payload)) = waiting
-        && let Some(merged) = RecalcJob::absorb(&payload, job)
-    {
-        let absorbed =
-            sqlx::query("UPDATE apalis.jobs SET job = $1 WHERE id = $2 AND status = 'Pending'")
-                .bind(merged)
-                .bind(&id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-        if absorbed == 1 {
-            return Ok(());
-        }
+    if join_waiting_job::<sqlx::Postgres>(conn, &WAITING_JOB, job).await? {
+        return Ok(());
     }
     let task = apalis::prelude::TaskBuilder::new(job.payload()).build();
     apalis_postgres::queries::push_tasks(conn, QUEUE, vec![task])

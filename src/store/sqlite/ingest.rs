@@ -9,6 +9,7 @@ use crate::engine::snapshot::Order;
 use crate::events::Event;
 use crate::queue::{QUEUE, RecalcJob};
 use crate::recalc::OrderChange;
+use crate::store::coalesce::{WaitingJobStatements, join_waiting_job};
 use crate::store::ingest::{DirtyMark, IngestBackend, OrderLines, StoredLine};
 use crate::store::{IngestOptions, IngestReport, StoreError};
 
@@ -20,6 +21,16 @@ pub(super) async fn ingest(
     crate::store::ingest::ingest(conn, events, options).await
 }
 
+/// This database's queue table, for [`join_waiting_job`].
+const WAITING_JOB: WaitingJobStatements = WaitingJobStatements {
+    find: "SELECT id, job FROM Jobs
+           WHERE job_type = ? AND status = 'Pending' AND lock_by IS NULL
+             AND (run_at IS NULL OR run_at <= unixepoch())
+           ORDER BY run_at LIMIT 1",
+    absorb: "UPDATE Jobs SET job = ? WHERE id = ? AND status = 'Pending' AND lock_by IS NULL
+             RETURNING id",
+};
+
 /// Queues `job`, unless a job is waiting to be fetched: that one absorbs
 /// it. Inside a write transaction this loses no wake-up: the worker's fetch
 /// needs the write lock too, so the waiting job is fetched, and drains,
@@ -29,29 +40,8 @@ pub(super) async fn push_job(
     conn: &mut SqliteConnection,
     job: &RecalcJob,
 ) -> Result<(), StoreError> {
-    let waiting: Option<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, job FROM Jobs
-         WHERE job_type = ? AND status = 'Pending' AND lock_by IS NULL
-           AND (run_at IS NULL OR run_at <= unixepoch())
-         ORDER BY run_at LIMIT 1",
-    )
-    .bind(QUEUE)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some((id, payload)) = waiting
-        && let Some(merged) = RecalcJob::absorb(&payload, job)
-    {
-        let absorbed = sqlx::query(
-            "UPDATE Jobs SET job = ? WHERE id = ? AND status = 'Pending' AND lock_by IS NULL",
-        )
-        .bind(merged)
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if absorbed == 1 {
-            return Ok(());
-        }
+    if join_waiting_job::<sqlx::Sqlite>(conn, &WAITING_JOB, job).await? {
+        return Ok(());
     }
     let task = apalis::prelude::TaskBuilder::new(job.payload()).build();
     apalis_sqlite::queries::push_tasks(conn, QUEUE, &[task])
