@@ -245,8 +245,8 @@ fn the_http_api_takes_events_and_answers_reads(backend: Backend) {
         "{done}"
     );
     assert_eq!(done["written_back"], true);
-    // The write-back is visible before its job's figures are recorded (the
-    // import's job absorbed this event, so it is the only one).
+    // The write-back is visible before its job's figures are recorded (and
+    // when the import's job absorbed this event, no other job finished).
     api.wait_for_metrics(&[
         ("backorderd_jobs_total{outcome=\"done\"}", 1.0),
         ("backorderd_recalculation_duration_seconds_count", 1.0),
