@@ -104,6 +104,30 @@ pub struct HeaderRow<S = String>(
     pub Option<String>,
 );
 
+impl<S> HeaderRow<S> {
+    /// The header columns at the start of `row`, in the order above (the
+    /// queries select them first).
+    pub fn from_row<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        S: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(HeaderRow(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+            row.try_get(7)?,
+        ))
+    }
+}
+
 impl<S: AsRef<str>> HeaderRow<S> {
     /// The order, without its lines.
     pub fn into_order(self) -> Result<Order, StoreError> {

@@ -436,7 +436,6 @@ macro_rules! portable_statements {
             &mut self,
             order_id: &str,
         ) -> Result<$crate::engine::snapshot::Order, $crate::store::StoreError> {
-            use ::sqlx::Row;
             let row = ::sqlx::query(
                 "SELECT id, order_date, payment_date, payment_status, status, rush, picked, ship_from
                  FROM orders WHERE id = $1",
@@ -444,17 +443,7 @@ macro_rules! portable_statements {
             .bind(order_id)
             .fetch_one(&mut *self)
             .await?;
-            $crate::store::codec::HeaderRow::<String>(
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get(5)?,
-                row.try_get(6)?,
-                row.try_get(7)?,
-            )
-            .into_order()
+            $crate::store::codec::HeaderRow::<String>::from_row(&row)?.into_order()
         }
 
         async fn load_warehouses(

@@ -56,6 +56,16 @@ pub(crate) fn str_of(value: &Value) -> String {
     value.as_str().unwrap().to_owned()
 }
 
+/// The ids an `event` report lists under `key` (`accepted`, `duplicates`).
+pub(crate) fn report_ids(report: &Value, key: &str) -> Vec<String> {
+    report[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {report}"))
+        .iter()
+        .map(str_of)
+        .collect()
+}
+
 /// An export's on-hand quantities by (sku, warehouse).
 fn inventory_of(export: &Value) -> BTreeMap<(String, String), i64> {
     export["inventory"]
@@ -471,16 +481,16 @@ impl Batch {
     pub(crate) fn send(&self, db: &TempDatabase, args: &[&str]) {
         let run = send_events(db, &self.events, args);
         let report = run.ok_json();
-        let ids = |key: &str| -> Vec<String> {
-            report[key]
-                .as_array()
-                .unwrap_or_else(|| panic!("no {key} in {report}"))
-                .iter()
-                .map(str_of)
-                .collect()
-        };
-        assert_eq!(ids("accepted"), self.accepted, "accepted ids");
-        assert_eq!(ids("duplicates"), self.duplicates, "duplicate ids");
+        assert_eq!(
+            report_ids(&report, "accepted"),
+            self.accepted,
+            "accepted ids"
+        );
+        assert_eq!(
+            report_ids(&report, "duplicates"),
+            self.duplicates,
+            "duplicate ids"
+        );
     }
 }
 

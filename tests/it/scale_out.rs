@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{Batch, Model, compare_state, export, import, str_of};
+use crate::daemon::{Batch, Model, compare_state, export, import, report_ids, str_of};
 use crate::daemon_support::{
     Daemon, Lcg, assert_matches_simulate, dirty_skus, generate, send_events, status, wait_idle,
 };
@@ -78,15 +78,8 @@ fn outcomes(db: &TempDatabase, events: &[Value], channel: Channel) -> Vec<(Strin
     let port = match channel {
         Channel::Command => {
             let report = send_events(db, events, &[]).ok_json();
-            let ids = |key: &str| -> Vec<String> {
-                report[key]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("no {key} in {report}"))
-                    .iter()
-                    .map(str_of)
-                    .collect()
-            };
-            let (accepted, duplicates) = (ids("accepted"), ids("duplicates"));
+            let accepted = report_ids(&report, "accepted");
+            let duplicates = report_ids(&report, "duplicates");
             assert_eq!(accepted.len() + duplicates.len(), events.len(), "{report}");
             // The report lists ids, not positions: a repeat within the
             // batch is its later occurrences.

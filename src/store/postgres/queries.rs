@@ -28,16 +28,7 @@ pub(super) const HEADER_COLUMNS: &str =
 
 /// The header columns at the start of `row`.
 pub(super) fn header(row: &PgRow) -> Result<HeaderRow<&str>, StoreError> {
-    Ok(HeaderRow(
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get(3)?,
-        row.try_get(4)?,
-        row.try_get(5)?,
-        row.try_get(6)?,
-        row.try_get(7)?,
-    ))
+    Ok(HeaderRow::from_row(row)?)
 }
 
 /// Runs `query` and maps each row as it arrives, so that a large result is
