@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat, Source, Value, ValueKind};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_path_to_error::Segment;
 
-use crate::store::redact_url;
+use crate::store::{OpenOptions, is_secret_name, redact_url};
 
 /// Prefix of the environment variables read as settings.
 pub const ENV_PREFIX: &str = "BACKORDERD";
@@ -40,9 +41,43 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub database_url: DatabaseUrl,
+    pub database: DatabaseSettings,
     pub service: ServiceSettings,
     pub log: LogSettings,
     pub http: HttpSettings,
+}
+
+/// How the database is opened (the URL says which one).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// PostgreSQL: seconds to wait for a connection to be set up.
+    pub connect_timeout_secs: u64,
+    /// PostgreSQL: the server cancels a statement running longer; 0: no limit.
+    pub statement_timeout_secs: u64,
+    /// SQLite: seconds a writer waits for another process's transaction.
+    pub busy_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            connect_timeout_secs: 10,
+            statement_timeout_secs: 300,
+            busy_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            statement_timeout: (self.statement_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.statement_timeout_secs)),
+            busy_timeout: Duration::from_secs(self.busy_timeout_secs),
+        }
+    }
 }
 
 /// How the service schedules recalculations and talks to its queue.
@@ -87,25 +122,35 @@ pub struct HttpSettings {
     pub wait_timeout_secs: u64,
 }
 
-/// The API's bearer token; `Debug` and `Display` never show it.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+/// The API's bearer token; `Debug` and `Display` never show it, and its
+/// memory is wiped when dropped.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct ApiToken(String);
+pub struct ApiToken(SecretString);
 
 impl ApiToken {
     pub fn new(token: impl Into<String>) -> Self {
-        ApiToken(token.into())
+        ApiToken(SecretString::from(token.into()))
     }
 
     /// The token, `None` when unset (empty).
     pub fn expose(&self) -> Option<&str> {
-        (!self.0.is_empty()).then_some(self.0.as_str())
+        let token = self.0.expose_secret();
+        (!token.is_empty()).then_some(token)
     }
 }
 
+impl PartialEq for ApiToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.expose_secret() == other.0.expose_secret()
+    }
+}
+
+impl Eq for ApiToken {}
+
 impl fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
+        f.write_str(if self.expose().is_none() {
             "ApiToken(unset)"
         } else {
             "ApiToken(***)"
@@ -115,7 +160,7 @@ impl fmt::Debug for ApiToken {
 
 impl fmt::Display for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "" } else { "***" })
+        f.write_str(if self.expose().is_none() { "" } else { "***" })
     }
 }
 
@@ -182,34 +227,42 @@ impl<'de> Deserialize<'de> for LogFormat {
     }
 }
 
-/// A database URL whose `Debug` and `Display` hide any password; use
-/// [`DatabaseUrl::expose`] to connect.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// A database URL whose `Debug` and `Display` hide any password (and whose
+/// memory is wiped when dropped); use [`DatabaseUrl::expose`] to connect.
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct DatabaseUrl(String);
+pub struct DatabaseUrl(SecretString);
 
 impl DatabaseUrl {
     pub fn new(url: impl Into<String>) -> Self {
-        DatabaseUrl(url.into())
+        DatabaseUrl(SecretString::from(url.into()))
     }
 
     /// The URL, password included.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for DatabaseUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for DatabaseUrl {}
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("DatabaseUrl")
-            .field(&redact_url(&self.0))
+            .field(&redact_url(self.expose()))
             .finish()
     }
 }
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact_url(&self.0))
+        f.write_str(&redact_url(self.expose()))
     }
 }
 
@@ -217,6 +270,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             database_url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
+            database: DatabaseSettings::default(),
             service: ServiceSettings::default(),
             log: LogSettings::default(),
             http: HttpSettings::default(),
@@ -404,16 +458,33 @@ fn load_layers(
         .map_err(|err| ConfigError::Other(err.to_string()))?;
     let settings: Settings = serde_path_to_error::deserialize(config).map_err(|err| {
         let key = dotted(err.path());
-        let message = strip_decoration(err.inner());
+        // A type error quotes the value: not for a secret.
+        let message = if is_secret_key(&key) {
+            "invalid value (not shown: it may be secret)".to_owned()
+        } else {
+            strip_decoration(err.inner())
+        };
         invalid(&tree, file, key, message)
     })?;
     settings.validate(&tree, file)?;
-    Ok(Loaded {
+    let loaded = Loaded {
         settings,
         tree,
         file: file.map(Path::to_owned),
         database_url_given: database_url.is_some(),
-    })
+    };
+    // The URL is read where every command will read it: an unsupported form
+    // is refused here, before anything is opened or created.
+    crate::store::locate(loaded.settings.database_url.expose())
+        .map_err(|err| loaded.invalid("database_url", err.to_string()))?;
+    Ok(loaded)
+}
+
+/// Keys whose values are never shown: the token, passwords, keys, and the
+/// database URL (shown only through [`redact_url`]).
+pub fn is_secret_key(key: &str) -> bool {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    is_secret_name(name) || name == "database_url"
 }
 
 /// The process environment's `BACKORDERD__*` variables. Others are skipped
@@ -474,6 +545,7 @@ impl Settings {
         let integers = intervals
             .iter()
             .map(|(key, ..)| *key)
+            .chain(DATABASE_TIMEOUTS.iter().map(|(key, ..)| *key))
             .chain(["service.skus_per_batch", "service.bulk_from_skus"])
             .chain(["http.body_limit_bytes", "http.wait_timeout_secs"]);
         for key in integers {
@@ -510,6 +582,18 @@ impl Settings {
                 return Err(invalid(tree, file, key.to_owned(), message));
             }
         }
+        let database = &self.database;
+        let values = [
+            database.connect_timeout_secs,
+            database.statement_timeout_secs,
+            database.busy_timeout_secs,
+        ];
+        for ((key, min, max), value) in DATABASE_TIMEOUTS.iter().zip(values) {
+            if !(*min..=*max).contains(&value) {
+                let message = format!("{value} is out of range: expected {min} to {max}");
+                return Err(invalid(tree, file, (*key).to_owned(), message));
+            }
+        }
         if service.skus_per_batch == 0 {
             let message = "0 is out of range: expected at least 1".to_owned();
             return Err(invalid(
@@ -530,6 +614,14 @@ impl Settings {
         Ok(())
     }
 }
+
+/// The database timeouts with their ranges, in the order of
+/// [`DatabaseSettings`]' fields.
+const DATABASE_TIMEOUTS: [(&str, u64, u64); 3] = [
+    ("database.connect_timeout_secs", 1, 3600),
+    ("database.statement_timeout_secs", 0, 7 * 24 * 3600),
+    ("database.busy_timeout_secs", 0, 3600),
+];
 
 /// The error for `key`, saying where its value was set: the environment
 /// variable, or the file as the user named it. (The embedded defaults and the
@@ -624,10 +716,71 @@ fn build_error(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
             Some(path),
         ) => ConfigError::File {
             path: path.to_owned(),
-            message: cause.to_string(),
+            message: syntax_error(path, cause.as_ref()),
         },
+        // Other errors of the builder carry no value of ours.
         (err, _) => ConfigError::Other(err.to_string()),
     }
+}
+
+/// A TOML syntax error as "line L, column C (key `K`): WHAT". The TOML
+/// parser's own message quotes the offending line, which may hold the token
+/// or a password: only its first line, the diagnosis, is kept, and only when
+/// it quotes nothing from the line.
+fn syntax_error(path: &Path, cause: &(dyn std::error::Error + 'static)) -> String {
+    let Some(error) = cause.downcast_ref::<toml::de::Error>() else {
+        return "not valid TOML".to_owned();
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let Some(start) = error.span().map(|span| span.start.min(text.len())) else {
+        return "not valid TOML".to_owned();
+    };
+    let before = &text[..start];
+    let line_number = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let diagnosis = error.message().lines().next().unwrap_or("").trim();
+    let quotes_the_line = diagnosis
+        .split(|c: char| c.is_whitespace() || "`'\"".contains(c))
+        .filter(|word| word.len() >= 3)
+        .any(|word| line.contains(word) && !COMMON_WORDS.contains(&word));
+    let what = if diagnosis.is_empty() || quotes_the_line {
+        "not valid TOML".to_owned()
+    } else {
+        diagnosis.to_owned()
+    };
+    let key = key_of_line(before, line)
+        .map_or_else(String::new, |key| format!(" (key `{key}`)"));
+    format!("line {line_number}, column {column}{key}: {what} (the line is not shown: it may hold a secret)")
+}
+
+/// Words of a diagnosis that say nothing about the line's content.
+const COMMON_WORDS: &[&str] = &["key", "value", "string", "table", "array", "true", "false"];
+
+/// The dotted key a line sets, its section included, if it reads as
+/// `name = …` (or `name.sub = …`) under `[section]`.
+fn key_of_line(before: &str, line: &str) -> Option<String> {
+    let is_key = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    if !is_key(name) {
+        return None;
+    }
+    let section = before.lines().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix('[')?.split(']').next()?.trim();
+        is_key(inner).then(|| inner.to_owned())
+    });
+    Some(match section {
+        Some(section) => format!("{section}.{name}"),
+        None => name.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -674,6 +827,9 @@ mod tests {
         assert_eq!(settings, Settings::default());
         for key in [
             "BACKORDERD__DATABASE_URL",
+            "BACKORDERD__DATABASE__CONNECT_TIMEOUT_SECS",
+            "BACKORDERD__DATABASE__STATEMENT_TIMEOUT_SECS",
+            "BACKORDERD__DATABASE__BUSY_TIMEOUT_SECS",
             "BACKORDERD__SERVICE__RECALCULATE_ON_STATUS_CHANGE",
             "BACKORDERD__SERVICE__DEFER_NEW_ORDERS",
             "BACKORDERD__SERVICE__FULL_RECALCULATION_INTERVAL_SECS",
@@ -859,6 +1015,80 @@ mod tests {
             settings.database_url.to_string(),
             "postgres://app:***@db.internal:5432/backorders"
         );
+    }
+
+    #[test]
+    fn database_timeouts_are_read_and_bounded() {
+        let options = load_from(None, None, env(&[])).unwrap().database.open_options();
+        assert_eq!(options, OpenOptions::default());
+        let vars = env(&[
+            ("BACKORDERD__DATABASE__CONNECT_TIMEOUT_SECS", "2"),
+            ("BACKORDERD__DATABASE__STATEMENT_TIMEOUT_SECS", "0"),
+            ("BACKORDERD__DATABASE__BUSY_TIMEOUT_SECS", "1"),
+        ]);
+        let options = load_from(None, None, vars).unwrap().database.open_options();
+        assert_eq!(options.connect_timeout, Duration::from_secs(2));
+        assert_eq!(options.statement_timeout, None);
+        assert_eq!(options.busy_timeout, Duration::from_secs(1));
+        for (key, value) in [
+            ("connect_timeout_secs", "0"),
+            ("connect_timeout_secs", "3601"),
+            ("statement_timeout_secs", "99999999999"),
+            ("busy_timeout_secs", "-1"),
+            ("busy_timeout_secs", "1.5"),
+        ] {
+            let name = format!("BACKORDERD__DATABASE__{}", key.to_uppercase());
+            let vars = vec![(name.clone(), value.to_owned())];
+            let message = load_from(None, None, vars).unwrap_err().to_string();
+            assert!(message.contains(&format!("`database.{key}`")), "{message}");
+            assert!(message.contains(&name), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_line_and_key_but_never_shows_the_line() {
+        for (text, at) in [
+            ("[http]\ntoken = \"s3cret\n", "line 2, column 16 (key `http.token`)"),
+            ("database_url = postgres://u:s3cret@h/x\n", "line 1, column 16 (key `database_url`)"),
+            ("[http]\n\ntoken = \"s3cret\" s3cret\n", "line 3, column 17 (key `http.token`)"),
+            ("[service\ntoken = \"s3cret\"\n", "line 1"),
+        ] {
+            let file = toml_file(text);
+            let message = load_from(Some(file.path()), None, env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(!message.contains("s3cret"), "{text:?}: {message}");
+            assert!(message.contains(at), "{text:?}: {message}");
+            assert!(
+                message.contains(&file.path().display().to_string()),
+                "{message}"
+            );
+        }
+        // Valid TOML, a value of the wrong type: not quoted for a secret.
+        let file = toml_file("[http]\ntoken = [\"s3cret\"]\n");
+        let message = load_from(Some(file.path()), None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("`http.token`"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    fn an_unsupported_database_url_is_refused_at_load() {
+        for url in [
+            "mysql://u:s3cret@h/x",
+            "host=h password=s3cret",
+            "postgres://u:s3/cret@h/x",
+            "postgres://u@h/x?passwd=s3cret",
+        ] {
+            let message = load_from(None, Some(url), env(&[])).unwrap_err().to_string();
+            assert!(message.contains("`database_url`"), "{url}: {message}");
+            assert!(!message.contains("s3cret"), "{url}: {message}");
+        }
+        let vars = env(&[("BACKORDERD__DATABASE_URL", "mysql://u:s3cret@h/x")]);
+        let message = load_from(None, None, vars).unwrap_err().to_string();
+        assert!(message.contains("BACKORDERD__DATABASE_URL"), "{message}");
+        assert!(message.contains("`mysql`"), "{message}");
     }
 
     #[test]

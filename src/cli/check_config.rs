@@ -6,20 +6,32 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use config::{Value, ValueKind};
-use sqlx::sqlite::SqliteConnectOptions;
 
-use crate::config::{ConfigError, Loaded};
-use crate::store::redact_url;
+use crate::config::{ConfigError, Loaded, is_secret_key};
+use crate::store::{Location, locate, redact_url};
 
 pub fn run(file: Option<&Path>, database_url: Option<&str>) -> anyhow::Result<()> {
     let loaded = crate::config::load_with_origins(file, database_url)?;
+    check_exposure(&loaded)?;
     let database = check_database(&loaded)?;
     print!("{}", render(&loaded));
     eprintln!("configuration is valid; database: {database}");
     Ok(())
+}
+
+/// `serve` refuses to expose the API beyond this machine without a token
+/// (at the configured address; `serve --listen` is checked when it starts).
+fn check_exposure(loaded: &Loaded) -> Result<(), ConfigError> {
+    loaded
+        .settings
+        .http
+        .check_exposure()
+        .map_err(|err| match err {
+            ConfigError::Other(message) => loaded.invalid("http.listen", message),
+            other => other,
+        })
 }
 
 /// What the database check found, for the closing message.
@@ -27,28 +39,16 @@ fn check_database(loaded: &Loaded) -> Result<String, ConfigError> {
     const KEY: &str = "database_url";
     let url = loaded.settings.database_url.expose();
     let shown = redact_url(url);
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+    // Read as every command reads it (the loader has refused other forms).
+    let options = match locate(url).map_err(|err| loaded.invalid(KEY, err.to_string()))? {
         // Parsed, not contacted: the server may legitimately start later.
-        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|err| {
-            loaded.invalid(KEY, format!("{shown} is not a valid PostgreSQL URL: {err}"))
-        })?;
-        return Ok(format!("{shown} (PostgreSQL; not contacted)"));
-    }
-    // As `SqliteStore::open` reads it: a plain path is a file.
-    let sqlite_url = if url.starts_with("sqlite:") {
-        url.to_owned()
-    } else {
-        format!("sqlite://{url}")
+        Location::Postgres(_) => return Ok(format!("{shown} (PostgreSQL; not contacted)")),
+        Location::Sqlite(options) => options,
     };
-    let options = SqliteConnectOptions::from_str(&sqlite_url)
-        .map_err(|err| loaded.invalid(KEY, format!("{shown} is not a valid SQLite URL: {err}")))?;
     if url.contains(":memory:") || url.contains("mode=memory") {
         return Ok(format!("{shown} (in memory: nothing is kept)"));
     }
     let path = options.get_filename().to_owned();
-    if path.as_os_str().is_empty() {
-        return Err(loaded.invalid(KEY, format!("{shown} names no file")));
-    }
     let directory = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -94,16 +94,6 @@ fn check_database(loaded: &Loaded) -> Result<String, ConfigError> {
     }
 }
 
-/// Keys whose values are never shown.
-fn is_secret(key: &str) -> bool {
-    let name = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    ["token", "password", "secret"]
-        .iter()
-        .any(|word| name.contains(word))
-        || name == "key"
-        || name.ends_with("_key")
-}
-
 /// The effective configuration as TOML, each value typed as its default
 /// (environment variables arrive as text), secrets replaced by `***` and
 /// passwords cut out of URLs, each key set outside the defaults followed by
@@ -130,7 +120,9 @@ fn render_table(
     for key in keys.iter().copied().filter(|k| !is_table(k)) {
         let dotted = format!("{prefix}{key}");
         let value = render_value(&dotted, &table[key]);
+        let unset = is_secret_key(&dotted) && value == "\"\"";
         let _ = match loaded.origin(&dotted) {
+            _ if unset => writeln!(out, "{key} = {value}  # not set"),
             Some(origin) => writeln!(out, "{key} = {value}  # {origin}"),
             None => writeln!(out, "{key} = {value}"),
         };
@@ -147,8 +139,11 @@ fn render_table(
 fn render_value(key: &str, value: &Value) -> String {
     let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
     match &value.kind {
-        _ if is_secret(key) && !matches!(&value.kind, ValueKind::Nil) => quoted("***"),
         ValueKind::String(text) if key.ends_with("url") => quoted(&redact_url(text)),
+        // Unset shows as unset: `""`, as in the defaults.
+        ValueKind::String(text) if is_secret_key(key) && text.is_empty() => quoted(""),
+        ValueKind::Nil => quoted(""),
+        _ if is_secret_key(key) => quoted("***"),
         ValueKind::String(text) => {
             // Set by an environment variable: show it as the type the key has.
             let typed = matches!(
@@ -172,7 +167,6 @@ fn render_value(key: &str, value: &Value) -> String {
                 quoted(text)
             }
         }
-        ValueKind::Nil => quoted(""),
         ValueKind::Boolean(v) => v.to_string(),
         ValueKind::I64(v) => v.to_string(),
         ValueKind::I128(v) => v.to_string(),
@@ -189,7 +183,7 @@ fn render_value(key: &str, value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::is_secret;
+    use crate::config::is_secret_key as is_secret;
 
     #[test]
     fn secret_keys() {
@@ -203,7 +197,6 @@ mod tests {
             assert!(is_secret(key), "{key}");
         }
         for key in [
-            "database_url",
             "http.listen",
             "service.skus_per_batch",
             "log.keyword",

@@ -13,13 +13,10 @@ use crate::store::{AnyStore, Store};
 /// Opens the database and brings its schema up to date: every command may
 /// be the first to touch a new database.
 pub async fn open(settings: &Settings) -> anyhow::Result<AnyStore> {
-    let database_url = settings.database_url.expose();
-    let store = AnyStore::open(database_url).await.with_context(|| {
-        format!(
-            "cannot open the database {}",
-            crate::store::redact_url(database_url)
-        )
-    })?;
+    let options = settings.database.open_options();
+    let store = AnyStore::open_with(settings.database_url.expose(), &options)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
     store
         .migrate()
         .await

@@ -16,15 +16,24 @@ pub enum AnyStore {
 }
 
 impl AnyStore {
-    /// Opens the database `url` names: `postgres://…` or `postgresql://…`
-    /// for PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a plain path for
-    /// SQLite (created if missing). Any other scheme is refused.
+    /// Opens the database `url` names ([`super::locate`] decides which),
+    /// with the default [`OpenOptions`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        match url.split_once("://").map(|(scheme, _)| scheme) {
-            Some("postgres" | "postgresql") => Ok(AnyStore::Postgres(PgStore::open(url).await?)),
-            Some("sqlite") | None => Ok(AnyStore::Sqlite(SqliteStore::open(url).await?)),
-            Some(_) => Err(StoreError::UnsupportedUrl(url.to_owned())),
-        }
+        Self::open_with(url, &OpenOptions::default()).await
+    }
+
+    /// Opens the database `url` names: PostgreSQL for `postgres://…`,
+    /// SQLite (created if missing) for `sqlite://PATH` or a plain path; any
+    /// other form is refused before anything is created.
+    pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Self, StoreError> {
+        Ok(match super::locate(url)? {
+            Location::Postgres(connect) => {
+                AnyStore::Postgres(PgStore::connect(connect, options).await?)
+            }
+            Location::Sqlite(connect) => {
+                AnyStore::Sqlite(SqliteStore::connect(connect, options).await?)
+            }
+        })
     }
 
     pub async fn register_daemon(&self, d: &super::daemons::DaemonInfo) -> Result<(), StoreError> {

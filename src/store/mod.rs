@@ -8,11 +8,13 @@ mod codec;
 pub mod daemons;
 mod group;
 mod ingest;
+mod location;
 pub mod postgres;
 pub mod sqlite;
 mod views;
 
 pub use any::AnyStore;
+pub use location::{Location, UrlError, is_secret_name, locate};
 
 pub use views::*;
 
@@ -40,49 +42,41 @@ pub enum StoreError {
     /// warehouse): the whole batch is rolled back.
     #[error("{0}")]
     Refused(String),
-    #[error("unsupported database URL {}: use sqlite://PATH or postgres://USER@HOST/DATABASE", redact_url(.0))]
-    UnsupportedUrl(String),
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The server took the connection but did not finish the handshake in
+    /// time (or the connection itself took too long).
+    #[error(
+        "no answer from PostgreSQL at {host}:{port} within {secs} s \
+         (database.connect_timeout_secs)"
+    )]
+    ConnectTimeout { host: String, port: u16, secs: u64 },
 }
 
 /// The URL with any password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |i| scheme_end + i);
-    let Some(at) = url[scheme_end..authority_end]
-        .rfind('@')
-        .map(|i| scheme_end + i)
-    else {
-        return url.to_owned();
-    };
-    match url[scheme_end..at].find(':') {
-        Some(colon) => format!("{}:***{}", &url[..scheme_end + colon], &url[at..]),
-        None => url.to_owned(),
-    }
+    location::redact(url)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
+/// How a database is opened, beyond what its URL says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// PostgreSQL: the longest wait for a connection to be set up.
+    pub connect_timeout: std::time::Duration,
+    /// PostgreSQL: the server cancels a statement running longer; `None`:
+    /// no limit.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// SQLite: how long a writer waits for another process's transaction.
+    pub busy_timeout: std::time::Duration,
+}
 
-    #[test]
-    fn passwords_never_appear_in_redacted_urls() {
-        assert_eq!(
-            redact_url("postgres://app:s3cr:et@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(
-            redact_url("sqlite://backorderd.db"),
-            "sqlite://backorderd.db"
-        );
-        assert_eq!(
-            redact_url("postgres://u:p@h/db?x=a@b"),
-            "postgres://u:***@h/db?x=a@b"
-        );
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            connect_timeout: std::time::Duration::from_secs(10),
+            statement_timeout: Some(std::time::Duration::from_secs(300)),
+            busy_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 

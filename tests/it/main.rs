@@ -8,6 +8,7 @@ mod deploy;
 mod http;
 mod postgres;
 mod scale_out;
+mod secrets;
 mod simulate;
 mod storage;
 mod support;

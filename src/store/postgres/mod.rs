@@ -16,7 +16,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
-use std::str::FromStr;
 
 mod ingest;
 mod queries;
@@ -50,20 +49,59 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://…` or `postgresql://…`).
+    /// Connects to `url` (`postgres://…` or `postgresql://…`) with the
+    /// default options.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        match super::locate(url)? {
+            super::Location::Postgres(connect) => {
+                Self::connect(connect, &super::OpenOptions::default()).await
+            }
+            super::Location::Sqlite(_) => {
+                Err(StoreError::Url(super::UrlError::InvalidPostgres {
+                    shown: super::redact_url(url),
+                    problem: "it names an SQLite database".to_owned(),
+                }))
+            }
+        }
+    }
+
+    /// Connects to the server `connect` names, within
+    /// `options.connect_timeout`.
+    pub async fn connect(
+        connect: PgConnectOptions,
+        options: &super::OpenOptions,
+    ) -> Result<Self, StoreError> {
         // Notices ("already exists, skipping" from idempotent migrations)
         // would reach the log as noise.
-        let options = PgConnectOptions::from_str(url)?
+        let mut connect = connect
             .application_name("backorderd")
             .options([("client_min_messages", "warning")]);
+        if let Some(limit) = options.statement_timeout {
+            let millis = limit.as_millis().to_string();
+            connect = connect.options([("statement_timeout", millis.as_str())]);
+        }
+        // sqlx has no connect timeout of its own: a server that takes the
+        // connection and never answers would hold the caller forever.
+        let timed_out = || StoreError::ConnectTimeout {
+            host: connect
+                .get_socket()
+                .map_or_else(|| connect.get_host().to_owned(), |s| s.display().to_string()),
+            port: connect.get_port(),
+            secs: options.connect_timeout.as_secs(),
+        };
         // One connection first: the pool would retry a refused or failed
         // connection until its timeout and then report only the timeout.
-        PgConnection::connect_with(&options).await?.close().await?;
+        tokio::time::timeout(options.connect_timeout, async {
+            PgConnection::connect_with(&connect).await?.close().await
+        })
+        .await
+        .map_err(|_| timed_out())??;
+        // A pooled connection may also wait for a busy pool: at least 30 s.
+        let acquire = options.connect_timeout.max(Duration::from_secs(30));
         let pool = PgPoolOptions::new()
             .max_connections(6)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .acquire_timeout(acquire)
+            .connect_with(connect.clone())
             .await?;
         Ok(PgStore { pool })
     }

@@ -5,8 +5,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use std::str::FromStr;
-use std::time::Duration;
 
 mod direct;
 mod ingest;
@@ -26,30 +24,37 @@ use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
 use crate::events::Event;
 
-/// How long a writer waits for another process's transaction to finish
-/// before reporting the database as locked.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub struct SqliteStore {
     pool: SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://PATH`,
-    /// `sqlite:PATH` or a plain path).
+    /// `sqlite:PATH` or a plain path), with the default options.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let url = if url.starts_with("sqlite:") {
-            url.to_owned()
-        } else {
-            format!("sqlite://{url}")
-        };
+        match super::locate(url)? {
+            super::Location::Sqlite(connect) => {
+                Self::connect(connect, &super::OpenOptions::default()).await
+            }
+            super::Location::Postgres(_) => Err(StoreError::Url(super::UrlError::InvalidSqlite {
+                shown: super::redact_url(url),
+                problem: "it names a PostgreSQL database".to_owned(),
+            })),
+        }
+    }
+
+    /// Opens (creating if missing) the database `connect` names.
+    pub async fn connect(
+        connect: SqliteConnectOptions,
+        options: &super::OpenOptions,
+    ) -> Result<Self, StoreError> {
         // WAL, NORMAL sync and a busy timeout on every pooled connection: apalis
         // sets its own PRAGMAs on one connection only (shared/notes/apalis-1.0.md).
-        let options = SqliteConnectOptions::from_str(&url)?
+        let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             // A recalculation reads each order's page once per batch that
             // touches it: a cache of 16 MiB per connection keeps the hot
@@ -57,7 +62,7 @@ impl SqliteStore {
             .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(connect)
             .await?;
         Ok(SqliteStore { pool })
     }
