@@ -750,9 +750,10 @@ fn syntax_error(path: &Path, cause: &(dyn std::error::Error + 'static)) -> Strin
     } else {
         diagnosis.to_owned()
     };
-    let key = key_of_line(before, line)
-        .map_or_else(String::new, |key| format!(" (key `{key}`)"));
-    format!("line {line_number}, column {column}{key}: {what} (the line is not shown: it may hold a secret)")
+    let key = key_of_line(before, line).map_or_else(String::new, |key| format!(" (key `{key}`)"));
+    format!(
+        "line {line_number}, column {column}{key}: {what} (the line is not shown: it may hold a secret)"
+    )
 }
 
 /// Words of a diagnosis that say nothing about the line's content.
@@ -1019,7 +1020,10 @@ mod tests {
 
     #[test]
     fn database_timeouts_are_read_and_bounded() {
-        let options = load_from(None, None, env(&[])).unwrap().database.open_options();
+        let options = load_from(None, None, env(&[]))
+            .unwrap()
+            .database
+            .open_options();
         assert_eq!(options, OpenOptions::default());
         let vars = env(&[
             ("BACKORDERD__DATABASE__CONNECT_TIMEOUT_SECS", "2"),
@@ -1048,9 +1052,18 @@ mod tests {
     #[test]
     fn a_toml_syntax_error_names_the_line_and_key_but_never_shows_the_line() {
         for (text, at) in [
-            ("[http]\ntoken = \"s3cret\n", "line 2, column 16 (key `http.token`)"),
-            ("database_url = postgres://u:s3cret@h/x\n", "line 1, column 16 (key `database_url`)"),
-            ("[http]\n\ntoken = \"s3cret\" s3cret\n", "line 3, column 17 (key `http.token`)"),
+            (
+                "[http]\ntoken = \"s3cret\n",
+                "line 2, column 16 (key `http.token`)",
+            ),
+            (
+                "database_url = postgres://u:s3cret@h/x\n",
+                "line 1, column 16 (key `database_url`)",
+            ),
+            (
+                "[http]\n\ntoken = \"s3cret\" s3cret\n",
+                "line 3, column 17 (key `http.token`)",
+            ),
             ("[service\ntoken = \"s3cret\"\n", "line 1"),
         ] {
             let file = toml_file(text);
@@ -1081,7 +1094,9 @@ mod tests {
             "postgres://u:s3/cret@h/x",
             "postgres://u@h/x?passwd=s3cret",
         ] {
-            let message = load_from(None, Some(url), env(&[])).unwrap_err().to_string();
+            let message = load_from(None, Some(url), env(&[]))
+                .unwrap_err()
+                .to_string();
             assert!(message.contains("`database_url`"), "{url}: {message}");
             assert!(!message.contains("s3cret"), "{url}: {message}");
         }

@@ -196,11 +196,7 @@ mod tests {
         ] {
             assert!(is_secret(key), "{key}");
         }
-        for key in [
-            "http.listen",
-            "service.skus_per_batch",
-            "log.keyword",
-        ] {
+        for key in ["http.listen", "service.skus_per_batch", "log.keyword"] {
             assert!(!is_secret(key), "{key}");
         }
     }

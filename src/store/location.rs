@@ -104,11 +104,10 @@ pub fn locate(url: &str) -> Result<Location, UrlError> {
 }
 
 fn sqlite(url: &str, given: &str) -> Result<SqliteConnectOptions, UrlError> {
-    let options =
-        SqliteConnectOptions::from_str(url).map_err(|err| UrlError::InvalidSqlite {
-            shown: redact(given),
-            problem: err.to_string(),
-        })?;
+    let options = SqliteConnectOptions::from_str(url).map_err(|err| UrlError::InvalidSqlite {
+        shown: redact(given),
+        problem: err.to_string(),
+    })?;
     if options.get_filename().as_os_str().is_empty() {
         return Err(UrlError::InvalidSqlite {
             shown: redact(given),
@@ -156,8 +155,8 @@ fn postgres(url: &str) -> Result<PgConnectOptions, UrlError> {
         invalid(format!("{err}{hint}"))
     })?;
     for (key, _) in parsed.query_pairs() {
-        let known = PG_PARAMETERS.contains(&&*key)
-            || (key.starts_with("options[") && key.ends_with(']'));
+        let known =
+            PG_PARAMETERS.contains(&&*key) || (key.starts_with("options[") && key.ends_with(']'));
         if !known {
             return Err(invalid(format!("unknown connection parameter `{key}`")));
         }

@@ -43,7 +43,10 @@ fn assert_empty_dir(dir: &Path, what: &str) {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(left.is_empty(), "{what} created {left:?} in the working directory");
+    assert!(
+        left.is_empty(),
+        "{what} created {left:?} in the working directory"
+    );
 }
 
 /// A loopback port where nothing listens: connections are refused at once.
@@ -63,7 +66,11 @@ fn a_toml_syntax_error_never_echoes_the_line() {
     let db = TempDatabase::new();
     let cases = [
         // An unterminated string on the token line.
-        (format!("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{secret}\n"), 3, "`http.token`"),
+        (
+            format!("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{secret}\n"),
+            3,
+            "`http.token`",
+        ),
         // A bare (unquoted) URL with a password.
         (
             format!("database_url = postgres://app:{secret}@db/x\n[service]\n"),
@@ -71,7 +78,11 @@ fn a_toml_syntax_error_never_echoes_the_line() {
             "`database_url`",
         ),
         // A stray character after the value.
-        (format!("[http]\ntoken = \"{secret}\" x\n"), 2, "`http.token`"),
+        (
+            format!("[http]\ntoken = \"{secret}\" x\n"),
+            2,
+            "`http.token`",
+        ),
     ];
     for (text, line, key) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -91,7 +102,11 @@ fn a_toml_syntax_error_never_echoes_the_line() {
                 format!("line {line}"),
                 key.to_owned(),
             ] {
-                assert!(run.stderr.contains(&part), "{what}: no {part}: {}", run.stderr);
+                assert!(
+                    run.stderr.contains(&part),
+                    "{what}: no {part}: {}",
+                    run.stderr
+                );
             }
         }
     }
@@ -121,8 +136,14 @@ fn unsupported_database_urls_are_refused_without_a_trace() {
     let secret = "hunter2-Pw";
     let port = closed_port();
     let cases = [
-        (format!("mysql://app:{secret}@127.0.0.1:{port}/x"), "`mysql`"),
-        (format!("MySQL://app:{secret}@127.0.0.1:{port}/x"), "`MySQL`"),
+        (
+            format!("mysql://app:{secret}@127.0.0.1:{port}/x"),
+            "`mysql`",
+        ),
+        (
+            format!("MySQL://app:{secret}@127.0.0.1:{port}/x"),
+            "`MySQL`",
+        ),
         (
             format!("host=127.0.0.1 port={port} user=app password={secret} dbname=x"),
             "key=value",
@@ -148,7 +169,11 @@ fn unsupported_database_urls_are_refused_without_a_trace() {
                 assert_eq!(run.code, 1, "{what}: {}", run.stderr);
                 assert_secret_absent(&run, secret, &what);
                 assert!(run.stderr.contains(reason), "{what}: {}", run.stderr);
-                assert!(run.stderr.contains("`database_url`"), "{what}: {}", run.stderr);
+                assert!(
+                    run.stderr.contains("`database_url`"),
+                    "{what}: {}",
+                    run.stderr
+                );
                 assert!(run.stderr.contains(env_name), "{what}: {}", run.stderr);
             }
             assert_empty_dir(dir.path(), &what);
@@ -170,9 +195,17 @@ fn postgres_url_forms_never_become_sqlite_files() {
         format!("postgres://app:{}%2Fx@127.0.0.1:{port}/x", secret),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let check = run_in(dir.path(), &["check-config"], &[("DATABASE_URL", url.as_str())]);
+        let check = run_in(
+            dir.path(),
+            &["check-config"],
+            &[("DATABASE_URL", url.as_str())],
+        );
         assert_eq!(check.code, 0, "{url}: {}", check.stderr);
-        assert!(check.stderr.contains("PostgreSQL; not contacted"), "{}", check.stderr);
+        assert!(
+            check.stderr.contains("PostgreSQL; not contacted"),
+            "{}",
+            check.stderr
+        );
         assert_secret_absent(&check, secret, &url);
         for command in ["status", "migrate"] {
             let run = run_in(dir.path(), &[command], &[("DATABASE_URL", url.as_str())]);
@@ -199,9 +232,11 @@ fn postgres_passwords_in_any_form_stay_hidden_on_a_real_server() {
     let encoded = db
         .url
         .replacen("postgres@", &format!("postgres:{secret}%2Fx@"), 1);
-    let capital = db
-        .url
-        .replacen("postgres://postgres@", &format!("Postgres://postgres:{secret}@"), 1);
+    let capital = db.url.replacen(
+        "postgres://postgres@",
+        &format!("Postgres://postgres:{secret}@"),
+        1,
+    );
     for url in [&in_query, &encoded, &capital] {
         let dir = tempfile::tempdir().unwrap();
         for command in ["migrate", "status", "export", "check-config"] {
@@ -286,7 +321,11 @@ fn a_postgres_server_that_never_answers_fails_within_the_connect_timeout() {
             "within 1 s".to_owned(),
             "database.connect_timeout_secs".to_owned(),
         ] {
-            assert!(run.stderr.contains(&part), "{command}: no {part}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(&part),
+                "{command}: no {part}: {}",
+                run.stderr
+            );
         }
         assert_secret_absent(&run, secret, command);
     }
@@ -326,8 +365,10 @@ fn a_postgres_statement_stuck_on_a_lock_is_cancelled_after_the_statement_timeout
                 .await
                 .unwrap();
             locked_tx.send(()).unwrap();
-            let _ = tokio::task::spawn_blocking(move || release_rx.recv_timeout(Duration::from_secs(60)))
-                .await;
+            let _ = tokio::task::spawn_blocking(move || {
+                release_rx.recv_timeout(Duration::from_secs(60))
+            })
+            .await;
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
         })
     });
@@ -379,7 +420,11 @@ fn check_config_refuses_what_serve_refuses_and_shows_whether_a_token_is_set() {
     ];
     let check = run_in(db.scratch("").as_path(), &["check-config"], &open);
     assert_eq!(check.code, 1, "{}", check.stdout);
-    for part in ["without a token", "`http.listen`", "BACKORDERD__HTTP__LISTEN"] {
+    for part in [
+        "without a token",
+        "`http.listen`",
+        "BACKORDERD__HTTP__LISTEN",
+    ] {
         assert!(check.stderr.contains(part), "{part}: {}", check.stderr);
     }
     let serve = run_in(db.scratch("").as_path(), &["serve"], &open);
@@ -413,7 +458,9 @@ fn check_config_refuses_what_serve_refuses_and_shows_whether_a_token_is_set() {
     );
     assert_eq!(check.code, 0, "{}", check.stderr);
     assert!(
-        check.stdout.contains("token = \"***\"  # environment variable BACKORDERD__HTTP__TOKEN"),
+        check
+            .stdout
+            .contains("token = \"***\"  # environment variable BACKORDERD__HTTP__TOKEN"),
         "{}",
         check.stdout
     );

@@ -56,12 +56,10 @@ impl PgStore {
             super::Location::Postgres(connect) => {
                 Self::connect(connect, &super::OpenOptions::default()).await
             }
-            super::Location::Sqlite(_) => {
-                Err(StoreError::Url(super::UrlError::InvalidPostgres {
-                    shown: super::redact_url(url),
-                    problem: "it names an SQLite database".to_owned(),
-                }))
-            }
+            super::Location::Sqlite(_) => Err(StoreError::Url(super::UrlError::InvalidPostgres {
+                shown: super::redact_url(url),
+                problem: "it names an SQLite database".to_owned(),
+            })),
         }
     }
 
@@ -83,9 +81,10 @@ impl PgStore {
         // sqlx has no connect timeout of its own: a server that takes the
         // connection and never answers would hold the caller forever.
         let timed_out = || StoreError::ConnectTimeout {
-            host: connect
-                .get_socket()
-                .map_or_else(|| connect.get_host().to_owned(), |s| s.display().to_string()),
+            host: connect.get_socket().map_or_else(
+                || connect.get_host().to_owned(),
+                |s| s.display().to_string(),
+            ),
             port: connect.get_port(),
             secs: options.connect_timeout.as_secs(),
         };
