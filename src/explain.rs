@@ -276,7 +276,9 @@ pub fn explain_order(
                 for (k, &(qo, ql)) in queue.iter().enumerate() {
                     match at {
                         Some(at) if k < at => ahead = i64::saturating_add(ahead, own_alloc(qo, ql)),
-                        Some(at) if k > at => behind = i64::saturating_add(behind, own_alloc(qo, ql)),
+                        Some(at) if k > at => {
+                            behind = i64::saturating_add(behind, own_alloc(qo, ql))
+                        }
                         _ => {}
                     }
                 }
@@ -425,13 +427,21 @@ pub fn product_summary(
             let i = row(&mut rows, s, order.ship_from.as_deref());
             let figures = &mut rows[i].figures;
             if scope == Scope::Frozen {
-                figures.held_by_frozen = figures.held_by_frozen.saturating_add(frozen_hold(line.qty, line.backorder_qty));
+                figures.held_by_frozen = figures
+                    .held_by_frozen
+                    .saturating_add(frozen_hold(line.qty, line.backorder_qty));
                 continue;
             }
             let backordered = line.backorder_qty.clamp(0, line.qty.max(0));
-            figures.allocated = figures.allocated.saturating_add(line.qty.max(0) - backordered);
-            figures.backordered = figures.backordered.saturating_add(line.backorder_qty.max(0));
-            figures.backordered_lines = figures.backordered_lines.saturating_add(i64::from(line.backorder_qty > 0 && line.qty > 0));
+            figures.allocated = figures
+                .allocated
+                .saturating_add(line.qty.max(0) - backordered);
+            figures.backordered = figures
+                .backordered
+                .saturating_add(line.backorder_qty.max(0));
+            figures.backordered_lines = figures
+                .backordered_lines
+                .saturating_add(i64::from(line.backorder_qty > 0 && line.qty > 0));
         }
     }
     rows.sort_by(|a, b| {
@@ -444,10 +454,14 @@ pub fn product_summary(
     for r in &rows {
         total.on_hand = total.on_hand.saturating_add(r.figures.on_hand);
         total.available = total.available.saturating_add(r.figures.available);
-        total.held_by_frozen = total.held_by_frozen.saturating_add(r.figures.held_by_frozen);
+        total.held_by_frozen = total
+            .held_by_frozen
+            .saturating_add(r.figures.held_by_frozen);
         total.allocated = total.allocated.saturating_add(r.figures.allocated);
         total.backordered = total.backordered.saturating_add(r.figures.backordered);
-        total.backordered_lines = total.backordered_lines.saturating_add(r.figures.backordered_lines);
+        total.backordered_lines = total
+            .backordered_lines
+            .saturating_add(r.figures.backordered_lines);
     }
     total.available = total.available.max(0);
     let mut open_purchase_orders: Vec<OpenPurchaseOrder> = s

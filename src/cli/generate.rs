@@ -27,7 +27,9 @@ const MAX_COUNT: usize = 100_000_000;
 fn parse_count(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n <= MAX_COUNT => Ok(n),
-        _ => Err(format!("must be a whole number from 0 to {MAX_COUNT} (got {text})")),
+        _ => Err(format!(
+            "must be a whole number from 0 to {MAX_COUNT} (got {text})"
+        )),
     }
 }
 
@@ -43,7 +45,9 @@ fn parse_skew(text: &str) -> Result<f64, String> {
     if skew.is_finite() && (0.0..=MAX_SKEW).contains(&skew) {
         Ok(skew)
     } else {
-        Err(format!("must be a number from 0 to {MAX_SKEW} (got {text})"))
+        Err(format!(
+            "must be a number from 0 to {MAX_SKEW} (got {text})"
+        ))
     }
 }
 

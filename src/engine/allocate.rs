@@ -433,7 +433,10 @@ mod tests {
     fn huge_stock_over_several_warehouses_is_a_huge_pool() {
         let as_of = "2026-11-30T00:00:00Z".parse().unwrap();
         let result = super::allocate(&snapshot(&[i64::MAX, i64::MAX], 5, None), as_of);
-        assert!(result.lines.iter().all(|l| l.backorder_qty == 0), "{result:?}");
+        assert!(
+            result.lines.iter().all(|l| l.backorder_qty == 0),
+            "{result:?}"
+        );
         // Two lines of i64::MAX with no stock: the order's total saturates
         // instead of wrapping to -2.
         let result = super::allocate(&snapshot(&[0], i64::MAX, None), as_of);

@@ -73,7 +73,11 @@ fn assert_event_refused(db: &TempDatabase, event: Value, says: &str) {
     let before = state(db);
     let id = event["id"].as_str().unwrap().to_owned();
     let run = send_events(db, &[event], &[]);
-    assert_eq!(run.code, 2, "event {id} should be refused; stderr: {}", run.stderr);
+    assert_eq!(
+        run.code, 2,
+        "event {id} should be refused; stderr: {}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains(&format!("(id \"{id}\")")) && run.stderr.contains(says),
         "the refusal should name event {id} and say {says:?}: {}",
@@ -104,9 +108,7 @@ fn quantities_past_the_bound_are_refused_and_nothing_is_applied(backend: Backend
     let imported = import(&db, &book());
     assert_eq!(imported.code, 0, "{}", imported.stderr);
 
-    let receipt = |id: &str, qty: i64| {
-        json!({"id": id, "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": qty})
-    };
+    let receipt = |id: &str, qty: i64| json!({"id": id, "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": qty});
     assert_event_refused(&db, receipt("huge", i64::MAX), "qty is out of range");
     assert_event_refused(
         &db,
@@ -140,7 +142,9 @@ fn quantities_past_the_bound_are_refused_and_nothing_is_applied(backend: Backend
     // At the bound: accepted. A sum that would pass it: refused, whole.
     assert_accepted(
         &db,
-        &[json!({"id": "count", "type": "inventory_set", "sku": "TEA", "warehouse": "MAIN", "on_hand": MAX_QUANTITY})],
+        &[
+            json!({"id": "count", "type": "inventory_set", "sku": "TEA", "warehouse": "MAIN", "on_hand": MAX_QUANTITY}),
+        ],
     );
     assert_event_refused(&db, receipt("one-more", 1), "would become 1000000000001");
     assert_event_refused(
@@ -150,7 +154,9 @@ fn quantities_past_the_bound_are_refused_and_nothing_is_applied(backend: Backend
     );
     assert_accepted(
         &db,
-        &[json!({"id": "floor", "type": "inventory_set", "sku": "TEA", "warehouse": "MAIN", "on_hand": -MAX_QUANTITY})],
+        &[
+            json!({"id": "floor", "type": "inventory_set", "sku": "TEA", "warehouse": "MAIN", "on_hand": -MAX_QUANTITY}),
+        ],
     );
     assert_event_refused(
         &db,
@@ -162,7 +168,9 @@ fn quantities_past_the_bound_are_refused_and_nothing_is_applied(backend: Backend
     // the refusal undoes the on-hand the same event had moved.
     assert_accepted(
         &db,
-        &[json!({"id": "r1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": MAX_QUANTITY, "po_id": "PO-1"})],
+        &[
+            json!({"id": "r1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": MAX_QUANTITY, "po_id": "PO-1"}),
+        ],
     );
     let after_receipt = state(&db);
     assert_eq!(on_hand(&after_receipt, "TEA", "MAIN"), 0);
@@ -176,13 +184,18 @@ fn quantities_past_the_bound_are_refused_and_nothing_is_applied(backend: Backend
     // Two lines at the bound: the order's total is their sum, not a wrap.
     assert_accepted(
         &db,
-        &[json!({"id": "big", "type": "order_upserted", "order": {"id": "SO-2",
+        &[
+            json!({"id": "big", "type": "order_upserted", "order": {"id": "SO-2",
             "order_date": "2026-11-02T00:00:00Z",
-            "lines": [{"id": "SO-2-1", "sku": "BIG", "qty": MAX_QUANTITY}, {"id": "SO-2-2", "sku": "BIG", "qty": MAX_QUANTITY}]}})],
+            "lines": [{"id": "SO-2-1", "sku": "BIG", "qty": MAX_QUANTITY}, {"id": "SO-2-2", "sku": "BIG", "qty": MAX_QUANTITY}]}}),
+        ],
     );
     let recalc = db.run(&["recalc", "--all", "--inline"], None);
     assert_eq!(recalc.code, 0, "{}", recalc.stderr);
-    assert_eq!(stored_order(&db, "SO-2"), (2 * MAX_QUANTITY, "full".to_owned()));
+    assert_eq!(
+        stored_order(&db, "SO-2"),
+        (2 * MAX_QUANTITY, "full".to_owned())
+    );
 
     // Nothing is poisoned: every reading command still works.
     let exported = state(&db);
@@ -229,7 +242,11 @@ fn an_import_past_the_bounds_changes_nothing(backend: Backend) {
         let run = import(&db, &snapshot);
         assert_eq!(run.code, 2, "{pointer}: stderr {}", run.stderr);
         assert!(run.stderr.contains(says), "{pointer}: {}", run.stderr);
-        assert_eq!(state(&db), before, "{pointer}: a refused import changed the state");
+        assert_eq!(
+            state(&db),
+            before,
+            "{pointer}: a refused import changed the state"
+        );
     }
     // Rows of one (sku, warehouse) are stored summed: the sum is bounded.
     let mut snapshot = book();
@@ -240,7 +257,8 @@ fn an_import_past_the_bounds_changes_nothing(backend: Backend) {
     let run = import(&db, &snapshot);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("inventory rows of sku \"TEA\" in warehouse \"MAIN\""),
+        run.stderr
+            .contains("inventory rows of sku \"TEA\" in warehouse \"MAIN\""),
         "{}",
         run.stderr
     );
@@ -264,7 +282,9 @@ fn a_setting_past_its_bound_is_refused_and_one_at_it_works(backend: Backend) {
     let daemon = Daemon::start(&db, &[]);
     let run = send_events(
         &db,
-        &[json!({"id": "century", "type": "settings_changed", "settings": {"max_days_back": MAX_DAYS_BACK}})],
+        &[
+            json!({"id": "century", "type": "settings_changed", "settings": {"max_days_back": MAX_DAYS_BACK}}),
+        ],
         &["--wait", "--timeout", "60"],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -273,7 +293,11 @@ fn a_setting_past_its_bound_is_refused_and_one_at_it_works(backend: Backend) {
     assert_eq!(exported["settings"]["max_days_back"], MAX_DAYS_BACK);
     // Five TEA for three; one MUG for two: SO-1 is partly backordered.
     assert_eq!(stored_order(&db, "SO-1"), (1, "partial".to_owned()));
-    let simulated = backorderd(&["simulate", "-"], Some(exported.to_string().as_bytes()), &[]);
+    let simulated = backorderd(
+        &["simulate", "-"],
+        Some(exported.to_string().as_bytes()),
+        &[],
+    );
     assert_eq!(simulated.code, 0, "{}", simulated.stderr);
     let stderr = daemon.stop_with("TERM");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -363,8 +387,9 @@ fn simulate_refuses_values_past_the_bounds_and_computes_at_them() {
 #[test]
 fn generate_refuses_a_nonsense_skew() {
     for skew in ["nan", "NaN", "inf", "-inf", "-1", "11", "lots", ""] {
+        let option = format!("--skew={skew}");
         let run = backorderd(
-            &["generate", "--lines", "10", "--skus", "3", "--skew", skew],
+            &["generate", "--lines", "10", "--skus", "3", &option],
             None,
             &[],
         );
@@ -389,7 +414,14 @@ fn generate_refuses_a_nonsense_skew() {
             &[],
         );
         let book = run.ok_json();
-        assert_eq!(book["orders"].as_array().map(|o| o.iter().map(|o| o["lines"].as_array().unwrap().len()).sum::<usize>()), Some(10), "--skew {skew}");
+        assert_eq!(
+            book["orders"].as_array().map(|o| o
+                .iter()
+                .map(|o| o["lines"].as_array().unwrap().len())
+                .sum::<usize>()),
+            Some(10),
+            "--skew {skew}"
+        );
     }
 }
 
@@ -421,7 +453,7 @@ fn http_refuses_quantities_and_settings_past_the_bounds() {
     let post = |events: &[Value]| {
         read(
             agent
-                .post(format!("{base}/v1/events?wait=true"))
+                .post(format!("{base}/v1/events"))
                 .send(jsonl(events).as_bytes()),
         )
     };
