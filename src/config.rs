@@ -1062,7 +1062,7 @@ mod tests {
             ),
             (
                 "[http]\n\ntoken = \"s3cret\" s3cret\n",
-                "line 3, column 17 (key `http.token`)",
+                "line 3, column 18 (key `http.token`)",
             ),
             ("[service\ntoken = \"s3cret\"\n", "line 1"),
         ] {
