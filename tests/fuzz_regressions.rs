@@ -142,17 +142,19 @@ fn recorded_event_batches_are_applied_or_refused_and_the_worker_recalculates() {
         let url = format!("sqlite://{}", dir.path().join("fuzz.db").display());
         let base = dir.path().join("base.json");
         std::fs::write(&base, serde_json::to_vec(&harness::base_state()).unwrap()).unwrap();
-        let base = base.to_str().unwrap();
-        let db = ["--database-url", url.as_str()];
-        expect(&backorderd(dir.path(), &[&["import", base], &db[..]].concat()), 0, "import");
+        let run = |args: &[&str]| {
+            let mut args = args.to_vec();
+            args.extend(["--database-url", url.as_str()]);
+            backorderd(dir.path(), &args)
+        };
+        expect(&run(&["import", base.to_str().unwrap()]), 0, "import");
         let file = path.to_str().unwrap();
         let what = format!("event {file}");
-        expect(&backorderd(dir.path(), &[&["event", file], &db[..]].concat()), code, &what);
+        expect(&run(&["event", file]), code, &what);
         // Whatever the batch did, the stored state still recalculates and exports.
-        let recalc = [&["recalc", "--all", "--inline"], &db[..]].concat();
-        expect(&backorderd(dir.path(), &recalc), 0, &format!("recalc after {what}"));
-        let export = [&["export"], &db[..]].concat();
-        expect(&backorderd(dir.path(), &export), 0, &format!("export after {what}"));
+        let recalc = run(&["recalc", "--all", "--inline"]);
+        expect(&recalc, 0, &format!("recalc after {what}"));
+        expect(&run(&["export"]), 0, &format!("export after {what}"));
     }
 }
 

@@ -117,7 +117,9 @@ fn check_pools<'s>(snapshot: &'s Snapshot, allocation: &Allocation) {
             .get(row.warehouse.as_str())
             .is_some_and(|&kind| engine::is_eligible(kind, settings));
         if eligible {
-            *supply.entry(key(&row.sku, Some(&row.warehouse))).or_default() += i128::from(row.on_hand);
+            *supply
+                .entry(key(row.sku.as_str(), Some(row.warehouse.as_str())))
+                .or_default() += i128::from(row.on_hand);
         }
     }
     let mut held: HashMap<Pool, i128> = HashMap::new();
@@ -125,7 +127,7 @@ fn check_pools<'s>(snapshot: &'s Snapshot, allocation: &Allocation) {
     let per_order = allocation.lines_by_order(&snapshot.orders);
     for ((order, outcome), lines) in snapshot.orders.iter().zip(&allocation.orders).zip(per_order) {
         for (line, out) in order.lines.iter().zip(lines) {
-            let at = key(&line.sku, order.ship_from.as_deref());
+            let at = key(line.sku.as_str(), order.ship_from.as_deref());
             match outcome.scope {
                 Scope::Frozen => {
                     let kept = line.backorder_qty.clamp(0, line.qty.max(0));
@@ -239,7 +241,6 @@ pub fn base_state() -> Snapshot {
 /// One event applied as events.md says; `None` where the store refuses it
 /// (an unknown order, line or warehouse, a quantity that overflows).
 fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
-    let known_warehouse = |state: &Snapshot, id: &str| state.warehouses.iter().any(|w| w.id == id);
     match &event.kind {
         EventKind::PoReceived {
             sku,
@@ -247,7 +248,7 @@ fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
             qty,
             po_id,
         } => {
-            known_warehouse(state, warehouse).then_some(())?;
+            known_warehouse(state, warehouse)?;
             let row = inventory_row(state, sku, warehouse);
             row.on_hand = row.on_hand.checked_add(*qty)?;
             if let Some(po) = po_id
@@ -262,7 +263,7 @@ fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
             warehouse,
             delta,
         } => {
-            known_warehouse(state, warehouse).then_some(())?;
+            known_warehouse(state, warehouse)?;
             let row = inventory_row(state, sku, warehouse);
             row.on_hand = row.on_hand.checked_add(*delta)?;
         }
@@ -271,7 +272,7 @@ fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
             warehouse,
             on_hand,
         } => {
-            known_warehouse(state, warehouse).then_some(())?;
+            known_warehouse(state, warehouse)?;
             inventory_row(state, sku, warehouse).on_hand = *on_hand;
         }
         EventKind::PurchaseOrderUpserted { purchase_order } => {
@@ -327,6 +328,10 @@ fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
         EventKind::Recalculate { .. } => {}
     }
     Some(())
+}
+
+fn known_warehouse(state: &Snapshot, id: &str) -> Option<()> {
+    state.warehouses.iter().any(|w| w.id == id).then_some(())
 }
 
 fn inventory_row<'s>(state: &'s mut Snapshot, sku: &str, warehouse: &str) -> &'s mut InventoryRow {
