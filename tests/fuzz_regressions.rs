@@ -15,7 +15,10 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TARGETS: [(&str, fn(&[u8])); 3] = [
+/// A fuzz target: its name (its folder) and its checks.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 3] = [
     ("snapshot", harness::snapshot),
     ("events", harness::events),
     ("config", harness::config),
@@ -58,7 +61,11 @@ fn replay(dir: &Path) -> usize {
             }
         }
     }
-    assert!(failures.is_empty(), "fuzz checks fail on:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fuzz checks fail on:\n{}",
+        failures.join("\n")
+    );
     count
 }
 
@@ -117,7 +124,11 @@ fn backorderd(dir: &Path, args: &[&str]) -> Exit {
 }
 
 fn expect(exit: &Exit, code: i32, what: &str) {
-    assert!(!exit.output.contains("panicked"), "{what} panics:\n{}", exit.output);
+    assert!(
+        !exit.output.contains("panicked"),
+        "{what} panics:\n{}",
+        exit.output
+    );
     assert_eq!(exit.code, Some(code), "{what}:\n{}", exit.output);
 }
 
@@ -168,7 +179,11 @@ fn recorded_configuration_files_are_checked_without_showing_a_secret() {
         expect(&exit, code, &what);
         let text = std::fs::read_to_string(&path).unwrap();
         for secret in harness::secrets_in(&text) {
-            assert!(!exit.output.contains(&secret), "{what} shows {secret:?}:\n{}", exit.output);
+            assert!(
+                !exit.output.contains(&secret),
+                "{what} shows {secret:?}:\n{}",
+                exit.output
+            );
         }
     }
 }

@@ -57,7 +57,12 @@ fn check_outcomes(snapshot: &Snapshot, allocation: &Allocation, as_of: DateTime<
     assert_eq!(allocation.lines.len(), line_count, "one outcome per line");
     assert_eq!(allocation.orders.len(), snapshot.orders.len());
     let per_order = allocation.lines_by_order(&snapshot.orders);
-    for ((order, outcome), lines) in snapshot.orders.iter().zip(&allocation.orders).zip(per_order) {
+    for ((order, outcome), lines) in snapshot
+        .orders
+        .iter()
+        .zip(&allocation.orders)
+        .zip(per_order)
+    {
         let scope = engine::scope_of(order, &snapshot.settings, &snapshot.warehouses, as_of);
         assert_eq!(outcome.scope, scope, "order {:?}: scope", order.id);
         for (line, out) in order.lines.iter().zip(lines) {
@@ -91,7 +96,13 @@ fn check_outcomes(snapshot: &Snapshot, allocation: &Allocation, as_of: DateTime<
         let status = if scope == Scope::Closed {
             BackorderStatus::None
         } else {
-            BackorderStatus::of_lines(order.lines.iter().zip(lines).map(|(l, o)| (l.qty, o.backorder_qty)))
+            BackorderStatus::of_lines(
+                order
+                    .lines
+                    .iter()
+                    .zip(lines)
+                    .map(|(l, o)| (l.qty, o.backorder_qty)),
+            )
         };
         assert_eq!(outcome.status, status, "order {:?}: status", order.id);
     }
@@ -109,8 +120,11 @@ fn check_pools<'s>(snapshot: &'s Snapshot, allocation: &Allocation) {
     let key = |sku: &'s str, warehouse: Option<&'s str>| -> Pool<'s> {
         (sku, warehouse.filter(|_| settings.warehouse_based))
     };
-    let kinds: HashMap<&str, WarehouseKind> =
-        snapshot.warehouses.iter().map(|w| (w.id.as_str(), w.kind)).collect();
+    let kinds: HashMap<&str, WarehouseKind> = snapshot
+        .warehouses
+        .iter()
+        .map(|w| (w.id.as_str(), w.kind))
+        .collect();
     let mut supply: HashMap<Pool, i128> = HashMap::new();
     for row in &snapshot.inventory {
         let eligible = kinds
@@ -125,7 +139,12 @@ fn check_pools<'s>(snapshot: &'s Snapshot, allocation: &Allocation) {
     let mut held: HashMap<Pool, i128> = HashMap::new();
     let mut demand: HashMap<Pool, (i128, i128)> = HashMap::new();
     let per_order = allocation.lines_by_order(&snapshot.orders);
-    for ((order, outcome), lines) in snapshot.orders.iter().zip(&allocation.orders).zip(per_order) {
+    for ((order, outcome), lines) in snapshot
+        .orders
+        .iter()
+        .zip(&allocation.orders)
+        .zip(per_order)
+    {
         for (line, out) in order.lines.iter().zip(lines) {
             let at = key(line.sku.as_str(), order.ship_from.as_deref());
             match outcome.scope {
@@ -175,7 +194,10 @@ fn check_result_json(snapshot: &Snapshot, allocation: &Allocation) {
 fn check_round_trip(snapshot: &Snapshot) {
     let text = serde_json::to_vec(snapshot).expect("a snapshot serializes");
     match from_json::<Snapshot>(&text) {
-        Ok(again) => assert_eq!(&again, snapshot, "a snapshot changed on its way out and back"),
+        Ok(again) => assert_eq!(
+            &again, snapshot,
+            "a snapshot changed on its way out and back"
+        ),
         Err(err) => panic!("an accepted snapshot, written out, is refused: {err}"),
     }
 }
@@ -193,7 +215,10 @@ pub fn events(data: &[u8]) {
         return;
     };
     for event in &batch {
-        assert!(events::check(event).is_ok(), "parse_batch let through {event:?}");
+        assert!(
+            events::check(event).is_ok(),
+            "parse_batch let through {event:?}"
+        );
     }
     let mut state = base_state();
     for event in &batch {
@@ -304,7 +329,10 @@ fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
                 return None;
             }
             let order = stored_order(state, order_id)?;
-            if !line_ids.iter().all(|id| order.lines.iter().any(|l| &l.id == id)) {
+            if !line_ids
+                .iter()
+                .all(|id| order.lines.iter().any(|l| &l.id == id))
+            {
                 return None;
             }
             let mut split = order.clone();
@@ -350,10 +378,7 @@ fn inventory_row<'s>(state: &'s mut Snapshot, sku: &str, warehouse: &str) -> &'s
     &mut state.inventory[at]
 }
 
-fn stored_order<'s>(
-    state: &'s mut Snapshot,
-    id: &str,
-) -> Option<&'s mut Order> {
+fn stored_order<'s>(state: &'s mut Snapshot, id: &str) -> Option<&'s mut Order> {
     state.orders.iter_mut().find(|o| o.id == id)
 }
 
