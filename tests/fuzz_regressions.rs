@@ -206,17 +206,3 @@ fn configuration_files_through_check_config(base: &Path) {
         }
     }
 }
-
-/// Crashes found whose fix is not merged here yet (tests/fuzz/pending/):
-/// the configuration errors that echo a secret's line, and the `?password=`
-/// URL shown whole (issue 9, finding 3). Once fixed, move the files up to
-/// tests/fuzz/ and this test has nothing left to run.
-#[test]
-#[ignore = "pending the fix of issue 9's secret leaks; run with --ignored"]
-fn pending_crashes_pass_the_fuzz_checks_and_the_binary() {
-    let pending = root().join("tests/fuzz/pending");
-    replay(&pending);
-    snapshots_through_simulate(&pending);
-    event_batches_through_the_store(&pending);
-    configuration_files_through_check_config(&pending);
-}
