@@ -83,10 +83,7 @@ mod tests {
         let text = super::json();
         // Every `$ref` names a schema that is there.
         for (at, _) in text.match_indices("#/components/schemas/") {
-            let name: String = text[at + 21..]
-                .chars()
-                .take_while(|c| *c != '"')
-                .collect();
+            let name: String = text[at + 21..].chars().take_while(|c| *c != '"').collect();
             assert!(schemas.contains_key(&name), "dangling $ref {name}");
         }
         assert_eq!(

@@ -47,8 +47,9 @@ fn router_routes() -> BTreeSet<(String, String)> {
             let calls = methods
                 .match_indices(&format!("{method}("))
                 .filter(|(i, _)| {
-                    *i == 0 || !methods.as_bytes()[i - 1].is_ascii_alphanumeric()
-                        && methods.as_bytes()[i - 1] != b'_'
+                    *i == 0
+                        || !methods.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && methods.as_bytes()[i - 1] != b'_'
                 })
                 .count();
             if calls > 0 {
@@ -58,7 +59,10 @@ fn router_routes() -> BTreeSet<(String, String)> {
         }
         assert!(found, "no method found in .route(\"{path}\"{methods})");
     }
-    assert!(routes.len() >= 9, "the router's routes were not found: {routes:?}");
+    assert!(
+        routes.len() >= 9,
+        "the router's routes were not found: {routes:?}"
+    );
     routes
 }
 
@@ -76,7 +80,12 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     operations
 }
 
-fn call(agent: &ureq::Agent, method: &str, url: &str, token: Option<&str>) -> (u16, String, String) {
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
     let response = match method {
         "GET" => {
             let mut request = agent.get(url);
@@ -109,7 +118,13 @@ fn call(agent: &ureq::Agent, method: &str, url: &str, token: Option<&str>) -> (u
 fn openapi_lists_every_route() {
     let db = TempDatabase::new();
     let imported = db.run(
-        &["import", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/examples/01-oldest-first.json")],
+        &[
+            "import",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/examples/01-oldest-first.json"
+            ),
+        ],
         None,
     );
     assert_eq!(imported.code, 0, "{}", imported.stderr);
@@ -128,9 +143,13 @@ fn openapi_lists_every_route() {
         .into();
 
     // Served without the token, as JSON, and OpenAPI 3.1.
-    let (status, content_type, text) = call(&agent, "GET", &format!("{base}/v1/openapi.json"), None);
+    let (status, content_type, text) =
+        call(&agent, "GET", &format!("{base}/v1/openapi.json"), None);
     assert_eq!(status, 200, "{text}");
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     let doc: Value = serde_json::from_str(&text).expect("the description is JSON");
     let version = doc["openapi"].as_str().expect("an `openapi` version");
     assert!(version.starts_with("3.1."), "OpenAPI {version}");
@@ -145,15 +164,24 @@ fn openapi_lists_every_route() {
     let operations = documented(&doc);
     let undocumented: Vec<_> = routes.difference(&operations).collect();
     let unrouted: Vec<_> = operations.difference(&routes).collect();
-    assert!(undocumented.is_empty(), "routes without a description: {undocumented:?}");
-    assert!(unrouted.is_empty(), "described but not routed: {unrouted:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes without a description: {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "described but not routed: {unrouted:?}"
+    );
 
     // Each operation, called on the live server, answers a status it
     // documents with the content type documented for it; a guarded one
     // documents 401 and answers it without the token.
     for (method, path) in &operations {
         let operation = &doc["paths"][path][method.to_lowercase()];
-        let url = format!("{base}{}", path.replace("{id}", "A").replace("{sku}", "CAT-HAMMOCK"));
+        let url = format!(
+            "{base}{}",
+            path.replace("{id}", "A").replace("{sku}", "CAT-HAMMOCK")
+        );
         let (status, content_type, text) = call(&agent, method, &url, Some(TOKEN));
         let response = &operation["responses"][status.to_string()];
         assert!(
@@ -168,16 +196,26 @@ fn openapi_lists_every_route() {
         if content_type.starts_with("application/json") {
             let body: Value = serde_json::from_str(&text).expect("JSON");
             if status >= 400 {
-                assert!(body["error"].is_string() && body["status"] == status, "{body}");
+                assert!(
+                    body["error"].is_string() && body["status"] == status,
+                    "{body}"
+                );
             }
         }
         let guarded = operation["security"]
             .as_array()
             .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
         let public = ["/healthz", "/readyz", "/v1/openapi.json"].contains(&path.as_str());
-        assert_eq!(guarded, !public, "{method} {path}: security {}", operation["security"]);
+        assert_eq!(
+            guarded, !public,
+            "{method} {path}: security {}",
+            operation["security"]
+        );
         if guarded {
-            assert!(operation["responses"]["401"].is_object(), "{method} {path}: no 401");
+            assert!(
+                operation["responses"]["401"].is_object(),
+                "{method} {path}: no 401"
+            );
             let (status, _, text) = call(&agent, method, &url, None);
             assert_eq!(status, 401, "{method} {path} without the token: {text}");
         }
