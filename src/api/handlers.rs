@@ -618,6 +618,6 @@ fn to_value(body: &impl serde::Serialize) -> Value {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum EventsBody {
-    One(Event),
+    One(Box<Event>),
     Many(Vec<Event>),
 }

@@ -46,10 +46,10 @@ fn router_routes() -> BTreeSet<(String, String)> {
         for method in ["get", "post", "put", "delete", "patch", "head", "options"] {
             let calls = methods
                 .match_indices(&format!("{method}("))
-                .filter(|(i, _)| {
-                    *i == 0
-                        || !methods.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && methods.as_bytes()[i - 1] != b'_'
+                .filter(|&(i, _)| {
+                    // `get(`, not `forget(` or `my_get(`.
+                    let before = i.checked_sub(1).map(|j| methods.as_bytes()[j]);
+                    !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
                 })
                 .count();
             if calls > 0 {
