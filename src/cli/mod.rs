@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::input::InputError;
 
-/// Exit code for refused input (contract: snapshot.md, events.md).
+/// Exit code for refused input (docs/reference/cli.md, exit codes).
 pub const EXIT_REFUSED: i32 = 2;
 /// Exit code for every other failure.
 pub const EXIT_FAILURE: i32 = 1;
@@ -26,11 +26,14 @@ pub const EXIT_FAILURE: i32 = 1;
                   purchase orders and orders, it decides for every order line how many units are \
                   backordered, the order's backorder status and when the missing units are expected.\n\n\
                   Exit codes: 0 success; 2 input refused (the message names the record and the rule); \
-                  1 any other failure."
+                  1 any other failure.\n\n\
+                  Reference (formats, rules, events, HTTP API, commands): docs/reference/ in the \
+                  source repository."
 )]
 pub struct Cli {
-    /// The database: `sqlite://PATH` (created on first use). Default: the
-    /// configuration's `database_url`, `sqlite://backorderd.db` unless set.
+    /// The database: `sqlite://PATH` (created on first use) or
+    /// `postgres://USER:PASSWORD@HOST/DB`. Default: the configuration's
+    /// `database_url`, `sqlite://backorderd.db` unless set.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// A TOML configuration file layered over the built-in defaults
@@ -46,7 +49,7 @@ pub struct Cli {
 pub enum Command {
     /// Print the allocation result of a snapshot file; touches no database.
     ///
-    /// Reads a snapshot (JSON, see snapshot.md) and prints the result: every line's
+    /// Reads a snapshot (JSON, docs/reference/snapshot.md) and prints the result: every line's
     /// backorder quantity and ETA, every order's scope, status and backorder quantity,
     /// in the snapshot's order. A snapshot without `as_of` is computed as of now.
     Simulate {
@@ -88,7 +91,8 @@ pub enum Command {
     /// unknown order, line or warehouse, negative quantity) nothing of the file is
     /// applied and the command exits 2 naming the event. An id seen before is
     /// acknowledged and ignored, so a sender may retry a file freely. Prints a
-    /// JSON report: accepted ids, duplicate ids, SKUs marked.
+    /// JSON report: accepted ids, duplicate ids, SKUs marked. Event types and
+    /// their fields: docs/reference/events.md.
     Event {
         /// The JSON Lines file; `-` reads standard input.
         file: PathBuf,
@@ -120,7 +124,7 @@ pub enum Command {
     /// within `service.shutdown_grace_secs`. A full recalculation runs every
     /// `service.full_recalculation_interval_secs`. Logs go to standard error
     /// (`log.format = "json"` for JSON lines). It also answers HTTP on
-    /// `http.listen` (README, "HTTP API").
+    /// `http.listen` (docs/reference/http.md).
     Serve(daemon::ServeArgs),
     /// Print the queue's state as JSON: pending, running and failed jobs, and
     /// the SKUs waiting for a recalculation.
