@@ -14,14 +14,14 @@ use crate::engine::validate;
 use crate::input::{InputError, from_json};
 
 /// One event: its sender-chosen id and what happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: String,
     #[serde(flatten)]
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventKind {
     PoReceived {
@@ -55,6 +55,7 @@ pub enum EventKind {
         order_id: String,
         payment_status: PaymentStatus,
         #[serde(default, with = "timestamp_opt")]
+        #[schema(value_type = Option<String>, format = DateTime)]
         payment_date: Option<DateTime<Utc>>,
     },
     OrderSplit {
@@ -97,7 +98,7 @@ impl EventKind {
 
 /// A partial `settings` object: the keys present replace the stored ones.
 /// `max_days_back: null` clears the limit, leaving the key out keeps it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     pub use_payment_date: Option<bool>,
@@ -112,6 +113,7 @@ pub struct SettingsPatch {
     pub prioritize_rush: Option<bool>,
     pub prioritize_picked: Option<bool>,
     #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<u32>)]
     pub max_days_back: Option<Option<u32>>,
 }
 

@@ -21,7 +21,7 @@ use crate::engine::{self, BackorderStatus, Scope};
 use crate::store::{OrderView, PoolState};
 
 /// A pool: a SKU, or with `warehouse_based` a SKU and a ship-from warehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub struct PoolKey {
     pub sku: String,
     /// The ship-from warehouse; `None` when pools are per SKU.
@@ -29,7 +29,7 @@ pub struct PoolKey {
     pub warehouse: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Reason {
     /// The order's class (section 2) as of now: only `active` lines are allocated.
     pub scope: Scope,
@@ -54,13 +54,13 @@ pub struct Reason {
     pub recalculation_pending: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReplacementCover {
     pub sku: String,
     pub units: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineExplanation {
     pub line_id: String,
     pub sku: String,
@@ -68,16 +68,19 @@ pub struct LineExplanation {
     /// As stored (written back by the last recalculation, or overridden).
     pub backorder_qty: i64,
     #[serde(with = "crate::engine::time_format::date_opt")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub eta: Option<NaiveDate>,
     pub reason: Reason,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderExplanation {
     pub order_id: String,
     #[serde(with = "crate::engine::time_format::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
     pub order_date: DateTime<Utc>,
     #[serde(with = "crate::engine::time_format::timestamp_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub payment_date: Option<DateTime<Utc>>,
     pub status: OrderStatus,
     pub payment_status: PaymentStatus,
@@ -324,7 +327,7 @@ pub fn explain_order(
 }
 
 /// A SKU's stock and what it is promised to, per warehouse.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StockFigures {
     pub on_hand: i64,
     /// Stock in eligible warehouses (section 3); at least 0 in the total.
@@ -339,17 +342,18 @@ pub struct StockFigures {
     pub backordered_lines: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WarehouseStock {
     /// `None`: lines of orders without a ship-from warehouse.
     pub warehouse: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub kind: Option<&'static str>,
     pub eligible: bool,
     #[serde(flatten)]
     pub figures: StockFigures,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OpenPurchaseOrder {
     pub id: String,
     pub warehouse: String,
@@ -358,10 +362,11 @@ pub struct OpenPurchaseOrder {
     pub qty_received: i64,
     pub open_qty: i64,
     #[serde(with = "crate::engine::time_format::date_opt")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub expected_date: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProductSummary {
     pub sku: String,
     pub replacement_sku: Option<String>,

@@ -6,7 +6,9 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+
+use super::bodies::ErrorBody;
 
 use crate::store::StoreError;
 
@@ -51,11 +53,12 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), error = %self.message, "HTTP request failed");
         }
-        let mut body = Map::new();
-        body.insert("error".into(), json!(self.message));
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.extend(self.extra);
-        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        let body = ErrorBody {
+            error: self.message,
+            status: self.status.as_u16(),
+            extra: self.extra,
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::bodies::{
+    BackorderEntry, BackorderPage, ErrorBody, EventOutcome, EventsAnswer, Health, Outcome,
+    ReadinessAnswer, ReadinessChecks, RecalculateAnswer,
+};
 use super::error::ApiError;
 use crate::engine::time_format::format_timestamp;
 use crate::events::{Event, EventKind, parse_batch};
@@ -23,13 +27,15 @@ use crate::store::{BackorderCursor, BackorderQuery, IngestReport, StatusFilter, 
 
 type Shared<S> = State<Arc<AppState<S>>>;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitParams {
     /// Answer once the recalculations caused are written back.
     #[serde(default)]
     wait: bool,
     /// With `wait`: seconds to wait at most (capped by `http.wait_timeout_secs`).
+    #[param(minimum = 0)]
     timeout: Option<u64>,
 }
 
@@ -74,18 +80,21 @@ fn parse_events(body: &[u8]) -> Result<Vec<Event>, ApiError> {
 
 /// Each event's outcome, in the request's order. An id given twice in one
 /// request is accepted once, then a duplicate.
-fn results(events: &[Event], report: &IngestReport) -> Vec<Value> {
+fn results(events: &[Event], report: &IngestReport) -> Vec<EventOutcome> {
     let accepted: HashSet<&str> = report.accepted.iter().map(String::as_str).collect();
     let mut given = HashSet::new();
     events
         .iter()
         .map(|e| {
             let outcome = if accepted.contains(e.id.as_str()) && given.insert(e.id.as_str()) {
-                "accepted"
+                Outcome::Accepted
             } else {
-                "duplicate"
+                Outcome::Duplicate
             };
-            json!({ "id": e.id, "outcome": outcome })
+            EventOutcome {
+                id: e.id.clone(),
+                outcome,
+            }
         })
         .collect()
 }
@@ -135,6 +144,36 @@ async fn wait_written_back<S: Store>(
 }
 
 /// `POST /v1/events[?wait=true]`.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Apply events",
+    description = "Applies one event, a JSON array of events, or JSON Lines (one event a line), \
+        all in one transaction, and queues their recalculations. A refused event refuses the \
+        whole request: nothing is applied and none of its ids is recorded. The body is read \
+        whatever its Content-Type.",
+    params(WaitParams),
+    request_body(
+        description = "One event, a JSON array of events, or JSON Lines",
+        content(
+            (EventsBody = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Applied; recalculations queued", body = EventsAnswer),
+        (status = 200, description = "`?wait=true`: applied and written back", body = EventsAnswer),
+        (status = 400, description = "Not JSON, not JSON Lines, no event, or a bad query parameter", body = ErrorBody),
+        (status = 401, description = "`http.token` is set and the request lacks it", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.body_limit_bytes`", body = ErrorBody),
+        (status = 422, description = "An event is refused (the message names it)", body = ErrorBody),
+        (status = 500, description = "The database failed", body = ErrorBody),
+        (status = 503, description = "The database is busy, or the daemon stopped during `?wait=true` (events applied, `results` in the body)", body = ErrorBody),
+        (status = 504, description = "`?wait=true` timed out (events applied, `results` in the body)", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn events<S: Store + Send + Sync + 'static>(
     State(state): Shared<S>,
     params: Result<Query<WaitParams>, QueryRejection>,
@@ -159,8 +198,11 @@ pub async fn events<S: Store + Send + Sync + 'static>(
         })?;
     crate::meter::events("accepted", report.accepted.len());
     crate::meter::events("duplicate", events.len() - report.accepted.len());
-    let results = results(&events, &report);
-    answer(&state, &report, &params, json!({ "results": results })).await
+    let body = EventsAnswer {
+        results: results(&events, &report),
+        written_back: None,
+    };
+    answer(&state, &report, &params, to_value(&body)).await
 }
 
 /// 202 with `body`, or with `?wait=true` 200 once written back (`body`
@@ -184,7 +226,8 @@ async fn answer<S: Store>(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// `{"skus": [...]}` or `{"all": true}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecalcRequest {
     #[serde(default)]
@@ -194,6 +237,27 @@ pub struct RecalcRequest {
 }
 
 /// `POST /v1/recalculate[?wait=true]` with `{"skus": [...]}` or `{"all": true}`.
+#[utoipa::path(
+    post,
+    path = "/v1/recalculate",
+    tag = "events",
+    summary = "Queue a recalculation",
+    description = "Becomes a `recalculate` event with the id `recalc-<UTC time>-<pid>-<n>`.",
+    params(WaitParams),
+    request_body(content = RecalcRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued", body = RecalculateAnswer),
+        (status = 200, description = "`?wait=true`: written back", body = RecalculateAnswer),
+        (status = 400, description = "Not JSON, or a bad query parameter", body = ErrorBody),
+        (status = 401, description = "`http.token` is set and the request lacks it", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.body_limit_bytes`", body = ErrorBody),
+        (status = 422, description = "Neither `skus` (non-empty strings) nor `all: true`, or an unknown field", body = ErrorBody),
+        (status = 500, description = "The database failed", body = ErrorBody),
+        (status = 503, description = "The database is busy, or the daemon stopped during `?wait=true`", body = ErrorBody),
+        (status = 504, description = "`?wait=true` timed out (the recalculation stays queued)", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn recalculate<S: Store + Send + Sync + 'static>(
     State(state): Shared<S>,
     params: Result<Query<WaitParams>, QueryRejection>,
@@ -225,15 +289,32 @@ pub async fn recalculate<S: Store + Send + Sync + 'static>(
         .store
         .ingest(std::slice::from_ref(&event), state.ingest_options)
         .await?;
-    let body = json!({
-        "id": event.id,
-        "all": report.all_marked,
-        "marked_skus": report.marked_skus,
-    });
-    answer(&state, &report, &params, body).await
+    let body = RecalculateAnswer {
+        id: event.id,
+        all: report.all_marked,
+        marked_skus: report.marked_skus.clone(),
+        written_back: None,
+    };
+    answer(&state, &report, &params, to_value(&body)).await
 }
 
 /// `GET /v1/orders/{id}`: lines, status, and why each line is backordered.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "reads",
+    summary = "An order and why its lines are backordered",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order as stored, with a reason per line", body = crate::explain::OrderExplanation),
+        (status = 400, description = "A bad path", body = ErrorBody),
+        (status = 401, description = "`http.token` is set and the request lacks it", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 500, description = "The database failed", body = ErrorBody),
+        (status = 503, description = "The database is busy", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn order<S: Store + Send + Sync + 'static>(
     State(state): Shared<S>,
     id: Result<Path<String>, PathRejection>,
@@ -255,12 +336,19 @@ pub async fn order<S: Store + Send + Sync + 'static>(
     Ok(Json(explained).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BackorderParams {
+    /// `full`, `partial` or `any` (both, the default).
+    #[param(pattern = "^(full|partial|any)$")]
     status: Option<String>,
+    /// Only orders with a backordered line of this SKU.
     sku: Option<String>,
+    /// Orders per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
     after: Option<String>,
 }
 
@@ -268,6 +356,21 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 /// `GET /v1/backorders?status=full|partial|any&sku=&limit=&after=`.
+#[utoipa::path(
+    get,
+    path = "/v1/backorders",
+    tag = "reads",
+    summary = "Backordered orders, oldest first",
+    params(BackorderParams),
+    responses(
+        (status = 200, description = "A page of orders", body = BackorderPage),
+        (status = 400, description = "A bad parameter (the message names it)", body = ErrorBody),
+        (status = 401, description = "`http.token` is set and the request lacks it", body = ErrorBody),
+        (status = 500, description = "The database failed", body = ErrorBody),
+        (status = 503, description = "The database is busy", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn backorders<S: Store + Send + Sync + 'static>(
     State(state): Shared<S>,
     params: Result<Query<BackorderParams>, QueryRejection>,
@@ -306,27 +409,45 @@ pub async fn backorders<S: Store + Send + Sync + 'static>(
         page.truncate(limit);
         page.last().map(|o| o.cursor.encode())
     });
-    let orders: Vec<Value> = page
+    let orders = page
         .into_iter()
-        .map(|o| {
-            json!({
-                "order_id": o.order_id,
-                "order_date": format_timestamp(&o.order_date),
-                "payment_date": o.payment_date.as_ref().map(format_timestamp),
-                "status": o.status,
-                "payment_status": o.payment_status,
-                "rush": o.rush,
-                "picked": o.picked,
-                "ship_from": o.ship_from,
-                "backorder_status": o.backorder_status,
-                "backorder_qty": o.backorder_qty,
-            })
+        .map(|o| BackorderEntry {
+            order_id: o.order_id,
+            order_date: format_timestamp(&o.order_date),
+            payment_date: o.payment_date.as_ref().map(format_timestamp),
+            status: o.status,
+            payment_status: o.payment_status,
+            rush: o.rush,
+            picked: o.picked,
+            ship_from: o.ship_from,
+            backorder_status: o.backorder_status,
+            backorder_qty: o.backorder_qty,
         })
         .collect();
-    Ok(Json(json!({ "orders": orders, "next": next.flatten() })).into_response())
+    let page = BackorderPage {
+        orders,
+        next: next.flatten(),
+    };
+    Ok(Json(page).into_response())
 }
 
 /// `GET /v1/products/{sku}`: stock and promises per warehouse, open POs.
+#[utoipa::path(
+    get,
+    path = "/v1/products/{sku}",
+    tag = "reads",
+    summary = "A SKU's stock and what it is promised to",
+    params(("sku" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "Stock per warehouse, totals, open purchase orders", body = crate::explain::ProductSummary),
+        (status = 400, description = "A bad path", body = ErrorBody),
+        (status = 401, description = "`http.token` is set and the request lacks it", body = ErrorBody),
+        (status = 404, description = "Nothing is stored about the SKU", body = ErrorBody),
+        (status = 500, description = "The database failed", body = ErrorBody),
+        (status = 503, description = "The database is busy", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn product<S: Store + Send + Sync + 'static>(
     State(state): Shared<S>,
     sku: Result<Path<String>, PathRejection>,
@@ -345,8 +466,19 @@ pub async fn product<S: Store + Send + Sync + 'static>(
 }
 
 /// `GET /healthz`: the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "The process runs", body = Health)),
+    security(()),
+)]
 pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Health {
+        status: "ok".to_owned(),
+    })
+    .into_response()
 }
 
 /// How long `/readyz` waits for the database.
@@ -354,6 +486,17 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /readyz`: 200 when the database answers, its schema is current and
 /// the queue worker runs; else 503 naming the checks that failed.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    responses(
+        (status = 200, description = "Ready", body = ReadinessAnswer),
+        (status = 503, description = "Not ready: `failed` names the checks", body = ReadinessAnswer),
+    ),
+    security(()),
+)]
 pub async fn readyz<S: Store + Send + Sync + 'static>(State(state): Shared<S>) -> Response {
     let mut failed = Vec::new();
     let (database, schema) =
@@ -393,15 +536,30 @@ pub async fn readyz<S: Store + Send + Sync + 'static>(State(state): Shared<S>) -
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "ready": failed.is_empty(),
-        "failed": failed,
-        "checks": { "database": database, "schema": schema, "worker": worker },
-    });
+    let body = ReadinessAnswer {
+        ready: failed.is_empty(),
+        failed: failed.into_iter().map(str::to_owned).collect(),
+        checks: ReadinessChecks {
+            database,
+            schema,
+            worker: worker.to_owned(),
+        },
+    };
     (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text; the queue gauges are read now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`http.token` is set and the request lacks it", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn metrics<S: Store + Send + Sync + 'static>(State(state): Shared<S>) -> Response {
     match state.store.queue_status().await {
         Ok(queue) => {
@@ -430,4 +588,36 @@ pub async fn method_not_allowed() -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "this endpoint does not take that method",
     )
+}
+
+/// `GET /v1/openapi.json`: this API's OpenAPI 3.1 description, built once.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "operations",
+    summary = "This description",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API", body = Object)),
+    security(()),
+)]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::json(),
+    )
+        .into_response()
+}
+
+/// A body type as the JSON object `answer` extends.
+fn to_value(body: &impl serde::Serialize) -> Value {
+    serde_json::to_value(body).expect("an answer's body serializes")
+}
+
+/// Only the schema of the events body: the handler reads it with
+/// `parse_events`, which also takes JSON Lines.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EventsBody {
+    One(Box<Event>),
+    Many(Vec<Event>),
 }

@@ -5,11 +5,15 @@
 //!
 //! - `handlers`: one function per endpoint;
 //! - `auth`: the bearer token;
-//! - `error`: every error answered as JSON.
+//! - `error`: every error answered as JSON;
+//! - `bodies`: the JSON answers no other module owns;
+//! - `openapi`: the OpenAPI 3.1 description, derived from the handlers.
 
 mod auth;
+mod bodies;
 mod error;
 mod handlers;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,7 +74,9 @@ impl<S> AppState<S> {
     }
 }
 
-/// Every route; `/healthz` and `/readyz` need no token.
+/// Every route; `/healthz`, `/readyz` and `/v1/openapi.json` need no
+/// token. Each has a `#[utoipa::path]` on its handler, listed in
+/// `openapi::ApiDoc` (the test `openapi_lists_every_route` checks).
 pub fn router<S: Store + Send + Sync + 'static>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
@@ -89,6 +95,9 @@ pub fn router<S: Store + Send + Sync + 'static>(
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz::<S>))
+        // The description holds nothing secret, and clients need it before
+        // they have a token.
+        .route("/v1/openapi.json", get(handlers::openapi))
         .merge(guarded)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

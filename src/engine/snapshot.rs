@@ -100,7 +100,9 @@ impl WarehouseKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     #[default]
@@ -131,7 +133,9 @@ impl OrderStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     #[default]
@@ -182,7 +186,7 @@ pub struct InventoryRow {
     pub on_hand: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseOrder {
     pub id: String,
@@ -191,6 +195,7 @@ pub struct PurchaseOrder {
     pub qty_ordered: i64,
     pub qty_received: i64,
     #[serde(default, with = "date_opt")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub expected_date: Option<NaiveDate>,
 }
 
@@ -201,13 +206,15 @@ impl PurchaseOrder {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
     pub id: String,
     #[serde(with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
     pub order_date: DateTime<Utc>,
     #[serde(default, with = "timestamp_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub payment_date: Option<DateTime<Utc>>,
     #[serde(default)]
     pub payment_status: PaymentStatus,
@@ -222,7 +229,7 @@ pub struct Order {
     pub lines: Vec<Line>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     pub id: String,

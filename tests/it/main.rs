@@ -7,6 +7,7 @@ mod daemon_options;
 mod daemon_support;
 mod deploy;
 mod http;
+mod openapi;
 mod postgres;
 mod scale_out;
 mod secrets;
