@@ -11,3 +11,4 @@ mod scale_out;
 mod simulate;
 mod storage;
 mod support;
+mod worker;
