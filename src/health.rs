@@ -40,9 +40,13 @@ pub enum Verdict {
     /// The apalis worker does not run (it is being started again).
     NotRunning,
     /// A job has made no progress for this many seconds.
-    Stuck { secs: i64 },
+    Stuck {
+        secs: i64,
+    },
     /// Work has waited this many seconds and no job ran meanwhile.
-    NotFetching { secs: i64 },
+    NotFetching {
+        secs: i64,
+    },
 }
 
 impl Verdict {
@@ -55,7 +59,9 @@ impl Verdict {
         match self {
             Verdict::Ok => "ok".to_owned(),
             Verdict::NotRunning => "not running".to_owned(),
-            Verdict::Stuck { secs } => format!("stuck: the job in hand made no progress for {secs} s"),
+            Verdict::Stuck { secs } => {
+                format!("stuck: the job in hand made no progress for {secs} s")
+            }
             Verdict::NotFetching { secs } => {
                 format!("stalled: work has waited {secs} s and no job ran")
             }
@@ -204,12 +210,18 @@ mod tests {
         // Old marks but a job just ended (others may hold those SKUs'
         // locks on PostgreSQL): not a stall.
         let just_worked = progress(true, None, NOW - 1_000);
-        assert_eq!(judge(just_worked, Some(NOW - 90_000), NOW, STALL), Verdict::Ok);
+        assert_eq!(
+            judge(just_worked, Some(NOW - 90_000), NOW, STALL),
+            Verdict::Ok
+        );
     }
 
     #[test]
     fn the_stall_time_is_twelve_heartbeats_or_a_minute() {
         assert_eq!(stall_after(Duration::from_secs(1)), STALL);
-        assert_eq!(stall_after(Duration::from_secs(10)), Duration::from_secs(120));
+        assert_eq!(
+            stall_after(Duration::from_secs(10)),
+            Duration::from_secs(120)
+        );
     }
 }

@@ -15,9 +15,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{HttpSettings, ServiceSettings};
 use crate::events::{Event, EventKind};
+use crate::health::WorkerHealth;
 use crate::queue::{QUEUE, RecalcJob};
 use crate::store::{AnyStore, IngestOptions, Store};
-use crate::health::WorkerHealth;
 use crate::worker::{WorkerState, guarded, run_job};
 
 impl ServiceSettings {
@@ -109,7 +109,10 @@ async fn report_presence(
 async fn resume_left_work(store: &AnyStore) -> Result<(), crate::store::StoreError> {
     let readmitted = store.readmit_set_aside().await?;
     if readmitted > 0 {
-        info!(skus = readmitted, "retrying the recalculation of set-aside SKUs");
+        info!(
+            skus = readmitted,
+            "retrying the recalculation of set-aside SKUs"
+        );
     }
     let queue = store.queue_status().await?;
     let claimable = queue.dirty_skus > queue.set_aside_skus || readmitted > 0;

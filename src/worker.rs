@@ -66,9 +66,14 @@ impl JobError {
                     || code.starts_with("57")
                     || code.starts_with("53")
             }
+            // The SQLite store's direct reads report rusqlite errors as
+            // `Protocol` with the message: only busy or locked is the
+            // database's state rather than the data's.
+            sqlx::Error::Protocol(message) => {
+                message.contains("database is locked") || message.contains("database is busy")
+            }
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
@@ -194,7 +199,10 @@ pub async fn drain(
             }
             Some(sku) => {
                 let error_text = failure.to_string();
-                if store.set_aside(&sku, &error_text, policy.first_retry).await? {
+                if store
+                    .set_aside(&sku, &error_text, policy.first_retry)
+                    .await?
+                {
                     error!(sku = %sku, error = %error_text, "the recalculation of this SKU failed; it is set aside and retried later, the other SKUs go on");
                     crate::meter::set_aside(1);
                     report.set_aside.push(sku);
@@ -341,7 +349,10 @@ mod tests {
         .await;
         match outcome {
             Err(e @ JobError::Panicked(_)) => {
-                assert!(e.to_string().contains("panicked: an engine bug on TEA"), "{e}");
+                assert!(
+                    e.to_string().contains("panicked: an engine bug on TEA"),
+                    "{e}"
+                );
                 assert!(!e.is_transient(), "a panic blames the SKUs at hand");
             }
             other => panic!("not a panic error: {other:?}"),
@@ -360,5 +371,11 @@ mod tests {
             problem: "unknown status".into(),
         });
         assert!(!corrupt.is_transient());
+        // The SQLite store's direct reads: a refused write is the data's,
+        // a locked database is not.
+        let refused =
+            |m: &str| JobError::Store(StoreError::Database(sqlx::Error::Protocol(m.into())));
+        assert!(!refused("bulk read: TEA lines are refused").is_transient());
+        assert!(refused("bulk read: database is locked").is_transient());
     }
 }

@@ -8,8 +8,8 @@ mod codec;
 pub mod daemons;
 mod group;
 mod ingest;
-pub mod set_aside;
 pub mod postgres;
+pub mod set_aside;
 pub mod sqlite;
 mod views;
 

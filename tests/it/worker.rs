@@ -124,7 +124,12 @@ fn a_sku_whose_recalculation_fails_is_set_aside_and_the_others_go_on(backend: Ba
 
     refuse_tea_writes(&db);
     // One batch for both SKUs: TEA's write-back fails, MUG's must not wait.
-    send_events(&db, &[receipt("t1", "TEA", 10), receipt("m1", "MUG", 10)], &[]).ok_json();
+    send_events(
+        &db,
+        &[receipt("t1", "TEA", 10), receipt("m1", "MUG", 10)],
+        &[],
+    )
+    .ok_json();
     wait_for_backorder(&db, "B-1", 90, Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(10);
     let shown = loop {
@@ -207,14 +212,21 @@ fn sighup_stops_serve_in_order(backend: Backend) {
     daemon.signal("HUP");
     let exit = daemon.wait_exit(Duration::from_secs(30));
     let log = daemon.stderr();
-    assert_eq!(exit.code(), Some(0), "serve did not exit 0 on SIGHUP: {exit:?}\n{log}");
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "serve did not exit 0 on SIGHUP: {exit:?}\n{log}"
+    );
     assert!(log.contains("stopping"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     let (code, body) = waiting.join().unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("stopping"), "{body}");
     let after = status(&db);
-    assert_eq!(after["queue"]["running"], 0, "a job was left running: {after}");
+    assert_eq!(
+        after["queue"]["running"], 0,
+        "a job was left running: {after}"
+    );
     assert_eq!(after["workers"], json!([]), "{after}");
     assert!(crate::daemon_support::dirty_skus(&after) > 0, "{after}");
 

@@ -154,14 +154,12 @@ impl Store for PgStore {
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
         let count = match skus {
-            None => {
-                sqlx::query_scalar(
-                    "SELECT (SELECT COUNT(*) FROM dirty_skus) + (SELECT COUNT(*) FROM set_aside_skus s
+            None => sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM dirty_skus) + (SELECT COUNT(*) FROM set_aside_skus s
                          WHERE NOT EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = s.sku))",
-                )
-                .fetch_one(&self.pool)
-                .await?
-            }
+            )
+            .fetch_one(&self.pool)
+            .await?,
             // Set-aside SKUs (store/set_aside.rs) still wait.
             Some(skus) => {
                 sqlx::query_scalar(
