@@ -470,6 +470,13 @@ fn wait_times_out_and_a_stop_answers_waiting_requests(backend: Backend) {
         answer["error"].as_str().unwrap().contains("applied"),
         "{answer}"
     );
+    // MUG's recalculation goes on: wait until TEA alone is left, set aside.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.metric("backorderd_set_aside_skus") < 1.0 || api.metric("backorderd_dirty_skus") > 1.0
+    {
+        assert!(Instant::now() < deadline, "TEA was not set aside");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(api.metric("backorderd_dirty_skus"), 1.0);
     assert_eq!(api.metric("backorderd_set_aside_skus"), 1.0);
     assert!(api.metric("backorderd_jobs_total{outcome=\"failed\"}") >= 1.0);
