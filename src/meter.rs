@@ -28,6 +28,8 @@ pub const EVENTS: &str = "backorderd_events_total";
 pub const QUEUE_JOBS: &str = "backorderd_queue_jobs";
 pub const DIRTY_SKUS: &str = "backorderd_dirty_skus";
 pub const OLDEST_MARK_AGE: &str = "backorderd_oldest_dirty_mark_age_seconds";
+pub const SET_ASIDE_TOTAL: &str = "backorderd_skus_set_aside_total";
+pub const SET_ASIDE_NOW: &str = "backorderd_set_aside_skus";
 
 /// Histogram buckets, in seconds, from a millisecond to ten minutes.
 const BUCKETS: &[f64] = &[
@@ -87,6 +89,14 @@ fn describe() {
         "Jobs in the queue, by state (pending, running, failed)."
     );
     describe_gauge!(DIRTY_SKUS, "SKUs waiting for a recalculation.");
+    describe_counter!(
+        SET_ASIDE_TOTAL,
+        "Times a SKU whose recalculation failed on its own was set aside."
+    );
+    describe_gauge!(
+        SET_ASIDE_NOW,
+        "SKUs set aside after a failed recalculation, waiting for their retry."
+    );
     describe_gauge!(
         OLDEST_MARK_AGE,
         metrics::Unit::Seconds,
@@ -131,7 +141,13 @@ impl JobMeter {
                 return;
             }
         };
-        counter!(JOBS, "outcome" => "done").increment(1);
+        // A job that had to set a SKU aside failed for that SKU.
+        let outcome = if r.set_aside.is_empty() {
+            "done"
+        } else {
+            "failed"
+        };
+        counter!(JOBS, "outcome" => outcome).increment(1);
         if r.batches == 0 {
             return;
         }
@@ -160,11 +176,17 @@ pub fn set_queue(queue: &QueueStatus, oldest_mark: Option<DateTime<Utc>>, now: D
     gauge!(QUEUE_JOBS, "state" => "running").set(queue.running as f64);
     gauge!(QUEUE_JOBS, "state" => "failed").set(queue.failed as f64);
     gauge!(DIRTY_SKUS).set(queue.dirty_skus as f64);
+    gauge!(SET_ASIDE_NOW).set(queue.set_aside_skus as f64);
     let age = match oldest_mark {
         Some(t) if queue.dirty_skus > 0 => (now - t).to_std().unwrap_or(Duration::ZERO),
         _ => Duration::ZERO,
     };
     gauge!(OLDEST_MARK_AGE).set(age.as_secs_f64());
+}
+
+/// Counts SKUs set aside after a failed recalculation.
+pub fn set_aside(n: u64) {
+    counter!(SET_ASIDE_TOTAL).increment(n);
 }
 
 /// Counts events received over HTTP by outcome.

@@ -1,6 +1,6 @@
 //! `serve`: the long-running daemon. Wires the store, the apalis worker,
-//! the periodic full recalculation and the signals; stops on SIGTERM or
-//! SIGINT after the job in hand, within the grace period.
+//! its wake-ups, the periodic full recalculation and the signals; stops on
+//! SIGTERM, SIGINT or SIGHUP after the job in hand, within the grace period.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +15,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{HttpSettings, ServiceSettings};
 use crate::events::{Event, EventKind};
+use crate::health::WorkerHealth;
 use crate::queue::{QUEUE, RecalcJob};
 use crate::store::{AnyStore, IngestOptions, Store};
-use crate::worker::{WorkerState, run_job};
+use crate::worker::{WorkerState, guarded, run_job};
 
 impl ServiceSettings {
     pub fn ingest_options(&self) -> IngestOptions {
@@ -28,18 +29,32 @@ impl ServiceSettings {
     }
 }
 
-/// SIGTERM and SIGINT, caught from the start so that a signal during
-/// start-up also ends in an orderly stop.
+/// SIGTERM, SIGINT and SIGHUP, caught from the start so that a signal
+/// during start-up also ends in an orderly stop. SIGHUP (a closed terminal,
+/// `kill -HUP`) stops like SIGTERM: nothing is reloaded live, and under
+/// systemd `Restart=always` starts the daemon again with its configuration
+/// read anew (README, "Signals").
 fn shutdown_signals() -> anyhow::Result<signal_hook_tokio::Signals> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    signal_hook_tokio::Signals::new([SIGTERM, SIGINT]).context("cannot install the signal handlers")
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install the signal handlers")
 }
 
-async fn handle_job(
-    job: RecalcJob,
-    state: Data<Arc<WorkerState<AnyStore>>>,
-) -> Result<(), BoxDynError> {
-    run_job(&job, &state).await?;
+/// Pause before a failed job is handed back to apalis for its retry, so a
+/// database outage is not hammered (cut short by a stop).
+const FAILED_JOB_PAUSE: Duration = Duration::from_secs(1);
+
+/// The apalis handler. A failure of any kind, a panic included, fails this
+/// job (apalis retries it) and leaves the worker running.
+async fn handle_job(job: RecalcJob, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
+    let outcome = guarded(run_job(&job, &state)).await;
+    if let Err(e) = outcome {
+        let deadline = tokio::time::Instant::now() + FAILED_JOB_PAUSE;
+        while tokio::time::Instant::now() < deadline && !state.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -56,10 +71,10 @@ fn host_name() -> String {
 }
 
 /// Every heartbeat, tells the database this daemon is alive and what it
-/// is doing (`status` lists it).
+/// is doing (`status` lists it), and looks after work no job covers.
 async fn report_presence(
     store: Arc<AnyStore>,
-    state: Arc<WorkerState<AnyStore>>,
+    state: Arc<WorkerState>,
     mut daemon: crate::store::daemons::DaemonInfo,
     every: Duration,
 ) {
@@ -82,17 +97,40 @@ async fn report_presence(
         if let Err(e) = outcome {
             warn!(error = %e, "could not report this daemon as alive");
         }
+        if let Err(e) = resume_left_work(&store).await {
+            warn!(error = %e, "could not check for work left without a job");
+        }
     }
+}
+
+/// Set-aside SKUs whose retry time has come are marked dirty again, and
+/// marks that no job covers (its job dead-lettered after failing at every
+/// attempt) get a job.
+async fn resume_left_work(store: &AnyStore) -> Result<(), crate::store::StoreError> {
+    let readmitted = store.readmit_set_aside().await?;
+    if readmitted > 0 {
+        info!(
+            skus = readmitted,
+            "retrying the recalculation of set-aside SKUs"
+        );
+    }
+    let queue = store.queue_status().await?;
+    let claimable = queue.dirty_skus > queue.set_aside_skus || readmitted > 0;
+    if claimable && queue.pending == 0 && queue.running == 0 {
+        store
+            .enqueue(&RecalcJob::new(vec!["resume".into()], &[], false))
+            .await?;
+    }
+    Ok(())
 }
 
 /// What the queue worker needs, whichever incarnation of it runs.
 struct QueueWorker {
     store: Arc<AnyStore>,
-    state: Arc<WorkerState<AnyStore>>,
+    state: Arc<WorkerState>,
     heartbeat: Duration,
-    poll_interval: Duration,
     /// Whether a worker fetches jobs now (readiness).
-    running: Arc<AtomicBool>,
+    health: Arc<WorkerHealth>,
 }
 
 /// Pause before a worker that died is started again.
@@ -114,18 +152,18 @@ async fn run_queue_worker(
             1 => name.clone(),
             n => format!("{name}-{n}"),
         };
-        let running = worker.running.clone();
+        let health = worker.health.clone();
         let first_start = first_start.clone();
         let on_event = move |_: &WorkerContext, event: &apalis::prelude::Event| match event {
             apalis::prelude::Event::Start => {
-                running.store(true, Ordering::Relaxed);
+                health.set_running(true);
                 if let Some(tx) = first_start.lock().ok().and_then(|mut t| t.take()) {
                     let _ = tx.send(());
                 }
             }
             apalis::prelude::Event::Error(e) => warn!(error = %e, "queue worker error"),
             apalis::prelude::Event::Stop | apalis::prelude::Event::Exit => {
-                running.store(false, Ordering::Relaxed)
+                health.set_running(false)
             }
             _ => {}
         };
@@ -153,10 +191,11 @@ async fn run_queue_worker(
                     .queue(QUEUE)
                     .heartbeat_interval(worker.heartbeat)
                     .missed_heartbeats(3);
+                // Polled on our wake-ups, not apalis's interval (src/wake.rs).
                 run_worker!(
                     SqliteStorage::<RecalcJob>::new(sqlite.pool())
                         .with_config(config)
-                        .poll_with_interval(worker.poll_interval)
+                        .poll_with_stream(crate::wake::stream())
                 )
             }
             AnyStore::Postgres(postgres) => {
@@ -167,11 +206,11 @@ async fn run_queue_worker(
                 run_worker!(
                     PostgresStorage::<RecalcJob>::new(postgres.pool())
                         .with_config(config)
-                        .poll_with_interval(worker.poll_interval)
+                        .poll_with_stream(crate::wake::stream())
                 )
             }
         };
-        worker.running.store(false, Ordering::Relaxed);
+        worker.health.set_running(false);
         if *stop.borrow() {
             return outcome;
         }
@@ -195,15 +234,19 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mut signals = shutdown_signals()?;
     let listener = crate::api::bind(http.listen).await?;
-    let worker_running = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(WorkerHealth::new(crate::health::stall_after(
+        settings.heartbeat(),
+    )));
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(WorkerState {
         store: store.clone(),
         sizes: settings.into(),
+        failures: settings.into(),
         stop: stop.clone(),
         busy: tokio::sync::Mutex::new(()),
         activity: Default::default(),
+        health: health.clone(),
     });
 
     store.publish_options(settings.ingest_options()).await?;
@@ -227,8 +270,7 @@ pub async fn serve(
             store: store.clone(),
             state: state.clone(),
             heartbeat: settings.heartbeat(),
-            poll_interval: settings.poll_interval(),
-            running: worker_running.clone(),
+            health: health.clone(),
         },
         name.clone(),
         started_tx,
@@ -245,13 +287,22 @@ pub async fn serve(
             anyhow::bail!("the queue worker did not start within 30 s");
         }
     }
-    worker_running.store(true, Ordering::Relaxed);
+    health.set_running(true);
+    // The worker fetches at once on work queued here, on PostgreSQL when any
+    // process queues a job, and every poll interval anyway (src/wake.rs).
+    let mut wakers = vec![tokio::spawn(crate::wake::tick(settings.poll_interval()))];
+    if let AnyStore::Postgres(postgres) = &*store {
+        wakers.push(tokio::spawn(crate::wake::listen_postgres(
+            postgres.pool().clone(),
+            settings.heartbeat(),
+        )));
+    }
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
     let api_state = Arc::new(crate::api::AppState::new(
         store.clone(),
         http,
         settings.ingest_options(),
-        worker_running.clone(),
+        health.clone(),
         http_stopped,
     ));
     info!(address = %listener.local_addr()?, "HTTP API listening");
@@ -279,7 +330,7 @@ pub async fn serve(
     ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();
-    crate::systemd::spawn_watchdog();
+    crate::systemd::spawn_watchdog(health.clone(), store.clone());
 
     let periodic = settings
         .full_recalculation_interval()
@@ -295,6 +346,9 @@ pub async fn serve(
         task.abort();
     }
     presence.abort();
+    for waker in wakers {
+        waker.abort();
+    }
     let _ = stop_worker_tx.send(true);
     match tokio::time::timeout_at(deadline, worker_task).await {
         Ok(Ok(Ok(()))) => info!("stopped"),

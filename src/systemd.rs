@@ -41,9 +41,17 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// Starts the WATCHDOG=1 pings on the runtime, if the service manager asks
 /// for them. The pings come from a task on the daemon's own runtime, so they
-/// stop when the runtime hangs (and systemd restarts the service); they go
-/// on through the stop, until the runtime ends.
-pub fn spawn_watchdog() {
+/// stop when the runtime hangs; and they are withheld while the queue worker
+/// is not making progress (`health`: dead, stuck in a job, or not fetching
+/// while work waits), so systemd restarts a daemon whose worker is stuck
+/// too. A database that does not answer does not withhold them: the daemon
+/// reconnects by itself, and a restart would not help. They go on through
+/// the stop, until the runtime ends.
+pub fn spawn_watchdog(
+    health: std::sync::Arc<crate::health::WorkerHealth>,
+    store: std::sync::Arc<crate::store::AnyStore>,
+) {
+    use crate::store::Store;
     let Some(every) = watchdog_interval() else {
         return;
     };
@@ -51,9 +59,25 @@ pub fn spawn_watchdog() {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut withheld = false;
         loop {
             ticks.tick().await;
-            send(NotifyState::Watchdog);
+            let oldest = tokio::time::timeout(every, store.oldest_dirty_mark())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            let verdict = health.verdict(oldest.map(|t| t.timestamp_millis()));
+            if verdict.is_ok() {
+                if withheld {
+                    warn!("the queue worker makes progress again; watchdog pings resume");
+                    withheld = false;
+                }
+                send(NotifyState::Watchdog);
+            } else if !withheld {
+                tracing::error!(worker = %verdict.describe(), "the queue worker is not making progress; watchdog pings withheld, so the service manager restarts the daemon");
+                withheld = true;
+            }
         }
     });
 }

@@ -2,14 +2,17 @@
 //! The apalis job handler, `recalc --inline` and the periodic full run all
 //! come here; the store does each batch in one transaction.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::Utc;
-use tracing::{Instrument, info, info_span};
+use futures_util::FutureExt;
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::queue::RecalcJob;
-use crate::store::{BatchReport, Store, StoreError};
+use crate::store::{AnyStore, BatchReport, Store, StoreError};
 
 /// What a drain did, summed over its batches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -21,6 +24,9 @@ pub struct DrainReport {
     pub orders_changed: usize,
     /// Stopped early because shutdown was asked for; the rest stays dirty.
     pub interrupted: bool,
+    /// SKUs whose recalculation failed on its own and were set aside
+    /// (store/set_aside.rs); the rest was recalculated.
+    pub set_aside: Vec<String>,
 }
 
 impl DrainReport {
@@ -33,39 +39,178 @@ impl DrainReport {
     }
 }
 
+/// Why a drain stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug: the recalculation panicked. Its transaction was rolled back.
+    #[error("the recalculation panicked: {0}")]
+    Panicked(String),
+}
+
+impl JobError {
+    /// A failure of the database or its connection rather than of the
+    /// SKUs at hand: retrying later may succeed, and no SKU is to blame.
+    fn is_transient(&self) -> bool {
+        let JobError::Store(StoreError::Database(e)) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Database(db) => {
+                // SQLite busy/locked; PostgreSQL serialization, deadlock,
+                // connection and shutdown classes.
+                let code = db.code().unwrap_or_default();
+                matches!(&*code, "5" | "6" | "40001" | "40P01")
+                    || code.starts_with("08")
+                    || code.starts_with("57")
+                    || code.starts_with("53")
+            }
+            // The SQLite store's direct reads report rusqlite errors as
+            // `Protocol` with the message: only busy or locked is the
+            // database's state rather than the data's.
+            sqlx::Error::Protocol(message) => {
+                message.contains("database is locked") || message.contains("database is busy")
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::BeginFailed => true,
+            // A stored value that cannot be read and the like: the data of
+            // the SKUs at hand.
+            _ => false,
+        }
+    }
+}
+
+/// The panic's message, for the error.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Runs `work`, turning a panic into [`JobError::Panicked`]: the unwinding
+/// drops its transaction (rolled back), and the worker goes on.
+pub async fn guarded<T, E: Into<JobError>>(
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, JobError> {
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(outcome) => outcome.map_err(Into::into),
+        Err(panic) => Err(JobError::Panicked(panic_message(&*panic))),
+    }
+}
+
+/// What a drain does with a SKU whose recalculation fails on its own.
+#[derive(Debug, Clone, Copy)]
+pub struct FailurePolicy {
+    /// The pause before the first retry of a set-aside SKU (it doubles).
+    pub first_retry: Duration,
+}
+
+impl From<&crate::config::ServiceSettings> for FailurePolicy {
+    /// Six heartbeats (30 s by default) before the first retry.
+    fn from(s: &crate::config::ServiceSettings) -> Self {
+        FailurePolicy {
+            first_retry: s.heartbeat().saturating_mul(6),
+        }
+    }
+}
+
 /// Recalculates dirty SKUs until none is left or `stop` is set (checked
 /// between batches: a batch is never cut in half). `on_batch` sees each
 /// batch as it is written, for progress.
-pub async fn drain<S: Store>(
-    store: &S,
+///
+/// A batch that fails while the database answers is retried SKU by SKU:
+/// the SKU whose batch of one fails is set aside with its error (and
+/// retried later), and the drain goes on with full batches. A failure of
+/// the database itself ends the drain with the error; the marks stay.
+pub async fn drain(
+    store: &AnyStore,
     sizes: &BatchSizes,
     stop: &AtomicBool,
+    policy: FailurePolicy,
     mut on_batch: impl FnMut(&BatchReport) + Send,
-) -> Result<DrainReport, StoreError> {
+) -> Result<DrainReport, JobError> {
     let mut report = DrainReport::default();
-    let skus_per_batch = sizes.skus_per_batch;
+    // Rows of earlier failures are cleared as their SKUs succeed.
+    let mut earlier_failures = store.set_aside_count().await? > 0;
+    let mut succeeded: Vec<String> = Vec::new();
     // When most of the book is dirty, one bulk transaction reads every
     // order header once rather than looking them up batch by batch.
     if store.dirty_count(None).await? >= sizes.bulk_from_skus as i64 {
-        store
-            .recalculate_bulk(skus_per_batch, Utc::now(), stop, |batch| {
-                report.add(batch);
-                on_batch(batch);
-            })
-            .await?;
+        let bulk = store.recalculate_bulk(sizes.skus_per_batch, Utc::now(), stop, |batch| {
+            report.add(batch);
+            if earlier_failures {
+                succeeded.extend(batch.skus.iter().cloned());
+            }
+            on_batch(batch);
+        });
+        if let Err(e) = guarded(bulk).await {
+            if e.is_transient() {
+                return Err(e);
+            }
+            // Rolled back whole: the batches below find the culprit.
+            warn!(error = %e, "the bulk recalculation failed; going on batch by batch");
+            report = DrainReport::default();
+            succeeded.clear();
+        }
     }
+    if !succeeded.is_empty() {
+        store.clear_set_aside(&succeeded).await?;
+    }
+    let mut isolating = false;
     while !stop.load(Ordering::Relaxed) {
-        let Some(batch) = store.recalculate_dirty(skus_per_batch, Utc::now()).await? else {
-            return Ok(report);
+        let max_skus = if isolating { 1 } else { sizes.skus_per_batch };
+        let suspect = if isolating {
+            store.first_dirty().await?
+        } else {
+            None
         };
-        tracing::debug!(
-            skus = batch.skus.len(),
-            causes = ?batch.causes,
-            lines_changed = batch.lines_changed,
-            "batch written back"
-        );
-        report.add(&batch);
-        on_batch(&batch);
+        let failure = match guarded(store.recalculate_dirty(max_skus, Utc::now())).await {
+            Ok(None) => return Ok(report),
+            Ok(Some(batch)) => {
+                tracing::debug!(
+                    skus = batch.skus.len(),
+                    causes = ?batch.causes,
+                    lines_changed = batch.lines_changed,
+                    "batch written back"
+                );
+                if earlier_failures {
+                    store.clear_set_aside(&batch.skus).await?;
+                }
+                report.add(&batch);
+                on_batch(&batch);
+                continue;
+            }
+            Err(failure) => failure,
+        };
+        if failure.is_transient() || store.readiness().await.is_err() {
+            return Err(failure);
+        }
+        match suspect {
+            None => {
+                warn!(error = %failure, skus = max_skus, "a recalculation batch failed; recalculating SKU by SKU to find the failing one");
+                isolating = true;
+            }
+            Some(sku) => {
+                let error_text = failure.to_string();
+                if store
+                    .set_aside(&sku, &error_text, policy.first_retry)
+                    .await?
+                {
+                    error!(sku = %sku, error = %error_text, "the recalculation of this SKU failed; it is set aside and retried later, the other SKUs go on");
+                    crate::meter::set_aside(1);
+                    report.set_aside.push(sku);
+                    earlier_failures = true;
+                }
+                isolating = false;
+            }
+        }
     }
     report.interrupted = true;
     Ok(report)
@@ -89,9 +234,10 @@ impl From<&crate::config::ServiceSettings> for BatchSizes {
 }
 
 /// What every job handler shares.
-pub struct WorkerState<S> {
-    pub store: Arc<S>,
+pub struct WorkerState {
+    pub store: Arc<AnyStore>,
     pub sizes: BatchSizes,
+    pub failures: FailurePolicy,
     /// Set on shutdown: the job in hand finishes its batch and returns.
     pub stop: Arc<AtomicBool>,
     /// One drain at a time in this process: a second would only wait on
@@ -99,6 +245,8 @@ pub struct WorkerState<S> {
     pub busy: tokio::sync::Mutex<()>,
     /// What this process is doing, for `status`.
     pub activity: Activity,
+    /// Progress reports for `/readyz` and the watchdog.
+    pub health: Arc<crate::health::WorkerHealth>,
 }
 
 /// What a worker is doing and since when (Unix ms), shared with the task
@@ -143,34 +291,91 @@ fn describe(job: &RecalcJob) -> String {
 }
 
 /// Runs one queued job: drains the dirty set (the job's own SKUs and any
-/// others marked since). Errors are returned so that apalis retries the
-/// job; the dirty marks stay meanwhile, so nothing is lost either way.
-pub async fn run_job<S: Store>(
-    job: &RecalcJob,
-    state: &WorkerState<S>,
-) -> Result<DrainReport, StoreError> {
+/// others marked since). Errors, panics included, are returned so that
+/// apalis retries the job; the dirty marks stay meanwhile, so nothing is
+/// lost either way, and the worker goes on.
+pub async fn run_job(job: &RecalcJob, state: &WorkerState) -> Result<DrainReport, JobError> {
     let span = info_span!("recalculate", skus = ?job.skus, events = ?job.causes, all = job.all);
     let _guard = state.busy.lock().await;
     state.activity.set(describe(job));
+    state.health.job_started();
     let started = std::time::Instant::now();
     let mut meter = crate::meter::JobMeter::start();
-    let report = drain(&*state.store, &state.sizes, &state.stop, |b| meter.batch(b))
-        .instrument(span.clone())
-        .await;
+    let health = state.health.clone();
+    let drained = drain(
+        &state.store,
+        &state.sizes,
+        &state.stop,
+        state.failures,
+        |b| {
+            meter.batch(b);
+            health.progressed();
+        },
+    );
+    let report = guarded(drained).instrument(span.clone()).await;
     meter.finish(&*state.store, &report).await;
     state.activity.set("idle".to_owned());
+    state.health.job_ended();
     let _entered = span.enter();
     match &report {
-        Ok(r) if r.batches > 0 => info!(
+        Ok(r) if r.batches > 0 || !r.set_aside.is_empty() => info!(
             batches = r.batches,
             skus = r.skus,
             lines_changed = r.lines_changed,
             orders_changed = r.orders_changed,
+            set_aside = r.set_aside.len(),
             millis = started.elapsed().as_millis() as u64,
             "recalculated"
         ),
         Ok(_) => tracing::debug!("nothing dirty: already recalculated"),
-        Err(e) => tracing::warn!(error = %e, "recalculation failed; the job will be retried"),
+        Err(e) => error!(error = %e, "recalculation failed; the job will be retried"),
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_work_is_an_error_not_a_crash() {
+        let outcome = guarded(async {
+            let sku = "TEA";
+            if !sku.is_empty() {
+                panic!("an engine bug on {sku}");
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await;
+        match outcome {
+            Err(e @ JobError::Panicked(_)) => {
+                assert!(
+                    e.to_string().contains("panicked: an engine bug on TEA"),
+                    "{e}"
+                );
+                assert!(!e.is_transient(), "a panic blames the SKUs at hand");
+            }
+            other => panic!("not a panic error: {other:?}"),
+        }
+        // Work that does not panic passes its outcome through.
+        let fine = guarded(async { Ok::<u32, StoreError>(7) }).await;
+        assert_eq!(fine.unwrap(), 7);
+    }
+
+    #[test]
+    fn database_outages_are_transient_and_bad_data_is_not() {
+        let outage = JobError::Store(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert!(outage.is_transient());
+        let corrupt = JobError::Store(StoreError::Corrupt {
+            record: "order A".into(),
+            problem: "unknown status".into(),
+        });
+        assert!(!corrupt.is_transient());
+        // The SQLite store's direct reads: a refused write is the data's,
+        // a locked database is not.
+        let refused =
+            |m: &str| JobError::Store(StoreError::Database(sqlx::Error::Protocol(m.into())));
+        assert!(!refused("bulk read: TEA lines are refused").is_transient());
+        assert!(refused("bulk read: database is locked").is_transient());
+    }
 }

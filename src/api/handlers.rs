@@ -522,14 +522,20 @@ pub async fn readyz<S: Store + Send + Sync + 'static>(State(state): Shared<S>) -
                 )
             }
         };
+    // Not merely running: making progress whenever work waits.
     let worker = if state.stopping() {
         failed.push("worker");
-        "stopping"
-    } else if state.worker_running.load(Ordering::Relaxed) {
-        "ok"
+        "stopping".to_owned()
     } else {
-        failed.push("worker");
-        "not running"
+        let oldest = match database.as_str() {
+            "ok" => state.store.oldest_dirty_mark().await.ok().flatten(),
+            _ => None,
+        };
+        let verdict = state.worker.verdict(oldest.map(|t| t.timestamp_millis()));
+        if !verdict.is_ok() {
+            failed.push("worker");
+        }
+        verdict.describe()
     };
     let status = if failed.is_empty() {
         StatusCode::OK

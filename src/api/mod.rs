@@ -17,7 +17,7 @@ pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,8 +40,8 @@ pub struct AppState<S> {
     pub token: Option<String>,
     /// How long `?wait=true` waits at most.
     pub wait_timeout: Duration,
-    /// Set while the queue worker runs (`/readyz`).
-    pub worker_running: Arc<AtomicBool>,
+    /// The queue worker's progress (`/readyz`).
+    pub worker: Arc<crate::health::WorkerHealth>,
     /// Turns true when the daemon stops: waiting requests answer at once.
     pub shutdown: watch::Receiver<bool>,
     pub metrics: &'static PrometheusHandle,
@@ -54,7 +54,7 @@ impl<S> AppState<S> {
         store: Arc<S>,
         http: &HttpSettings,
         ingest_options: IngestOptions,
-        worker_running: Arc<AtomicBool>,
+        worker: Arc<crate::health::WorkerHealth>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         AppState {
@@ -62,7 +62,7 @@ impl<S> AppState<S> {
             ingest_options,
             token: http.token.expose().map(str::to_owned),
             wait_timeout: http.wait_timeout(),
-            worker_running,
+            worker,
             shutdown,
             metrics: crate::meter::handle(),
             recalc_seq: AtomicU64::new(0),

@@ -65,7 +65,12 @@ pub async fn recalc(
         .await
         .context("cannot queue the recalculation")?;
     if inline {
-        return run_inline(&store, &(&settings.service).into()).await;
+        return run_inline(
+            &store,
+            &(&settings.service).into(),
+            (&settings.service).into(),
+        )
+        .await;
     }
     finish(&store, report, wait).await
 }
@@ -92,7 +97,11 @@ async fn finish(store: &AnyStore, report: IngestReport, wait: &WaitArgs) -> anyh
     print_json(&report)
 }
 
-async fn run_inline(store: &AnyStore, sizes: &crate::worker::BatchSizes) -> anyhow::Result<()> {
+async fn run_inline(
+    store: &AnyStore,
+    sizes: &crate::worker::BatchSizes,
+    failures: crate::worker::FailurePolicy,
+) -> anyhow::Result<()> {
     let total = store.dirty_count(None).await?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total.max(0) as u64)
@@ -107,7 +116,7 @@ async fn run_inline(store: &AnyStore, sizes: &crate::worker::BatchSizes) -> anyh
     );
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let report = crate::worker::drain(store, sizes, &stop, |batch| {
+    let report = crate::worker::drain(store, sizes, &stop, failures, |batch| {
         bar.inc(batch.skus.len() as u64);
     })
     .await
@@ -118,7 +127,15 @@ async fn run_inline(store: &AnyStore, sizes: &crate::worker::BatchSizes) -> anyh
         "recalculated {} SKUs ({} lines) in {seconds:.2} s: {} lines and {} orders changed",
         report.skus, report.lines_seen, report.lines_changed, report.orders_changed
     );
-    print_json(&serde_json::json!({ "recalculated": report, "seconds": seconds }))
+    print_json(&serde_json::json!({ "recalculated": report, "seconds": seconds }))?;
+    if !report.set_aside.is_empty() {
+        anyhow::bail!(
+            "the recalculation of {} SKUs failed; they are set aside and retried by `serve` (`status` shows why): {}",
+            report.set_aside.len(),
+            report.set_aside.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,10 +176,26 @@ pub async fn status(settings: &Settings) -> anyhow::Result<()> {
             })
         })
         .collect();
+    let set_aside: Vec<serde_json::Value> = store
+        .set_aside_list()
+        .await?
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "sku": s.sku,
+                "cause": s.cause,
+                "error": s.error,
+                "failed_at": crate::store::daemons::ms_to_rfc3339(s.failed_at_ms),
+                "attempts": s.attempts,
+                "retry_at": crate::store::daemons::ms_to_rfc3339(s.retry_at_ms),
+            })
+        })
+        .collect();
     print_json(&serde_json::json!({
         "backend": store.backend_name(),
         "queue": { "pending": queue.pending, "running": queue.running, "failed": queue.failed },
         "dirty_skus": queue.dirty_skus,
+        "set_aside": set_aside,
         "workers": workers,
     }))
 }

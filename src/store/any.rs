@@ -75,6 +75,62 @@ impl AnyStore {
         }
     }
 
+    /// Moves `sku`'s dirty mark aside with `error` (store/set_aside.rs).
+    pub async fn set_aside(
+        &self,
+        sku: &str,
+        error: &str,
+        first_retry: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let now = super::daemons::now_ms();
+        match self {
+            AnyStore::Sqlite(s) => {
+                super::set_aside::sqlite::set_aside(s.pool(), sku, error, now, first_retry).await
+            }
+            AnyStore::Postgres(s) => {
+                super::set_aside::postgres::set_aside(s.pool(), sku, error, now, first_retry).await
+            }
+        }
+    }
+
+    /// Marks dirty again the set-aside SKUs due for another try.
+    pub async fn readmit_set_aside(&self) -> Result<u64, StoreError> {
+        let now = super::daemons::now_ms();
+        match self {
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::readmit_due(s.pool(), now).await,
+            AnyStore::Postgres(s) => super::set_aside::postgres::readmit_due(s.pool(), now).await,
+        }
+    }
+
+    pub async fn clear_set_aside(&self, skus: &[String]) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::clear(s.pool(), skus).await,
+            AnyStore::Postgres(s) => super::set_aside::postgres::clear(s.pool(), skus).await,
+        }
+    }
+
+    pub async fn set_aside_count(&self) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::count(s.pool()).await,
+            AnyStore::Postgres(s) => super::set_aside::postgres::count(s.pool()).await,
+        }
+    }
+
+    pub async fn set_aside_list(&self) -> Result<Vec<super::set_aside::SetAsideSku>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::list(s.pool()).await,
+            AnyStore::Postgres(s) => super::set_aside::postgres::list(s.pool()).await,
+        }
+    }
+
+    /// The first dirty SKU, the one a batch of one claims.
+    pub async fn first_dirty(&self) -> Result<Option<String>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::first_dirty(s.pool()).await,
+            AnyStore::Postgres(s) => super::set_aside::postgres::first_dirty(s.pool()).await,
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",
@@ -99,7 +155,9 @@ impl Store for AnyStore {
     }
 
     async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
-        each_backend!(self, s => s.import(snapshot))
+        let summary = each_backend!(self, s => s.import(snapshot))?;
+        crate::wake::wake();
+        Ok(summary)
     }
 
     async fn export(&self) -> Result<Snapshot, StoreError> {
@@ -111,7 +169,10 @@ impl Store for AnyStore {
         events: &[Event],
         options: IngestOptions,
     ) -> Result<IngestReport, StoreError> {
-        each_backend!(self, s => s.ingest(events, options))
+        let report = each_backend!(self, s => s.ingest(events, options))?;
+        // A worker in this process fetches the job at once.
+        crate::wake::wake();
+        Ok(report)
     }
 
     async fn recalculate_dirty(
@@ -141,7 +202,9 @@ impl Store for AnyStore {
     }
 
     async fn enqueue(&self, job: &RecalcJob) -> Result<(), StoreError> {
-        each_backend!(self, s => s.enqueue(job))
+        each_backend!(self, s => s.enqueue(job))?;
+        crate::wake::wake();
+        Ok(())
     }
 
     async fn queue_status(&self) -> Result<QueueStatus, StoreError> {

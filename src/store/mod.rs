@@ -10,6 +10,7 @@ mod group;
 mod ingest;
 mod location;
 pub mod postgres;
+pub mod set_aside;
 pub mod sqlite;
 mod views;
 
@@ -222,6 +223,8 @@ pub struct QueueStatus {
     pub pending: i64,
     pub running: i64,
     pub failed: i64,
-    /// SKUs waiting for a recalculation.
+    /// SKUs waiting for a recalculation (set-aside ones included).
     pub dirty_skus: i64,
+    /// SKUs set aside after their recalculation failed (store/set_aside.rs).
+    pub set_aside_skus: i64,
 }

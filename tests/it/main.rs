@@ -14,3 +14,4 @@ mod secrets;
 mod simulate;
 mod storage;
 mod support;
+mod worker;

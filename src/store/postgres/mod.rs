@@ -191,16 +191,22 @@ impl Store for PgStore {
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
         let count = match skus {
-            None => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
-                    .fetch_one(&self.pool)
-                    .await?
-            }
+            None => sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM dirty_skus) + (SELECT COUNT(*) FROM set_aside_skus s
+                         WHERE NOT EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = s.sku))",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+            // Set-aside SKUs (store/set_aside.rs) still wait.
             Some(skus) => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus WHERE sku = ANY($1)")
-                    .bind(skus)
-                    .fetch_one(&self.pool)
-                    .await?
+                sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM dirty_skus WHERE sku = ANY($1))
+                          + (SELECT COUNT(*) FROM set_aside_skus s WHERE sku = ANY($1)
+                             AND NOT EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = s.sku))",
+                )
+                .bind(skus)
+                .fetch_one(&self.pool)
+                .await?
             }
         };
         Ok(count)
@@ -242,6 +248,7 @@ impl Store for PgStore {
             running,
             failed,
             dirty_skus: self.dirty_count(None).await?,
+            set_aside_skus: crate::store::set_aside::postgres::count(&self.pool).await?,
         })
     }
 

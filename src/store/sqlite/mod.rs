@@ -231,12 +231,18 @@ impl Store for SqliteStore {
         let count =
             match skus {
                 None => {
-                    sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
-                        .fetch_one(&self.pool)
-                        .await?
+                    sqlx::query_scalar(
+                        "SELECT (SELECT COUNT(*) FROM dirty_skus) + (SELECT COUNT(*) FROM set_aside_skus s
+                         WHERE NOT EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = s.sku))",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?
                 }
+                // Set-aside SKUs (store/set_aside.rs) still wait.
                 Some(skus) => sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM dirty_skus WHERE sku IN (SELECT value FROM json_each(?))",
+                    "SELECT (SELECT COUNT(*) FROM dirty_skus WHERE sku IN (SELECT value FROM json_each(?1)))
+                          + (SELECT COUNT(*) FROM set_aside_skus s WHERE sku IN (SELECT value FROM json_each(?1))
+                             AND NOT EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = s.sku))",
                 )
                 .bind(serde_json::to_string(skus).expect("skus serialize"))
                 .fetch_one(&self.pool)
@@ -281,6 +287,7 @@ impl Store for SqliteStore {
             running,
             failed,
             dirty_skus: self.dirty_count(None).await?,
+            set_aside_skus: crate::store::set_aside::sqlite::count(&self.pool).await?,
         })
     }
 
