@@ -61,7 +61,16 @@ fn recalculated_book(backend: Backend) -> TempDatabase {
 
 /// `recalc --all --inline`: (lines changed, orders changed).
 fn full_run(db: &TempDatabase) -> (i64, i64) {
-    let run = db.run(&["recalc", "--all", "--inline"], None);
+    full_run_with(db, &[])
+}
+
+/// `recalc --all --inline` with `env`: (lines changed, orders changed).
+fn full_run_with(db: &TempDatabase, env: &[(&str, &str)]) -> (i64, i64) {
+    let run = crate::support::backorderd(
+        &["--database-url", &db.url, "recalc", "--all", "--inline"],
+        None,
+        env,
+    );
     let report = run.ok_json();
     (
         report["recalculated"]["lines_changed"].as_i64().unwrap(),
@@ -144,6 +153,20 @@ fn the_full_run_repairs_an_order_whose_line_was_changed_behind_its_back(backend:
     assert_eq!((last.0.as_str(), last.1, last.2), ("", 7, 2));
 
     assert_eq!(full_run(&db), (0, 0), "nothing left to repair");
+
+    // The same through the bulk transaction (which reads every header
+    // once and sums each order's lines over its batches), one SKU a batch
+    // so that SO-3's lines are seen in two batches.
+    let bulk = [
+        ("BACKORDERD__SERVICE__BULK_FROM_SKUS", "1"),
+        ("BACKORDERD__SERVICE__SKUS_PER_BATCH", "1"),
+    ];
+    db.execute("UPDATE order_lines SET backorder_qty = 0 WHERE id = 'SO-3-1'");
+    db.execute("UPDATE orders SET backorder_qty = 7, lines_whole = 2 WHERE id = 'SO-2'");
+    let (lines, _) = full_run_with(&db, &bulk);
+    assert_eq!(lines, 1);
+    assert_book_answer(&db);
+    assert_eq!(full_run_with(&db, &bulk), (0, 0), "nothing left to repair");
 }
 
 fn the_audit_reports_exactly_the_tampered_records_and_repairs_them(backend: Backend) {
