@@ -185,9 +185,9 @@ pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -
             }
             counts.remove(line.qty, line.backorder_qty);
             counts.add(line.qty, outcome.backorder_qty);
-            qty = qty
-                .saturating_add(outcome.backorder_qty)
-                .saturating_sub(line.backorder_qty);
+            // Bounded quantities: the difference fits; the total saturates
+            // rather than wraps (it would take millions of lines at the bound).
+            qty = qty.saturating_add(outcome.backorder_qty - line.backorder_qty);
             let cause = cause_of(&line.sku);
             order_cause.get_or_insert_with(|| cause.clone());
             out.lines.push(LineChange {

@@ -2,6 +2,7 @@
 //! binary the way a user would.
 
 mod audit;
+mod bounds;
 mod daemon;
 mod daemon_options;
 mod daemon_support;
