@@ -5,8 +5,10 @@
 //! - [`bookgen`]: synthetic books for trials and benchmarks.
 //! - [`cli`]: the command line, a thin layer over the rest.
 //! - [`api`]: the HTTP API of `serve`, another thin layer.
+//! - [`audit`]: the report of `backorderd audit`: stored values against the contract's answer.
 
 pub mod api;
+pub mod audit;
 pub mod bookgen;
 pub mod cli;
 pub mod config;

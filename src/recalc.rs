@@ -67,6 +67,38 @@ pub struct OrderChange {
     pub cause: String,
 }
 
+/// An order's totals over some of its lines: counts and backorder sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderTotals {
+    pub order_id: String,
+    pub counts: LineCounts,
+    pub backorder_qty: i64,
+    /// The cause of the order's first line in the group.
+    pub cause: String,
+}
+
+/// How [`changes_with`] looks at orders' stored totals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Compare {
+    /// The group holds every line of each of its orders (an audit, which
+    /// loads every SKU): stored totals that differ from the lines' are
+    /// drift, whatever they say. Without it an order counts as whole when
+    /// the group holds as many lines with qty > 0 as its stored count.
+    pub whole_orders: bool,
+    /// Fill [`Changes::totals`], for a run that sums orders over batches.
+    pub totals: bool,
+}
+
+fn line_totals<'a>(lines: impl Iterator<Item = (i64, i64)> + 'a) -> (LineCounts, i64) {
+    let mut counts = LineCounts::default();
+    let mut sum = 0i64;
+    for (qty, backorder_qty) in lines {
+        counts.add(qty, backorder_qty);
+        sum = sum.saturating_add(backorder_qty);
+    }
+    (counts, sum)
+}
+
 impl OrderChange {
     /// The outbox notification this change calls for, if any.
     pub fn notification(&self) -> Option<&'static str> {
@@ -86,12 +118,28 @@ pub struct Changes {
     pub orders: Vec<OrderChange>,
     /// Lines looked at, changed or not.
     pub lines_seen: usize,
+    /// Orders looked at.
+    pub orders_seen: usize,
+    /// With [`Compare::totals`]: each order's totals over the group's
+    /// lines, recalculated values.
+    pub totals: Vec<OrderTotals>,
+    /// Orders whose stored totals did not match their stored lines (drift:
+    /// a hand edit, a lost write), `(order id, cause)`. Their new totals in
+    /// `orders` are their lines' own, not the stored ones moved; a backend
+    /// that moves totals by the lines' deltas must set these instead.
+    pub drifted: Vec<(String, String)>,
 }
 
 /// Runs the engine on the group and returns only what differs from the
-/// stored values, lines in the group's order. Only an order with a changed
-/// line can change.
+/// stored values, lines in the group's order. An order changes when one of
+/// its lines does, or when it is whole in the group (see [`Compare`]) and
+/// its stored totals differ from its stored lines' (drift is repaired).
 pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
+    changes_with(group, as_of, Compare::default())
+}
+
+/// [`changes`], comparing orders as `compare` says.
+pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -> Changes {
     let GroupState {
         settings,
         warehouses,
@@ -127,6 +175,7 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
         .zip(stored)
     {
         out.lines_seen += order.lines.len();
+        out.orders_seen += 1;
         let mut counts = old_counts;
         let mut qty = old_qty;
         let mut order_cause = None;
@@ -151,6 +200,35 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
                 new_eta: outcome.eta,
                 cause,
             });
+        }
+        // Stored totals are kept by deltas; a line edited behind the
+        // daemon's back leaves them off. When the group holds the whole
+        // order, its lines say what they must be.
+        let stored_lines = line_totals(order.lines.iter().map(|l| (l.qty, l.backorder_qty)));
+        let whole = compare.whole_orders || stored_lines.0.open == old_counts.open;
+        let drift = whole && stored_lines != (old_counts, old_qty);
+        if drift || compare.totals {
+            let new_lines = line_totals(
+                order
+                    .lines
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(l, o)| (l.qty, o.backorder_qty)),
+            );
+            if drift {
+                (counts, qty) = new_lines;
+                let first_sku = order.lines.first().map_or("", |l| l.sku.as_str());
+                let cause = order_cause.get_or_insert_with(|| cause_of(first_sku));
+                out.drifted.push((order.id.clone(), cause.clone()));
+            }
+            if compare.totals {
+                out.totals.push(OrderTotals {
+                    order_id: order.id.clone(),
+                    counts: new_lines.0,
+                    backorder_qty: new_lines.1,
+                    cause: cause_of(order.lines.first().map_or("", |l| l.sku.as_str())),
+                });
+            }
         }
         if let Some(cause) = order_cause
             && (counts, qty) != (old_counts, old_qty)
@@ -302,9 +380,61 @@ mod tests {
             out,
             Changes {
                 lines_seen: 1,
+                orders_seen: 1,
                 ..Changes::default()
             }
         );
+    }
+
+    #[test]
+    fn stored_totals_off_their_lines_are_repaired_from_the_lines() {
+        // A's line was edited behind the daemon's back (30 -> 0): its totals
+        // still say 30. Restoring the line must leave them at 30, not 60.
+        let mut a = stored(order("A", 1, &[("A1", "TEA", 40, 30)]), vec![]);
+        a.order.lines[0].backorder_qty = 0;
+        let out = changes(group(10, vec![a]), Utc::now());
+        assert_eq!(out.lines.len(), 1);
+        assert!(out.orders.is_empty(), "{:?}", out.orders);
+        assert_eq!(out.drifted, vec![("A".to_owned(), "e1".to_owned())]);
+
+        // B's totals were edited, its line is right: the order changes alone.
+        let mut b = stored(order("B", 1, &[("B1", "TEA", 40, 30)]), vec![]);
+        b.backorder_qty = 7;
+        b.counts.backordered = 0;
+        let out = changes(group(10, vec![b]), Utc::now());
+        assert!(out.lines.is_empty());
+        assert_eq!(out.orders.len(), 1);
+        assert_eq!(out.orders[0].old_backorder_qty, 7);
+        assert_eq!(out.orders[0].new_backorder_qty, 30);
+        assert_eq!(out.orders[0].old_status, BackorderStatus::None);
+        assert_eq!(out.orders[0].new_status, BackorderStatus::Partial);
+    }
+
+    #[test]
+    fn an_order_only_partly_in_the_group_is_moved_not_reset() {
+        // The other line (outside the group) is backordered 3: the stored
+        // totals include it, the group's lines cannot say them.
+        let a = stored(order("A", 1, &[("A1", "TEA", 5, 0)]), vec![(3, 3)]);
+        let out = changes(group(0, vec![a]), Utc::now());
+        assert!(out.drifted.is_empty());
+        assert_eq!(out.orders[0].new_backorder_qty, 8);
+    }
+
+    #[test]
+    fn whole_orders_compare_every_count() {
+        // The stored open count is off: only an audit, which holds every
+        // line of the order, can tell.
+        let mut a = stored(order("A", 1, &[("A1", "TEA", 4, 0)]), vec![]);
+        a.counts.open = 2;
+        let compare = Compare {
+            whole_orders: true,
+            totals: true,
+        };
+        let out = changes_with(group(4, vec![a.clone()]), Utc::now(), compare);
+        assert_eq!(out.orders.len(), 1);
+        assert_eq!(out.orders[0].new_counts.open, 1);
+        assert_eq!(out.totals.len(), 1);
+        assert!(changes(group(4, vec![a]), Utc::now()).orders.is_empty());
     }
 
     #[test]

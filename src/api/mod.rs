@@ -4,11 +4,13 @@
 //! store's read-only queries and the pure `explain` module.
 //!
 //! - `handlers`: one function per endpoint;
+//! - `audit`: `GET /v1/audit`;
 //! - `auth`: the bearer token;
 //! - `error`: every error answered as JSON;
 //! - `bodies`: the JSON answers no other module owns;
 //! - `openapi`: the OpenAPI 3.1 description, derived from the handlers.
 
+mod audit;
 mod auth;
 mod bodies;
 mod error;
@@ -87,6 +89,7 @@ pub fn router<S: Store + Send + Sync + 'static>(
         .route("/v1/orders/{id}", get(handlers::order::<S>))
         .route("/v1/backorders", get(handlers::backorders::<S>))
         .route("/v1/products/{sku}", get(handlers::product::<S>))
+        .route("/v1/audit", get(audit::audit::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,6 +1,7 @@
 //! The command line: one module per command, each a thin layer over the
 //! library.
 
+mod audit;
 mod check_config;
 mod daemon;
 mod generate;
@@ -137,6 +138,24 @@ pub enum Command {
     /// file, if there); it opens no database and runs no migration. The
     /// systemd unit runs it before `serve` (ExecStartPre).
     CheckConfig,
+    /// Compare every stored line and order with the contract's answer for
+    /// the stored state; with --repair, write the answer.
+    ///
+    /// Runs every SKU through the engine, as a full recalculation does, and prints
+    /// one JSON document: a summary and each line (backorder qty, ETA) and order
+    /// (status, backorder qty, line counts) whose stored values differ, stored
+    /// beside expected. Without --repair it writes nothing. With --repair the
+    /// differences are written in the same transaction, with history rows whose
+    /// cause is `audit`. Exit codes: 0 nothing differs; 3 something differed
+    /// (and, with --repair, was repaired); 1 failure (nothing written).
+    Audit {
+        /// Write the contract's answer where the stored values differ.
+        #[arg(long)]
+        repair: bool,
+        /// Indent the JSON output.
+        #[arg(long)]
+        pretty: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -159,6 +178,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => block_on(daemon::recalc(&settings()?, all, sku, inline, &wait)),
         Command::Serve(args) => run_multi_thread(daemon::serve(&settings()?, &args)),
         Command::Status => block_on(daemon::status(&settings()?)),
+        Command::Audit { repair, pretty } => {
+            if block_on(audit::run(&settings()?, repair, pretty))? {
+                std::process::exit(crate::audit::EXIT_DRIFT);
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
             check_config::run(cli.config.as_deref(), cli.database_url.as_deref())
         }

@@ -193,6 +193,14 @@ impl Store for AnyStore {
         each_backend!(self, s => s.recalculate_bulk(max_skus, as_of, stop, on_batch))
     }
 
+    async fn audit(
+        &self,
+        repair: bool,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::audit::AuditReport, StoreError> {
+        each_backend!(self, s => s.audit(repair, as_of))
+    }
+
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
         each_backend!(self, s => s.dirty_count(skus))
     }

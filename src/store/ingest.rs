@@ -151,13 +151,19 @@ pub(super) trait IngestBackend: Send {
         &mut self,
         settings: &Settings,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Sets a line's stored backorder qty: its `(order_id, sku)`, `None`
-    /// for an unknown line.
+    /// Sets a line's stored backorder qty: its `(order_id, sku, old
+    /// backorder_qty)`, `None` for an unknown line.
     fn override_line(
         &mut self,
         line_id: &str,
         backorder_qty: i64,
-    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(String, String, i64)>, StoreError>> + Send;
+    /// A history row for a line whose stored backorder qty an event set.
+    fn line_history(
+        &mut self,
+        row: &LineHistory,
+        at: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A stored order's header, without its lines.
     fn order_header(
         &mut self,
@@ -430,14 +436,42 @@ macro_rules! portable_statements {
             &mut self,
             line_id: &str,
             backorder_qty: i64,
-        ) -> Result<Option<(String, String)>, $crate::store::StoreError> {
-            Ok(::sqlx::query_as(
-                "UPDATE order_lines SET backorder_qty = $1 WHERE id = $2 RETURNING order_id, sku",
+        ) -> Result<Option<(String, String, i64)>, $crate::store::StoreError> {
+            // Read first: RETURNING gives the new value, the history wants the old.
+            let old: Option<(String, String, i64)> = ::sqlx::query_as(
+                "SELECT order_id, sku, backorder_qty FROM order_lines WHERE id = $1",
             )
-            .bind(backorder_qty)
             .bind(line_id)
             .fetch_optional(&mut *self)
-            .await?)
+            .await?;
+            if old.is_some() {
+                ::sqlx::query("UPDATE order_lines SET backorder_qty = $1 WHERE id = $2")
+                    .bind(backorder_qty)
+                    .bind(line_id)
+                    .execute(&mut *self)
+                    .await?;
+            }
+            Ok(old)
+        }
+
+        async fn line_history(
+            &mut self,
+            row: &$crate::store::ingest::LineHistory,
+            at: &str,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, cause)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(at)
+            .bind(&row.order_id)
+            .bind(&row.line_id)
+            .bind(row.old_backorder_qty)
+            .bind(row.new_backorder_qty)
+            .bind(&row.cause)
+            .execute(&mut *self)
+            .await?;
+            Ok(())
         }
 
         async fn order_header(
@@ -521,6 +555,19 @@ struct Effect {
     /// Orders whose lines were replaced, moved or overridden: their status
     /// is recomputed from the stored lines at once.
     orders: Vec<String>,
+    /// Lines whose stored backorder qty the event set (an override):
+    /// `(order_id, line_id, old, new)`, for their history rows.
+    overridden: Vec<(String, String, i64, i64)>,
+}
+
+/// A line's history row written by an event (an override), not by a
+/// recalculation.
+pub(super) struct LineHistory {
+    pub order_id: String,
+    pub line_id: String,
+    pub old_backorder_qty: i64,
+    pub new_backorder_qty: i64,
+    pub cause: String,
 }
 
 /// Applies `events` in order: records each id (a repeat is skipped),
@@ -563,6 +610,18 @@ pub(super) async fn ingest<B: IngestBackend>(
             marks.insert(sku, (seq, event.id.clone()));
         }
         refresh.extend(effect.orders.into_iter().map(|o| (o, event.id.clone())));
+        for (order_id, line_id, old, new) in effect.overridden {
+            if old != new {
+                let row = LineHistory {
+                    order_id,
+                    line_id,
+                    old_backorder_qty: old,
+                    new_backorder_qty: new,
+                    cause: event.id.clone(),
+                };
+                db.line_history(&row, &now).await?;
+            }
+        }
     }
 
     refresh_orders(db, &refresh, &now).await?;
@@ -684,7 +743,7 @@ async fn apply<B: IngestBackend>(
             line_id,
             backorder_qty,
         } => {
-            let (order_id, sku) = db
+            let (order_id, sku, old_backorder_qty) = db
                 .override_line(line_id, *backorder_qty)
                 .await?
                 .ok_or_else(|| StoreError::Refused(format!("unknown line \"{line_id}\"")))?;
@@ -694,6 +753,12 @@ async fn apply<B: IngestBackend>(
             let frozen = order_scope(db, &order_id).await? == crate::engine::Scope::Frozen;
             Ok(Effect {
                 skus: if frozen { vec![sku] } else { Vec::new() },
+                overridden: vec![(
+                    order_id.clone(),
+                    line_id.clone(),
+                    old_backorder_qty,
+                    *backorder_qty,
+                )],
                 orders: vec![order_id],
                 ..Effect::default()
             })
@@ -882,22 +947,23 @@ fn split_positions(moved: &[(i64, String, String)]) -> Vec<(String, i64)> {
 
 /// Recomputes the totals of orders whose lines an event replaced, moved or
 /// overrode, from their stored lines. `orders` are `(order id, cause)`.
-async fn refresh_orders<B: IngestBackend>(
+pub(super) async fn refresh_orders<B: IngestBackend>(
     db: &mut B,
     orders: &[(String, String)],
     at: &str,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let causes = last_causes(orders);
     if causes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let ids: Vec<String> = causes.iter().map(|(id, _)| (*id).to_owned()).collect();
     let stored = db.orders_with_lines(&ids).await?;
     let changes = order_changes(&causes, stored);
     if changes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    db.write_order_changes(&changes, at).await
+    db.write_order_changes(&changes, at).await?;
+    Ok(changes.into_iter().map(|c| c.order_id).collect())
 }
 
 /// An order refreshed twice in a batch changes once, for its last cause,

@@ -128,6 +128,15 @@ pub trait Store {
         stop: &std::sync::atomic::AtomicBool,
         on_batch: impl FnMut(&BatchReport) + Send,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Runs every SKU through the engine and reports each line and order
+    /// whose stored values differ from the answer, in one transaction;
+    /// with `repair` it writes the answer (history cause `audit`), else it
+    /// writes nothing.
+    fn audit(
+        &self,
+        repair: bool,
+        as_of: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::audit::AuditReport, StoreError>> + Send;
     /// How many of `skus` (all when `None`) wait for a recalculation.
     fn dirty_count(
         &self,

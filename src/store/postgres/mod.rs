@@ -189,6 +189,14 @@ impl Store for PgStore {
         recalc::recalculate_bulk(&self.pool, as_of, on_batch).await
     }
 
+    async fn audit(
+        &self,
+        repair: bool,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::audit::AuditReport, StoreError> {
+        recalc::audit(&self.pool, repair, as_of).await
+    }
+
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
         let count = match skus {
             None => sqlx::query_scalar(

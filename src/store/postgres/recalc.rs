@@ -269,3 +269,97 @@ async fn clear_marks(conn: &mut PgConnection, claimed: &[Claimed]) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// Every SKU through the engine in one transaction holding every lock
+/// stripe (so no recalculation writes meanwhile), each order compared
+/// whole; with `repair` the answer is written (cause `audit`) and the
+/// marks of what was recalculated are cleared, else the transaction is
+/// rolled back.
+pub(super) async fn audit(
+    pool: &PgPool,
+    repair: bool,
+    as_of: DateTime<Utc>,
+) -> Result<crate::audit::AuditReport, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = pool.begin().await?;
+        match audit_in(&mut tx, repair, as_of).await {
+            Ok(findings) => {
+                if repair {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                return Ok(crate::audit::AuditReport::new(findings, as_of, repair));
+            }
+            Err(e) if is_transient(&e) && attempt < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "audit meets another writer; trying again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn audit_in(
+    conn: &mut PgConnection,
+    repair: bool,
+    as_of: DateTime<Utc>,
+) -> Result<crate::audit::Findings, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, s) FROM generate_series(0, $2 - 1) s")
+        .bind(LOCK_SPACE)
+        .bind(SKU_LOCK_STRIPES)
+        .execute(&mut *conn)
+        .await?;
+    let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
+        .fetch_one(&mut *conn)
+        .await?;
+    let orders_checked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&mut *conn)
+        .await?;
+    // A SKU without a mark gets one that no event can have raised (-1):
+    // clearing it after a repair clears nothing.
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT l.sku, $1, COALESCE(d.marked_seq, -1)
+         FROM (SELECT DISTINCT sku FROM order_lines) l LEFT JOIN dirty_skus d USING (sku)",
+    )
+    .bind(crate::audit::CAUSE)
+    .fetch_all(&mut *conn)
+    .await?;
+    let claimed: Vec<Claimed> = rows.into_iter().map(Claimed::from).collect();
+    let settings = load_settings(conn).await?;
+    let mut skus: Vec<String> = claimed.iter().map(|c| c.sku.clone()).collect();
+    if settings.consider_replacement_sku {
+        // Replacement SKUs without lines of their own still lend stock.
+        let edges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        skus = replacement_closure(skus.iter().map(String::as_str), &edges);
+    }
+    skus.sort_unstable();
+    skus.dedup();
+    let causes: FxHashMap<String, String> = skus
+        .iter()
+        .map(|sku| (sku.clone(), crate::audit::CAUSE.to_owned()))
+        .collect();
+    let group = super::queries::load_group(conn, &skus, settings, causes).await?;
+    let compare = recalc::Compare {
+        whole_orders: true,
+        totals: false,
+    };
+    let changes = recalc::changes_with(group, as_of, compare);
+    let findings = crate::audit::Findings {
+        dirty_skus,
+        lines_checked: changes.lines_seen,
+        orders_checked: orders_checked as usize,
+        lines: changes.lines.clone(),
+        orders: changes.orders.clone(),
+    };
+    if repair {
+        writeback::write_changes(conn, changes, &format_timestamp(&as_of)).await?;
+        clear_marks(conn, &claimed).await?;
+    }
+    Ok(findings)
+}

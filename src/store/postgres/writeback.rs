@@ -28,22 +28,35 @@ pub(super) async fn write_changes(
     at: &str,
 ) -> Result<Written, StoreError> {
     let mut lines = changes.lines;
-    if lines.is_empty() {
-        return Ok(Written {
-            lines: 0,
-            orders: 0,
-        });
+    let mut written = Written {
+        lines: 0,
+        orders: 0,
+    };
+    if !lines.is_empty() {
+        lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
+        let ids = write_lines(conn, &lines).await?;
+        lines.retain(|l| ids.contains(l.line_id.as_str()));
+        // Orders off their lines are set from their lines below, not moved.
+        let drifted: FxHashSet<&str> = changes.drifted.iter().map(|d| d.0.as_str()).collect();
+        let moving: Vec<LineChange> = lines
+            .iter()
+            .filter(|l| !drifted.contains(l.order_id.as_str()))
+            .cloned()
+            .collect();
+        let orders = move_orders(conn, &moving).await?;
+        write_history(conn, &lines, &orders, at).await?;
+        write_outbox(conn, &orders, at).await?;
+        written.lines = lines.len();
+        written.orders = orders.len();
     }
-    lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
-    let written = write_lines(conn, &lines).await?;
-    lines.retain(|l| written.contains(l.line_id.as_str()));
-    let orders = move_orders(conn, &lines).await?;
-    write_history(conn, &lines, &orders, at).await?;
-    write_outbox(conn, &orders, at).await?;
-    Ok(Written {
-        lines: lines.len(),
-        orders: orders.len(),
-    })
+    // What was read may be stale by now; under the order's row lock its
+    // lines say what its totals must be (as after an event's refresh).
+    if !changes.drifted.is_empty() {
+        let repaired =
+            crate::store::ingest::refresh_orders(&mut *conn, &changes.drifted, at).await?;
+        written.orders += repaired.len();
+    }
+    Ok(written)
 }
 
 /// The ids of the lines written: those still as read, in the same order

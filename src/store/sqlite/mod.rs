@@ -227,6 +227,50 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn audit(
+        &self,
+        repair: bool,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::audit::AuditReport, StoreError> {
+        // The bulk run over every SKU, in one write transaction (so nothing
+        // changes under it): every SKU is marked, each group is loaded
+        // once, and the order sums are compared at the end. Without
+        // repair, nothing is written and the marks are rolled back.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO dirty_skus (sku, marked_seq, cause)
+             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
+             ON CONFLICT (sku) DO UPDATE SET cause = excluded.cause",
+        )
+        .bind(crate::audit::CAUSE)
+        .execute(&mut *tx)
+        .await?;
+        let mut cache = recalc::HeaderCache::for_audit(direct::all_headers(&mut tx).await?, repair);
+        let mut findings = crate::audit::Findings {
+            dirty_skus,
+            orders_checked: cache.orders(),
+            ..Default::default()
+        };
+        while let Some(batch) =
+            recalc::recalculate_dirty(&mut tx, 2000, as_of, Some(&mut cache)).await?
+        {
+            findings.lines_checked += batch.lines_seen;
+        }
+        findings.orders = cache.take_order_changes();
+        findings.lines = cache.line_changes.take().unwrap_or_default();
+        if repair {
+            writeback::write_order_changes(&mut tx, &findings.orders, &format_timestamp(&as_of))
+                .await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(crate::audit::AuditReport::new(findings, as_of, repair))
+    }
+
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
         let count =
             match skus {

@@ -14,7 +14,7 @@ use super::writeback::write_changes;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::Settings;
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, GroupState, OrderChange};
+use crate::recalc::{self, Compare, GroupState, LineChange, OrderChange, OrderTotals};
 use crate::store::assemble;
 use crate::store::{BatchReport, StoreError};
 
@@ -25,11 +25,23 @@ const LINES_PER_BATCH: usize = 50_000;
 /// recalculation instead of looked up batch by batch, indexed by id; and
 /// the orders' changes, held back until the end of the bulk transaction so
 /// that each order is written once, in key order, with its net change.
+///
+/// The cache also sums each order's recalculated lines over the batches,
+/// so that at the end an order whose lines were all seen is compared with
+/// its stored totals: drift (totals that do not match the lines) is found
+/// and repaired even when no line of the order changed.
 pub(super) struct HeaderCache {
     entries: Vec<Cached>,
     by_id: HashTable<u32>,
     /// Distinct causes, which `Cached::cause` points into.
     causes: Vec<String>,
+    /// Every SKU is in this run (an audit): an order's summed lines are
+    /// all of its lines, whatever its stored counts say.
+    every_sku: bool,
+    /// An audit without repair: batches write nothing.
+    pub(super) dry_run: bool,
+    /// When set, every batch's line changes are kept here (an audit).
+    pub(super) line_changes: Option<Vec<LineChange>>,
 }
 
 struct Cached {
@@ -38,6 +50,8 @@ struct Cached {
     /// The stored total and counts, once a batch has changed them.
     stored: Option<(i64, LineCounts)>,
     cause: u32,
+    /// The order's lines seen so far, recalculated values.
+    summed: (LineCounts, i64),
 }
 
 fn id_hash(id: &str) -> u64 {
@@ -59,12 +73,56 @@ impl HeaderCache {
                 current,
                 stored: None,
                 cause: 0,
+                summed: (LineCounts::default(), 0),
             })
             .collect();
         HeaderCache {
             entries,
             by_id,
             causes: Vec::new(),
+            every_sku: false,
+            dry_run: false,
+            line_changes: None,
+        }
+    }
+
+    /// For an audit: every SKU is loaded once, so every order is whole.
+    pub(super) fn for_audit(headers: Vec<HeaderWithTotals>, repair: bool) -> Self {
+        HeaderCache {
+            every_sku: true,
+            dry_run: !repair,
+            line_changes: Some(Vec::new()),
+            ..HeaderCache::new(headers)
+        }
+    }
+
+    pub(super) fn orders(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn cause_index(&mut self, cause: String) -> u32 {
+        if self.causes.last() != Some(&cause) {
+            self.causes.push(cause);
+        }
+        self.causes.len() as u32 - 1
+    }
+
+    /// Adds a batch's recalculated totals of its orders' lines.
+    fn sum(&mut self, totals: Vec<OrderTotals>) {
+        for t in totals {
+            let Some(i) = self.index(&t.order_id) else {
+                continue;
+            };
+            if self.entries[i].stored.is_none() {
+                // The cause a drift repair will name, unless a change comes.
+                let cause = self.cause_index(t.cause);
+                self.entries[i].cause = cause;
+            }
+            let summed = &mut self.entries[i].summed;
+            summed.0.open += t.counts.open;
+            summed.0.backordered += t.counts.backordered;
+            summed.0.whole += t.counts.whole;
+            summed.1 = summed.1.saturating_add(t.backorder_qty);
         }
     }
 
@@ -86,10 +144,7 @@ impl HeaderCache {
         let Some(i) = self.index(&change.order_id) else {
             return;
         };
-        if self.causes.last() != Some(&change.cause) {
-            self.causes.push(change.cause);
-        }
-        let cause = self.causes.len() as u32 - 1;
+        let cause = self.cause_index(change.cause);
         let entry = &mut self.entries[i];
         entry
             .stored
@@ -99,10 +154,21 @@ impl HeaderCache {
         entry.cause = cause;
     }
 
-    /// The orders' net changes, by id; orders back where they started drop out.
+    /// The orders' net changes, by id; orders back where they started drop
+    /// out. An order whose lines were all summed (all those with qty > 0,
+    /// by its stored count) gets the totals of its lines.
     pub(super) fn take_order_changes(&mut self) -> Vec<OrderChange> {
         let mut changes: Vec<OrderChange> = Vec::new();
         for entry in &mut self.entries {
+            let (summed_counts, summed_qty) = entry.summed;
+            let whole = self.every_sku || summed_counts.open == entry.current.2.open;
+            if whole && (summed_counts, summed_qty) != (entry.current.2, entry.current.1) {
+                entry
+                    .stored
+                    .get_or_insert((entry.current.1, entry.current.2));
+                entry.current.1 = summed_qty;
+                entry.current.2 = summed_counts;
+            }
             let Some((old_qty, old_counts)) = entry.stored.take() else {
                 continue;
             };
@@ -118,7 +184,11 @@ impl HeaderCache {
                 new_backorder_qty: *new_qty,
                 old_counts,
                 new_counts: *new_counts,
-                cause: self.causes[entry.cause as usize].clone(),
+                cause: self
+                    .causes
+                    .get(entry.cause as usize)
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
         changes.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
@@ -158,16 +228,31 @@ pub(super) async fn recalculate_dirty(
         cache.as_deref(),
     )
     .await?;
-    let mut changes = recalc::changes(group, as_of);
+    let compare = Compare {
+        whole_orders: false,
+        totals: cache.is_some(),
+    };
+    let mut changes = recalc::changes_with(group, as_of, compare);
     let orders_changed = changes.orders.len();
+    let mut dry_run = false;
     if let Some(cache) = cache.as_mut() {
         for change in std::mem::take(&mut changes.orders) {
             cache.hold(change);
         }
+        cache.sum(std::mem::take(&mut changes.totals));
+        if let Some(kept) = cache.line_changes.as_mut() {
+            kept.extend(changes.lines.iter().cloned());
+        }
+        dry_run = cache.dry_run;
     }
-    write_changes(conn, &changes, &format_timestamp(&as_of)).await?;
+    if !dry_run {
+        write_changes(conn, &changes, &format_timestamp(&as_of)).await?;
+    }
+    // Every SKU of the group was loaded under the write lock, so the marks
+    // of the replacement group are done too: each SKU is loaded once per
+    // run, which the order sums of a bulk run count on.
     sqlx::query("DELETE FROM dirty_skus WHERE sku IN (SELECT value FROM json_each(?))")
-        .bind(serde_json::to_string(&claimed.iter().map(|c| &c.0).collect::<Vec<_>>()).unwrap())
+        .bind(&sku_list)
         .execute(&mut *conn)
         .await?;
 

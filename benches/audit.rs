@@ -1,0 +1,103 @@
+//! The audit's figures on a generated book, printed (a bench command, not
+//! criterion):
+//!
+//!     cargo bench --bench audit                      # 1,000,000 lines, 100,000 SKUs
+//!     BENCH_LINES=100000 BENCH_SKUS=10000 cargo bench --bench audit
+//!
+//! On SQLite: the book is imported and recalculated, then `audit` runs on
+//! the consistent store (wall time and max RSS of the process; the target
+//! is under 2 s and 300 MB), then on one with 1,000 lines and 1,000 orders
+//! tampered by plain SQL, then `audit --repair` on that.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backorderd");
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `backorderd ARGS` on `url`: (exit code, wall seconds, max RSS in MiB).
+fn run(url: &str, args: &[&str]) -> (i32, f64, f64) {
+    let started = Instant::now();
+    // Reaped by wait4 below, which also reports the child's peak memory.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(BIN)
+        .args(["--database-url", url])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backorderd runs");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and fills `usage`, a plain C struct.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    assert!(libc::WIFEXITED(status), "backorderd {args:?} was killed");
+    (
+        libc::WEXITSTATUS(status),
+        started.elapsed().as_secs_f64(),
+        usage.ru_maxrss as f64 / 1024.0,
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let lines = env_or("BENCH_LINES", 1_000_000);
+    let skus = env_or("BENCH_SKUS", 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("book.json");
+    let out = std::fs::File::create(&book).unwrap();
+    let status = Command::new(BIN)
+        .args([
+            "generate",
+            "--lines",
+            &lines.to_string(),
+            "--skus",
+            &skus.to_string(),
+        ])
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    println!("book: {lines} lines over {skus} SKUs (SQLite)");
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    assert_eq!(run(&url, &["import", book.to_str().unwrap()]).0, 0);
+    assert_eq!(run(&url, &["recalc", "--all", "--inline"]).0, 0);
+
+    let (code, secs, rss) = run(&url, &["audit"]);
+    assert_eq!(code, 0, "a recalculated book has no drift");
+    println!(
+        "audit, no drift                {secs:8.2} s   max RSS {rss:6.0} MiB  (target: 2 s, 300 MB)"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = backorderd::store::sqlite::SqliteStore::open(&url)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "UPDATE order_lines SET backorder_qty = backorder_qty + 1
+               WHERE id IN (SELECT id FROM order_lines ORDER BY id LIMIT 1000);
+             UPDATE orders SET backorder_qty = backorder_qty + 5
+               WHERE id IN (SELECT id FROM orders ORDER BY id DESC LIMIT 1000);",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+    });
+    let (code, secs, rss) = run(&url, &["audit"]);
+    assert_eq!(code, 3, "the tampered book has drift");
+    println!("audit, 1,000 lines + 1,000 orders off {secs:8.2} s   max RSS {rss:6.0} MiB");
+    let (code, secs, rss) = run(&url, &["audit", "--repair"]);
+    assert_eq!(code, 3);
+    println!("audit --repair of those        {secs:8.2} s   max RSS {rss:6.0} MiB");
+    assert_eq!(run(&url, &["audit"]).0, 0, "repaired");
+}
