@@ -6,6 +6,7 @@ mod daemon_options;
 mod daemon_support;
 mod deploy;
 mod http;
+mod http_edges;
 mod postgres;
 mod scale_out;
 mod simulate;
