@@ -180,17 +180,18 @@ pub fn parse_batch(text: &[u8]) -> Result<Vec<Event>, BatchError> {
     let (mut end, mut line, mut counted) = (0, 1, 0);
     loop {
         let next = values.next();
-        let start = end + text[end..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let start = end
+            + text[end..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
         end = values.byte_offset();
         match next {
             None => return Ok(events),
             Some(Err(e)) => {
                 return Err(BatchError {
                     syntax: true,
-                    message: format!(
-                        "{}: not valid JSON: {e}",
-                        event_record(events.len(), None)
-                    ),
+                    message: format!("{}: not valid JSON: {e}", event_record(events.len(), None)),
                 });
             }
             Some(Ok(_)) => {}
@@ -408,7 +409,10 @@ mod tests {
             (format!("\n  {}  \n\n", pretty(ONE)), vec!["e1"]),
             (format!("{ONE}\n{TWO}\n"), vec!["e1", "e2"]),
             (format!("{ONE}\r\n\r\n{TWO}\r\n"), vec!["e1", "e2"]),
-            (format!("{}\n{}", pretty(ONE), pretty(TWO)), vec!["e1", "e2"]),
+            (
+                format!("{}\n{}", pretty(ONE), pretty(TWO)),
+                vec!["e1", "e2"],
+            ),
             (format!("{ONE}{TWO}"), vec!["e1", "e2"]),
             (pretty_array.clone(), vec!["e1", "e2"]),
             (format!("[{ONE}]\n{TWO}"), vec!["e1", "e2"]),
@@ -440,10 +444,16 @@ mod tests {
         assert!(err.message.contains("line 3"), "{err}");
         for text in ["{\"id\": \"e4\", \"type\":", "\u{fffd} garbage", "[{}"] {
             let err = parse_batch(text.as_bytes()).unwrap_err();
-            assert!(err.syntax && err.message.starts_with("event 1: not valid JSON"), "{err}");
+            assert!(
+                err.syntax && err.message.starts_with("event 1: not valid JSON"),
+                "{err}"
+            );
         }
         let err = parse_batch(b"42").unwrap_err();
-        assert!(!err.syntax && err.message.starts_with("event 1 at line 1:"), "{err}");
+        assert!(
+            !err.syntax && err.message.starts_with("event 1 at line 1:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub struct WaitParams {
 fn parse_events(body: &[u8]) -> Result<Vec<Event>, ApiError> {
     let events = parse_batch(body).map_err(|e| {
         if e.syntax {
-            ApiError::bad_request(format!("the body is not valid JSON: {e}; nothing was applied"))
+            ApiError::bad_request(format!(
+                "the body is not valid JSON: {e}; nothing was applied"
+            ))
         } else {
             ApiError::refused(format!("events refused (nothing of them was applied): {e}"))
         }

@@ -59,11 +59,8 @@ pub async fn read_body(State(limits): State<BodyLimits>, request: Request, next:
     if announced.is_some_and(|n| n > limits.max_bytes as u64) {
         return closing(too_large());
     }
-    let read = tokio::time::timeout(
-        limits.timeout,
-        axum::body::to_bytes(body, limits.max_bytes),
-    )
-    .await;
+    let read =
+        tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limits.max_bytes)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => {
@@ -85,7 +82,8 @@ pub async fn read_body(State(limits): State<BodyLimits>, request: Request, next:
             ));
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// An error after which the connection is closed: what is left of the

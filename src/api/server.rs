@@ -154,7 +154,10 @@ fn message_for(status: u16) -> Option<(&'static str, String)> {
         ),
         414 => (
             "URI Too Long",
-            format!("the request's URI is longer than {} bytes", super::MAX_URI_BYTES),
+            format!(
+                "the request's URI is longer than {} bytes",
+                super::MAX_URI_BYTES
+            ),
         ),
         431 => (
             "Request Header Fields Too Large",
@@ -176,7 +179,12 @@ fn replacement_for(written: &[u8]) -> Option<Vec<u8>> {
     let (reason, message) = message_for(status)?;
     let mut kept = Vec::new();
     for field in head.split("\r\n").skip(1).filter(|f| !f.is_empty()) {
-        let name = field.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = field
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match name.as_str() {
             "content-type" | "transfer-encoding" => return None,
             "content-length" if field.split(':').nth(1).map(str::trim) != Some("0") => return None,
@@ -298,7 +306,10 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
         assert!(head.contains("content-type: application/json"), "{head}");
         assert!(head.contains("date: Wed, 02 Dec 2026"), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(body["status"], 431);
         assert!(body["error"].as_str().unwrap().contains("header fields"));

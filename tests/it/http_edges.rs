@@ -35,7 +35,10 @@ fn serve(db: &TempDatabase, env: &[(&str, &str)]) -> (Daemon, u16) {
     assert_eq!(imported.code, 0, "{}", imported.stderr);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    (Daemon::start_with_args(db, env, &["--listen", &listen]), port)
+    (
+        Daemon::start_with_args(db, env, &["--listen", &listen]),
+        port,
+    )
 }
 
 /// An answer read off a raw connection.
@@ -80,13 +83,21 @@ fn read_answer(stream: &mut TcpStream) -> Raw {
             break at;
         }
         let n = stream.read(&mut chunk).expect("an answer");
-        assert!(n > 0, "closed without an answer: {:?}", String::from_utf8_lossy(&bytes));
+        assert!(
+            n > 0,
+            "closed without an answer: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         bytes.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8(bytes[..head_end].to_vec()).unwrap();
     let length: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
         .unwrap_or(0);
     let mut body = bytes[head_end + 4..].to_vec();
     while body.len() < length {
@@ -134,7 +145,12 @@ fn closed_within(stream: &mut TcpStream, at_most: Duration) -> Duration {
         match stream.read(&mut chunk) {
             Ok(0) => return started.elapsed(),
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 panic!("the connection is still open after {at_most:?}")
             }
             Err(_) => return started.elapsed(),
@@ -159,7 +175,10 @@ fn events_in_any_json_layout_over_http_and_from_a_file() {
     // One event pretty-printed over several lines, waited for.
     let (status, answer) = post(port, "/v1/events?wait=true", &pretty(&receipt));
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["results"], json!([{"id": "e1", "outcome": "accepted"}]));
+    assert_eq!(
+        answer["results"],
+        json!([{"id": "e1", "outcome": "accepted"}])
+    );
     // A pretty array; pretty objects one after the other.
     let (status, answer) = post(port, "/v1/events", &pretty(&json!([count, receipt])));
     assert_eq!(status, 202, "{answer}");
@@ -167,7 +186,11 @@ fn events_in_any_json_layout_over_http_and_from_a_file() {
         answer["results"],
         json!([{"id": "e2", "outcome": "accepted"}, {"id": "e1", "outcome": "duplicate"}])
     );
-    let (status, answer) = post(port, "/v1/events", &format!("{}\n\n{}\n", pretty(&again), pretty(&receipt)));
+    let (status, answer) = post(
+        port,
+        "/v1/events",
+        &format!("{}\n\n{}\n", pretty(&again), pretty(&receipt)),
+    );
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
         answer["results"],
@@ -179,33 +202,65 @@ fn events_in_any_json_layout_over_http_and_from_a_file() {
     let before = db.run(&["export"], None).ok_json()["inventory"].clone();
     let negative = json!({"id": "e4", "type": "po_received", "sku": "TEA",
                           "warehouse": "MAIN", "qty": -1});
-    let refused = format!("{}\n{}\n", pretty(&json!({"id": "e5", "type": "recalculate", "all": true})), pretty(&negative));
-    let line = pretty(&json!({"id": "e5", "type": "recalculate", "all": true})).lines().count() + 1;
+    let refused = format!(
+        "{}\n{}\n",
+        pretty(&json!({"id": "e5", "type": "recalculate", "all": true})),
+        pretty(&negative)
+    );
+    let line = pretty(&json!({"id": "e5", "type": "recalculate", "all": true}))
+        .lines()
+        .count()
+        + 1;
     let (status, answer) = post(port, "/v1/events", &refused);
     assert_eq!(status, 422, "{answer}");
     let message = answer["error"].as_str().unwrap();
-    assert!(message.contains(&format!("event 2 (id \"e4\") at line {line}: qty must not be negative")), "{message}");
+    assert!(
+        message.contains(&format!(
+            "event 2 (id \"e4\") at line {line}: qty must not be negative"
+        )),
+        "{message}"
+    );
     let broken = "{\n  \"id\": \"e6\",\n  \"type\" \"recalculate\"\n}\n";
     let (status, answer) = post(port, "/v1/events", broken);
     assert_eq!(status, 400, "{answer}");
     let message = answer["error"].as_str().unwrap();
-    assert!(message.contains("event 1: not valid JSON") && message.contains("line 3"), "{message}");
+    assert!(
+        message.contains("event 1: not valid JSON") && message.contains("line 3"),
+        "{message}"
+    );
     assert_eq!(db.run(&["export"], None).ok_json()["inventory"], before);
     daemon.stop_with("TERM");
 
     // `event FILE` reads the same layouts.
     let file = db.scratch("pretty.json");
-    std::fs::write(&file, format!("{}\n{}", pretty(&again), pretty(&json!([receipt, {"id": "e7", "type": "recalculate", "all": true}])))).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}",
+            pretty(&again),
+            pretty(&json!([receipt, {"id": "e7", "type": "recalculate", "all": true}]))
+        ),
+    )
+    .unwrap();
     let run = db.run(&["event", file.to_str().unwrap()], None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["accepted"], json!(["e7"]), "{}", run.stdout);
     std::fs::write(&file, &refused).unwrap();
     let run = db.run(&["event", file.to_str().unwrap()], None);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("event 2 (id \"e4\") at line {line}")), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("event 2 (id \"e4\") at line {line}")),
+        "{}",
+        run.stderr
+    );
     let run = db.run(&["event", "-"], Some(broken.as_bytes()));
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not valid JSON") && run.stderr.contains("line 3"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not valid JSON") && run.stderr.contains("line 3"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(db.run(&["export"], None).ok_json()["inventory"], before);
 }
 
@@ -218,7 +273,10 @@ fn answers_hyper_gives_by_itself_are_json() {
     let message = raw(port, &request("GET", &long, "")).json_error(414);
     assert!(message.contains("8192"), "{message}");
     // Past hyper's limits: it answers by itself, and the answer is JSON.
-    let huge = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70_000));
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70_000)
+    );
     let message = raw(port, huge.as_bytes()).json_error(431);
     assert!(message.contains("header fields"), "{message}");
     let mut many = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\n");
@@ -227,12 +285,18 @@ fn answers_hyper_gives_by_itself_are_json() {
     }
     many.push_str("\r\n");
     raw(port, many.as_bytes()).json_error(431);
-    let very_long = format!("GET /v1/orders/{} HTTP/1.1\r\nHost: x\r\n\r\n", "A".repeat(70_000));
+    let very_long = format!(
+        "GET /v1/orders/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "A".repeat(70_000)
+    );
     let answer = raw(port, very_long.as_bytes());
     let status = answer.status;
     assert!(status == 414 || status == 431, "{}", answer.head);
     answer.json_error(status);
-    for malformed in [&b"NOT HTTP AT ALL\r\n\r\n"[..], b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n"] {
+    for malformed in [
+        &b"NOT HTTP AT ALL\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
+    ] {
         raw(port, malformed).json_error(400);
     }
     // The API's own answers are untouched, and the daemon still serves.
@@ -255,9 +319,13 @@ fn slow_senders_are_cut_off_and_do_not_hold_up_others() {
     let limit = Duration::from_secs(6);
     // Half a head, then silence: closed once the header timeout passes.
     let mut half = connect(port);
-    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: loc").unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: loc")
+        .unwrap();
     let waited = closed_within(&mut half, limit);
-    assert!(waited >= Duration::from_millis(800), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
     // A head trickled a byte at a time is cut off as well.
     let mut trickle = connect(port);
     let started = Instant::now();
@@ -277,7 +345,9 @@ fn slow_senders_are_cut_off_and_do_not_hold_up_others() {
     let mut short = connect(port);
     let started = Instant::now();
     short
-        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\": \"e")
+        .write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\": \"e",
+        )
         .unwrap();
     let message = read_answer(&mut short).json_error(408);
     assert!(message.contains("http.body_timeout_secs"), "{message}");
@@ -293,10 +363,15 @@ fn slow_senders_are_cut_off_and_do_not_hold_up_others() {
         })
         .collect();
     let started = Instant::now();
-    let event = r#"{"id": "e1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": 1}"#;
+    let event =
+        r#"{"id": "e1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": 1}"#;
     let (status, answer) = post(port, "/v1/events?wait=true", event);
     assert_eq!(status, 200, "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     for mut stream in slow {
         closed_within(&mut stream, limit);
     }
@@ -329,25 +404,52 @@ fn connections_over_the_cap_are_answered_503() {
 fn wait_timeouts_are_bounded() {
     let db = TempDatabase::new();
     let (daemon, port) = serve(&db, &[]);
-    let event = r#"{"id": "e1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": 1}"#;
+    let event =
+        r#"{"id": "e1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": 1}"#;
     // Over the documented maximum: a usage mistake, nothing applied.
-    for timeout in ["18446744073709551615", "31536001", "-1"] {
-        let run = db.run(&["event", "-", "--wait", "--timeout", timeout], Some(event.as_bytes()));
+    for timeout in ["18446744073709551615", "31536001"] {
+        let run = db.run(
+            &["event", "-", "--wait", "--timeout", timeout],
+            Some(event.as_bytes()),
+        );
         assert_eq!(run.code, 1, "--timeout {timeout}: {}", run.stderr);
         assert!(run.stderr.contains("--timeout"), "{}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
-    let run = db.run(&["recalc", "--all", "--wait", "--timeout", "18446744073709551615"], None);
+    let run = db.run(
+        &[
+            "recalc",
+            "--all",
+            "--wait",
+            "--timeout",
+            "18446744073709551615",
+        ],
+        None,
+    );
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert_eq!(db.run(&["export"], None).ok_json()["inventory"][0]["on_hand"], 3);
+    assert_eq!(
+        db.run(&["export"], None).ok_json()["inventory"][0]["on_hand"],
+        3
+    );
     // At the maximum: waits as usual (the daemon runs).
-    let run = db.run(&["event", "-", "--wait", "--timeout", "31536000"], Some(event.as_bytes()));
+    let run = db.run(
+        &["event", "-", "--wait", "--timeout", "31536000"],
+        Some(event.as_bytes()),
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     // Over HTTP the timeout is capped by `http.wait_timeout_secs`.
     let again = r#"{"id": "e2", "type": "recalculate", "skus": ["TEA"]}"#;
-    let (status, answer) = post(port, "/v1/events?wait=true&timeout=18446744073709551615", again);
+    let (status, answer) = post(
+        port,
+        "/v1/events?wait=true&timeout=18446744073709551615",
+        again,
+    );
     assert_eq!(status, 200, "{answer}");
-    let (status, answer) = post(port, "/v1/events?wait=true&timeout=18446744073709551616", again);
+    let (status, answer) = post(
+        port,
+        "/v1/events?wait=true&timeout=18446744073709551616",
+        again,
+    );
     assert_eq!(status, 400, "{answer}");
     daemon.stop_with("TERM");
 }
@@ -369,7 +471,10 @@ fn a_wait_broken_by_the_database_answers_503_with_the_results(backend: Backend) 
         post(port, "/v1/events?wait=true&timeout=30", event)
     });
     let deadline = Instant::now() + Duration::from_secs(10);
-    while db.fetch_all::<(String,)>("SELECT id FROM received_events WHERE id = 'w1'").is_empty() {
+    while db
+        .fetch_all::<(String,)>("SELECT id FROM received_events WHERE id = 'w1'")
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "w1 was not applied");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -378,9 +483,16 @@ fn a_wait_broken_by_the_database_answers_503_with_the_results(backend: Backend) 
     let (status, answer) = waiting.join().unwrap();
     assert_eq!(status, 503, "{answer}");
     assert!(broken.elapsed() < Duration::from_secs(10));
-    assert_eq!(answer["results"], json!([{"id": "w1", "outcome": "accepted"}]), "{answer}");
+    assert_eq!(
+        answer["results"],
+        json!([{"id": "w1", "outcome": "accepted"}]),
+        "{answer}"
+    );
     let message = answer["error"].as_str().unwrap();
-    assert!(message.contains("applied") && message.contains("waiting"), "{message}");
+    assert!(
+        message.contains("applied") && message.contains("waiting"),
+        "{message}"
+    );
     db.execute("ALTER TABLE dirty_skus_aside RENAME TO dirty_skus");
     daemon.stop_with("TERM");
 }
