@@ -338,8 +338,13 @@ fn slow_senders_are_cut_off_and_do_not_hold_up_others() {
     let elapsed = started.elapsed();
     assert!(cut, "a head trickled over {elapsed:?} was taken");
     assert!(elapsed < Duration::from_secs(4), "cut after {elapsed:?}");
-    // A connection that sends nothing.
+    // A connection that sends nothing, and one kept alive after an answer.
     closed_within(&mut connect(port), limit);
+    let mut kept = connect(port);
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut kept).status, 200);
+    closed_within(&mut kept, limit);
 
     // A body announced and never sent in full: 408 in the API's form.
     let mut short = connect(port);
