@@ -244,13 +244,17 @@ pub fn check(event: &Event) -> Result<(), String> {
             Ok(())
         }
     };
-    let non_negative = |field: &str, value: i64| {
-        if value < 0 {
-            Err(format!("{field} must not be negative (got {value})"))
-        } else {
-            Ok(())
-        }
+    // Quantities keep the bounds of `engine::limits`, so that no sum the
+    // store computes from them can overflow.
+    let quantity = |field: &'static str, value: i64| match validate::quantity_rule(field, value) {
+        Some(rule) => Err(rule.to_string()),
+        None => Ok(()),
     };
+    let signed_quantity =
+        |field: &'static str, value: i64| match validate::signed_quantity_rule(field, value) {
+            Some(rule) => Err(rule.to_string()),
+            None => Ok(()),
+        };
     match &event.kind {
         EventKind::PoReceived {
             sku,
@@ -260,12 +264,25 @@ pub fn check(event: &Event) -> Result<(), String> {
         } => {
             non_empty("sku", sku)?;
             non_empty("warehouse", warehouse)?;
-            non_negative("qty", *qty)
+            quantity("qty", *qty)
         }
-        EventKind::InventoryAdjusted { sku, warehouse, .. }
-        | EventKind::InventorySet { sku, warehouse, .. } => {
+        EventKind::InventoryAdjusted {
+            sku,
+            warehouse,
+            delta,
+        } => {
             non_empty("sku", sku)?;
-            non_empty("warehouse", warehouse)
+            non_empty("warehouse", warehouse)?;
+            signed_quantity("delta", *delta)
+        }
+        EventKind::InventorySet {
+            sku,
+            warehouse,
+            on_hand,
+        } => {
+            non_empty("sku", sku)?;
+            non_empty("warehouse", warehouse)?;
+            signed_quantity("on_hand", *on_hand)
         }
         EventKind::PurchaseOrderUpserted { purchase_order } => records_check(Snapshot {
             purchase_orders: vec![purchase_order.clone()],
@@ -295,13 +312,18 @@ pub fn check(event: &Event) -> Result<(), String> {
             }
             Ok(())
         }
-        EventKind::SettingsChanged { .. } => Ok(()),
+        EventKind::SettingsChanged { settings } => {
+            match validate::max_days_back_rule(settings.max_days_back.flatten()) {
+                Some(rule) => Err(format!("settings.{rule}")),
+                None => Ok(()),
+            }
+        }
         EventKind::BackorderOverride {
             line_id,
             backorder_qty,
         } => {
             non_empty("line_id", line_id)?;
-            non_negative("backorder_qty", *backorder_qty)
+            quantity("backorder_qty", *backorder_qty)
         }
         EventKind::Recalculate { skus, all } => {
             if !*all && skus.is_empty() {
@@ -375,7 +397,9 @@ mod tests {
 
     #[test]
     fn a_refused_event_is_named_by_place_and_id() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 7] = [
+            (b"{\"id\":\"big\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":9223372036854775807}", "event 1 (id \"big\"): qty is out of range"),
+            (b"{\"id\":\"old\",\"type\":\"settings_changed\",\"settings\":{\"max_days_back\":4294967295}}", "event 1 (id \"old\"): settings.max_days_back is out of range"),
             (b"{\"id\":\"x\",\"type\":\"teleport\"}", "event 1 (id \"x\")"),
             (b"{\"id\":\"a\",\"type\":\"recalculate\",\"all\":true}\n{\"id\":\"b\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":-1}", "event 2 (id \"b\") at line 2: qty must not be negative"),
             (b"{\"id\":\"c\",\"type\":\"inventory_set\",\"sku\":\"T\",\"warehouse\":\"M\",\"on_hand\":1,\"colour\":2}", "unknown field `colour`"),

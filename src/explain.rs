@@ -159,8 +159,7 @@ fn pool_size(places: &Places, pool: &PoolKey) -> (i64, i64, i64) {
         .iter()
         .filter(|r| r.sku == pool.sku && eligible(s, &r.warehouse))
         .filter(|r| !wb || Some(&r.warehouse) == pool.warehouse.as_ref())
-        .map(|r| r.on_hand)
-        .sum();
+        .fold(0i64, |sum, r| sum.saturating_add(r.on_hand));
     let stock = stock.max(0);
     let mut held = 0;
     for (o, order) in s.orders.iter().enumerate() {
@@ -169,11 +168,11 @@ fn pool_size(places: &Places, pool: &PoolKey) -> (i64, i64, i64) {
         }
         for line in &order.lines {
             if line.sku == pool.sku && places.pool_of(order, &line.sku) == *pool {
-                held += frozen_hold(line.qty, line.backorder_qty);
+                held = i64::saturating_add(held, frozen_hold(line.qty, line.backorder_qty));
             }
         }
     }
-    (stock, held, (stock - held).max(0))
+    (stock, held, stock.saturating_sub(held).max(0))
 }
 
 /// Explains every line of `view` from `pools`, the stored state of the
@@ -276,8 +275,10 @@ pub fn explain_order(
                 let (mut ahead, mut behind) = (0, 0);
                 for (k, &(qo, ql)) in queue.iter().enumerate() {
                     match at {
-                        Some(at) if k < at => ahead += own_alloc(qo, ql),
-                        Some(at) if k > at => behind += own_alloc(qo, ql),
+                        Some(at) if k < at => ahead = i64::saturating_add(ahead, own_alloc(qo, ql)),
+                        Some(at) if k > at => {
+                            behind = i64::saturating_add(behind, own_alloc(qo, ql))
+                        }
                         _ => {}
                     }
                 }
@@ -412,9 +413,9 @@ pub fn product_summary(
     }
     for r in s.inventory.iter().filter(|r| r.sku == sku) {
         let i = row(&mut rows, s, Some(&r.warehouse));
-        rows[i].figures.on_hand += r.on_hand;
+        rows[i].figures.on_hand = rows[i].figures.on_hand.saturating_add(r.on_hand);
         if rows[i].eligible {
-            rows[i].figures.available += r.on_hand;
+            rows[i].figures.available = rows[i].figures.available.saturating_add(r.on_hand);
         }
     }
     for (o, order) in s.orders.iter().enumerate() {
@@ -426,13 +427,21 @@ pub fn product_summary(
             let i = row(&mut rows, s, order.ship_from.as_deref());
             let figures = &mut rows[i].figures;
             if scope == Scope::Frozen {
-                figures.held_by_frozen += frozen_hold(line.qty, line.backorder_qty);
+                figures.held_by_frozen = figures
+                    .held_by_frozen
+                    .saturating_add(frozen_hold(line.qty, line.backorder_qty));
                 continue;
             }
             let backordered = line.backorder_qty.clamp(0, line.qty.max(0));
-            figures.allocated += line.qty.max(0) - backordered;
-            figures.backordered += line.backorder_qty.max(0);
-            figures.backordered_lines += i64::from(line.backorder_qty > 0 && line.qty > 0);
+            figures.allocated = figures
+                .allocated
+                .saturating_add(line.qty.max(0) - backordered);
+            figures.backordered = figures
+                .backordered
+                .saturating_add(line.backorder_qty.max(0));
+            figures.backordered_lines = figures
+                .backordered_lines
+                .saturating_add(i64::from(line.backorder_qty > 0 && line.qty > 0));
         }
     }
     rows.sort_by(|a, b| {
@@ -443,12 +452,16 @@ pub fn product_summary(
     });
     let mut total = StockFigures::default();
     for r in &rows {
-        total.on_hand += r.figures.on_hand;
-        total.available += r.figures.available;
-        total.held_by_frozen += r.figures.held_by_frozen;
-        total.allocated += r.figures.allocated;
-        total.backordered += r.figures.backordered;
-        total.backordered_lines += r.figures.backordered_lines;
+        total.on_hand = total.on_hand.saturating_add(r.figures.on_hand);
+        total.available = total.available.saturating_add(r.figures.available);
+        total.held_by_frozen = total
+            .held_by_frozen
+            .saturating_add(r.figures.held_by_frozen);
+        total.allocated = total.allocated.saturating_add(r.figures.allocated);
+        total.backordered = total.backordered.saturating_add(r.figures.backordered);
+        total.backordered_lines = total
+            .backordered_lines
+            .saturating_add(r.figures.backordered_lines);
     }
     total.available = total.available.max(0);
     let mut open_purchase_orders: Vec<OpenPurchaseOrder> = s

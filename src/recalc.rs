@@ -136,7 +136,9 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
             }
             counts.remove(line.qty, line.backorder_qty);
             counts.add(line.qty, outcome.backorder_qty);
-            qty += outcome.backorder_qty - line.backorder_qty;
+            // Bounded quantities: the difference fits; the total saturates
+            // rather than wraps (it would take millions of lines at the bound).
+            qty = qty.saturating_add(outcome.backorder_qty - line.backorder_qty);
             let cause = cause_of(&line.sku);
             order_cause.get_or_insert_with(|| cause.clone());
             out.lines.push(LineChange {

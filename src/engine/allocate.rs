@@ -245,7 +245,9 @@ pub fn allocate(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocation {
                         .zip(outcomes)
                         .map(|(&qty, out)| (qty, out.backorder_qty)),
                 ),
-                backorder_qty: outcomes.iter().map(|out| out.backorder_qty).sum(),
+                backorder_qty: outcomes
+                    .iter()
+                    .fold(0, |sum, out| sum.saturating_add(out.backorder_qty)),
             }
         })
         .collect();
@@ -264,6 +266,9 @@ fn line_offsets(orders: &[Order]) -> Vec<u32> {
 }
 
 /// Section 3: eligible on-hand, floored at 0, less what frozen lines hold.
+/// Summed in i128, so that no count of rows overflows (two warehouses of
+/// i64::MAX are a huge pool, not an empty one); a size beyond i64 is
+/// capped at i64::MAX, more than validated lines can ever ask for.
 fn pool_sizes(
     snapshot: &Snapshot,
     scopes: &[Scope],
@@ -272,13 +277,13 @@ fn pool_sizes(
     pools: &PoolIndex,
     warehouses: &WarehouseIndex,
 ) -> Vec<i64> {
-    let mut size = vec![0i64; pools.len()];
+    let mut size = vec![0i128; pools.len()];
     for row in &snapshot.inventory {
         let Some(warehouse) = warehouses.eligible_index(&row.warehouse, &snapshot.settings) else {
             continue;
         };
         if let Some(pool) = pools.get(&row.sku, Some(warehouse)) {
-            size[pool as usize] += row.on_hand;
+            size[pool as usize] += i128::from(row.on_hand);
         }
     }
     for s in &mut size {
@@ -290,13 +295,12 @@ fn pool_sizes(
         }
         for (k, line) in order.lines.iter().enumerate() {
             let held = line.qty - line.backorder_qty.clamp(0, line.qty.max(0));
-            size[line_pool[first_line[o] as usize + k] as usize] -= held;
+            size[line_pool[first_line[o] as usize + k] as usize] -= i128::from(held);
         }
     }
-    for s in &mut size {
-        *s = (*s).max(0);
-    }
-    size
+    size.into_iter()
+        .map(|s| i64::try_from(s.max(0)).unwrap_or(i64::MAX))
+        .collect()
 }
 
 /// Section 5, plain: each line in turn takes what it can.
@@ -304,7 +308,8 @@ fn serve_in_order(queue: &[QueueEntry], lines: &mut [LineOutcome], rem: &mut i64
     for e in queue {
         let take = e.qty.min(*rem);
         lines[e.line as usize].backorder_qty = e.qty - take;
-        *rem -= take;
+        // `take` is negative only for a negative qty, which validation refuses.
+        *rem = rem.saturating_sub(take);
     }
 }
 
@@ -319,7 +324,7 @@ fn serve_fully_shippable_first(
     let tier = |e: &QueueEntry| ranked[e.rank as usize].tier();
     for tier_run in queue.chunk_by(|a, b| tier(a) == tier(b)) {
         for order in tier_run.chunk_by(|a, b| a.rank == b.rank) {
-            let demand: i64 = order.iter().map(|e| e.qty).sum();
+            let demand = order.iter().fold(0i64, |sum, e| sum.saturating_add(e.qty));
             if demand <= *rem {
                 for e in order {
                     lines[e.line as usize].backorder_qty = 0;
@@ -362,5 +367,88 @@ fn draw_on_replacements(
             lines[g].backorder_qty -= take;
             remaining[pool as usize] -= take;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::snapshot::{InventoryRow, Line, Order, Settings, Snapshot, Warehouse};
+    use crate::engine::snapshot::{OrderStatus, PaymentStatus, WarehouseKind};
+
+    fn snapshot(on_hand: &[i64], qty: i64, max_days_back: Option<u32>) -> Snapshot {
+        let warehouses: Vec<Warehouse> = (0..on_hand.len())
+            .map(|i| Warehouse {
+                id: format!("W{i}"),
+                kind: WarehouseKind::Normal,
+            })
+            .collect();
+        Snapshot {
+            as_of: None,
+            settings: Settings {
+                max_days_back,
+                ..Settings::default()
+            },
+            inventory: on_hand
+                .iter()
+                .zip(&warehouses)
+                .map(|(&on_hand, w)| InventoryRow {
+                    sku: "TEA".into(),
+                    warehouse: w.id.clone(),
+                    on_hand,
+                })
+                .collect(),
+            warehouses,
+            products: Vec::new(),
+            purchase_orders: Vec::new(),
+            orders: vec![Order {
+                id: "SO-1".into(),
+                order_date: "2026-11-01T00:00:00Z".parse().unwrap(),
+                payment_date: None,
+                payment_status: PaymentStatus::Paid,
+                status: OrderStatus::InProcess,
+                rush: false,
+                picked: false,
+                ship_from: None,
+                lines: vec![
+                    Line {
+                        id: "L1".into(),
+                        sku: "TEA".into(),
+                        qty,
+                        backorder_qty: 0,
+                    },
+                    Line {
+                        id: "L2".into(),
+                        sku: "TEA".into(),
+                        qty,
+                        backorder_qty: 0,
+                    },
+                ],
+            }],
+        }
+    }
+
+    /// Once the pool's sum wrapped to a negative number: every line was
+    /// wholly backordered. The engine is safe on unvalidated input too.
+    #[test]
+    fn huge_stock_over_several_warehouses_is_a_huge_pool() {
+        let as_of = "2026-11-30T00:00:00Z".parse().unwrap();
+        let result = super::allocate(&snapshot(&[i64::MAX, i64::MAX], 5, None), as_of);
+        assert!(
+            result.lines.iter().all(|l| l.backorder_qty == 0),
+            "{result:?}"
+        );
+        // Two lines of i64::MAX with no stock: the order's total saturates
+        // instead of wrapping to -2.
+        let result = super::allocate(&snapshot(&[0], i64::MAX, None), as_of);
+        assert_eq!(result.orders[0].backorder_qty, i64::MAX);
+    }
+
+    #[test]
+    fn a_cutoff_beyond_the_calendar_freezes_nothing() {
+        let as_of = "2026-11-30T00:00:00Z".parse().unwrap();
+        let result = super::allocate(&snapshot(&[10], 5, Some(u32::MAX)), as_of);
+        assert_eq!(result.orders[0].scope, crate::engine::Scope::Active);
+        let result = super::allocate(&snapshot(&[10], 5, Some(1)), as_of);
+        assert_eq!(result.orders[0].scope, crate::engine::Scope::Frozen);
     }
 }

@@ -4,6 +4,7 @@
 
 mod allocate;
 mod eta;
+pub mod limits;
 pub mod outcome;
 mod pools;
 mod priority;

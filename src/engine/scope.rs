@@ -1,7 +1,8 @@
 //! Section 2: which class each order falls in, checked in the contract's order.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
+use super::limits;
 use super::outcome::Scope;
 use super::pools::WarehouseIndex;
 use super::snapshot::{Order, OrderStatus, PaymentStatus, Settings, WarehouseKind};
@@ -18,8 +19,9 @@ pub fn classify(
     if is_excluded(order, settings, warehouses) {
         return Scope::Excluded;
     }
+    // A cutoff before the calendar's start freezes nothing.
     if let Some(days) = settings.max_days_back
-        && order.order_date < as_of - Duration::days(i64::from(days))
+        && limits::cutoff(as_of, days).is_some_and(|cutoff| order.order_date < cutoff)
     {
         return Scope::Frozen;
     }

@@ -5,6 +5,7 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::fmt;
 
+use super::limits::{MAX_DAYS_BACK, MAX_QUANTITY, signed_quantity_in_bounds};
 use super::snapshot::Snapshot;
 
 /// Stop collecting after this many: a broken export can otherwise produce
@@ -30,6 +31,17 @@ pub enum Rule {
         field: &'static str,
         value: i64,
     },
+    /// Beyond the bounds of `limits` (`min` is 0 or `-MAX_QUANTITY`).
+    QuantityOutOfRange {
+        field: &'static str,
+        value: i64,
+        min: i64,
+    },
+    SettingOutOfRange {
+        setting: &'static str,
+        value: u64,
+        max: u64,
+    },
     UnknownWarehouse {
         field: &'static str,
         warehouse: String,
@@ -45,6 +57,18 @@ impl fmt::Display for Rule {
             Rule::NegativeQuantity { field, value } => {
                 write!(f, "{field} must not be negative (got {value})")
             }
+            Rule::QuantityOutOfRange { field, value, min } => write!(
+                f,
+                "{field} is out of range (got {value}; allowed {min} to {MAX_QUANTITY})"
+            ),
+            Rule::SettingOutOfRange {
+                setting,
+                value,
+                max,
+            } => write!(
+                f,
+                "{setting} is out of range (got {value}; allowed 0 to {max})"
+            ),
             Rule::UnknownWarehouse { field, warehouse } => {
                 write!(f, "{field} names unknown warehouse \"{warehouse}\"")
             }
@@ -90,6 +114,46 @@ pub fn line_record(order_id: &str, line_id: &str) -> String {
     format!("line \"{line_id}\" of order \"{order_id}\"")
 }
 
+/// The rule a quantity that may not be negative breaks, if any: below 0
+/// or above [`MAX_QUANTITY`].
+pub fn quantity_rule(field: &'static str, value: i64) -> Option<Rule> {
+    if value < 0 {
+        Some(Rule::NegativeQuantity { field, value })
+    } else if value > MAX_QUANTITY {
+        Some(Rule::QuantityOutOfRange {
+            field,
+            value,
+            min: 0,
+        })
+    } else {
+        None
+    }
+}
+
+/// The rule a quantity that may be negative (an on-hand, a delta) breaks,
+/// if any: beyond ±[`MAX_QUANTITY`].
+pub fn signed_quantity_rule(field: &'static str, value: i64) -> Option<Rule> {
+    (!signed_quantity_in_bounds(value)).then_some(Rule::QuantityOutOfRange {
+        field,
+        value,
+        min: -MAX_QUANTITY,
+    })
+}
+
+fn signed_quantity_in_bounds_wide(value: i128) -> bool {
+    (-i128::from(MAX_QUANTITY)..=i128::from(MAX_QUANTITY)).contains(&value)
+}
+
+/// The rule a `max_days_back` breaks, if any: above [`MAX_DAYS_BACK`].
+pub fn max_days_back_rule(value: Option<u32>) -> Option<Rule> {
+    let days = value?;
+    (days > MAX_DAYS_BACK).then_some(Rule::SettingOutOfRange {
+        setting: "max_days_back",
+        value: u64::from(days),
+        max: u64::from(MAX_DAYS_BACK),
+    })
+}
+
 #[derive(Default)]
 struct Collector {
     violations: Vec<Violation>,
@@ -115,8 +179,19 @@ impl Collector {
     }
 
     fn quantity(&mut self, value: i64, field: &'static str, record: impl FnOnce() -> String) {
-        if value < 0 {
-            self.push(record, Rule::NegativeQuantity { field, value });
+        if let Some(rule) = quantity_rule(field, value) {
+            self.push(record, rule);
+        }
+    }
+
+    fn signed_quantity(
+        &mut self,
+        value: i64,
+        field: &'static str,
+        record: impl FnOnce() -> String,
+    ) {
+        if let Some(rule) = signed_quantity_rule(field, value) {
+            self.push(record, rule);
         }
     }
 
@@ -142,6 +217,10 @@ impl Collector {
 /// Checks every rule of section 9; `Ok` means the engine may run on it.
 pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
     let mut c = Collector::default();
+
+    if let Some(rule) = max_days_back_rule(snapshot.settings.max_days_back) {
+        c.push(|| "settings".to_owned(), rule);
+    }
 
     let mut warehouses = FxHashSet::default();
     for w in &snapshot.warehouses {
@@ -176,6 +255,7 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         }
     }
 
+    let mut on_hand_sums: FxHashMap<(&str, &str), (i128, u32)> = FxHashMap::default();
     for row in &snapshot.inventory {
         let record = || {
             format!(
@@ -185,6 +265,32 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         };
         c.id(&row.sku, "sku", record);
         c.warehouse(&warehouses, &row.warehouse, "warehouse", record);
+        c.signed_quantity(row.on_hand, "on_hand", record);
+        let (sum, rows) = on_hand_sums
+            .entry((row.sku.as_str(), row.warehouse.as_str()))
+            .or_insert((0, 0));
+        *sum += i128::from(row.on_hand);
+        *rows += 1;
+    }
+    // Rows repeating a (sku, warehouse) are stored as their sum, which
+    // must keep the bounds too (each row's own excess is reported above).
+    if on_hand_sums.len() < snapshot.inventory.len() {
+        let mut over: Vec<((&str, &str), i128)> = on_hand_sums
+            .into_iter()
+            .filter(|&(_, (sum, rows))| rows > 1 && !signed_quantity_in_bounds_wide(sum))
+            .map(|(key, (sum, _))| (key, sum))
+            .collect();
+        over.sort_unstable();
+        for ((sku, warehouse), sum) in over {
+            c.push(
+                || format!("inventory rows of sku \"{sku}\" in warehouse \"{warehouse}\""),
+                Rule::QuantityOutOfRange {
+                    field: "on_hand summed",
+                    value: i64::try_from(sum).unwrap_or(if sum < 0 { i64::MIN } else { i64::MAX }),
+                    min: -MAX_QUANTITY,
+                },
+            );
+        }
     }
 
     let mut purchase_orders = FxHashSet::default();

@@ -26,7 +26,11 @@ pub fn stored_totals(order: &Order) -> (LineCounts, i64) {
     for l in &order.lines {
         counts.add(l.qty, l.backorder_qty);
     }
-    (counts, order.lines.iter().map(|l| l.backorder_qty).sum())
+    let backorder_qty = order
+        .lines
+        .iter()
+        .fold(0i64, |sum, l| sum.saturating_add(l.backorder_qty));
+    (counts, backorder_qty)
 }
 
 pub fn product((sku, replacement_sku): (String, Option<String>)) -> Result<Product, StoreError> {

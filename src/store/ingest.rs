@@ -12,6 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{IngestOptions, IngestReport, StoreError};
 use crate::engine::LineCounts;
+use crate::engine::limits::{MAX_QUANTITY, signed_quantity_in_bounds};
 use crate::engine::snapshot::{
     Order, OrderStatus, PaymentStatus, PurchaseOrder, Settings, Warehouse,
 };
@@ -65,25 +66,27 @@ pub(super) trait IngestBackend: Send {
         &mut self,
         warehouse: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Moves on hand by `delta`, creating the inventory row if missing.
+    /// Moves on hand by `delta`, creating the inventory row if missing:
+    /// the new on hand.
     fn add_on_hand(
         &mut self,
         sku: &str,
         warehouse: &str,
         delta: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     fn set_on_hand(
         &mut self,
         sku: &str,
         warehouse: &str,
         on_hand: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Adds to a PO's received qty: the PO's SKU, `None` for an unknown PO.
+    /// Adds to a PO's received qty: the PO's SKU and new received qty,
+    /// `None` for an unknown PO.
     fn receive_po(
         &mut self,
         po_id: &str,
         qty: i64,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(String, i64)>, StoreError>> + Send;
     /// The stored SKU of a PO, `None` for an unknown one.
     fn purchase_order_sku(
         &mut self,
@@ -247,17 +250,20 @@ macro_rules! portable_statements {
             sku: &str,
             warehouse: &str,
             delta: i64,
-        ) -> Result<(), $crate::store::StoreError> {
-            ::sqlx::query(
+        ) -> Result<i64, $crate::store::StoreError> {
+            // Both terms are within the quantity bounds (the event's check,
+            // and every stored value was checked on its way in), so the sum
+            // cannot overflow in SQL; the caller checks the result.
+            Ok(::sqlx::query_scalar(
                 "INSERT INTO inventory (sku, warehouse, on_hand) VALUES ($1, $2, $3)
-                 ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = inventory.on_hand + excluded.on_hand",
+                 ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = inventory.on_hand + excluded.on_hand
+                 RETURNING on_hand",
             )
             .bind(sku)
             .bind(warehouse)
             .bind(delta)
-            .execute(&mut *self)
-            .await?;
-            Ok(())
+            .fetch_one(&mut *self)
+            .await?)
         }
 
         async fn set_on_hand(
@@ -282,9 +288,11 @@ macro_rules! portable_statements {
             &mut self,
             po_id: &str,
             qty: i64,
-        ) -> Result<Option<String>, $crate::store::StoreError> {
-            Ok(::sqlx::query_scalar(
-                "UPDATE purchase_orders SET qty_received = qty_received + $1 WHERE id = $2 RETURNING sku",
+        ) -> Result<Option<(String, i64)>, $crate::store::StoreError> {
+            // As for `add_on_hand`: bounded terms, the result checked by the caller.
+            Ok(::sqlx::query_as(
+                "UPDATE purchase_orders SET qty_received = qty_received + $1 WHERE id = $2
+                 RETURNING sku, qty_received",
             )
             .bind(qty)
             .bind(po_id)
@@ -602,13 +610,21 @@ async fn apply<B: IngestBackend>(
             po_id,
         } => {
             require_warehouse(db, warehouse, "warehouse").await?;
-            db.add_on_hand(sku, warehouse, *qty).await?;
+            let on_hand = db.add_on_hand(sku, warehouse, *qty).await?;
+            require_on_hand_in_bounds(sku, warehouse, on_hand)?;
             let mut effect = one(sku);
             if let Some(po_id) = po_id {
                 // An unknown PO id is not an error: the stock still arrived.
                 // The PO may be of another SKU, whose ETAs then move too.
-                let po_sku = db.receive_po(po_id, *qty).await?;
-                effect.skus.extend(po_sku.filter(|s| s != sku));
+                if let Some((po_sku, received)) = db.receive_po(po_id, *qty).await? {
+                    if received > MAX_QUANTITY {
+                        return Err(StoreError::Refused(format!(
+                            "purchase order \"{po_id}\" would have qty_received {received}, \
+                             above the largest quantity {MAX_QUANTITY}"
+                        )));
+                    }
+                    effect.skus.extend((po_sku != *sku).then_some(po_sku));
+                }
             }
             Ok(effect)
         }
@@ -618,7 +634,8 @@ async fn apply<B: IngestBackend>(
             delta,
         } => {
             require_warehouse(db, warehouse, "warehouse").await?;
-            db.add_on_hand(sku, warehouse, *delta).await?;
+            let on_hand = db.add_on_hand(sku, warehouse, *delta).await?;
+            require_on_hand_in_bounds(sku, warehouse, on_hand)?;
             Ok(one(sku))
         }
         EventKind::InventorySet {
@@ -713,6 +730,19 @@ fn status_effect(skus: Vec<String>, options: IngestOptions) -> Effect {
         }
     } else {
         Effect::default()
+    }
+}
+
+/// Refuses an event that would leave an on-hand beyond the quantity
+/// bounds: the batch's transaction is then rolled back, nothing applied.
+fn require_on_hand_in_bounds(sku: &str, warehouse: &str, on_hand: i64) -> Result<(), StoreError> {
+    if signed_quantity_in_bounds(on_hand) {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(format!(
+            "on_hand of sku \"{sku}\" in warehouse \"{warehouse}\" would become {on_hand}, \
+             beyond the bounds -{MAX_QUANTITY} to {MAX_QUANTITY}"
+        )))
     }
 }
 
@@ -920,7 +950,9 @@ pub(super) fn line_totals(lines: impl IntoIterator<Item = (i64, i64)>) -> (LineC
     let mut backorder_qty = 0;
     for (qty, line_backorder_qty) in lines {
         counts.add(qty, line_backorder_qty);
-        backorder_qty += line_backorder_qty;
+        // Bounded terms cannot reach i64's limit before millions of lines;
+        // saturate rather than wrap all the same.
+        backorder_qty = i64::saturating_add(backorder_qty, line_backorder_qty);
     }
     (counts, backorder_qty)
 }

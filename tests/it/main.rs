@@ -1,6 +1,7 @@
 //! One integration-test binary: every test drives the real `backorderd`
 //! binary the way a user would.
 
+mod bounds;
 mod daemon;
 mod daemon_options;
 mod daemon_support;

@@ -100,7 +100,7 @@ async fn move_orders(
         ));
         counts.remove(l.qty, l.old_backorder_qty);
         counts.add(l.qty, l.new_backorder_qty);
-        *qty += l.new_backorder_qty - l.old_backorder_qty;
+        *qty = qty.saturating_add(l.new_backorder_qty - l.old_backorder_qty);
     }
     let mut moves: Vec<(&str, (LineCounts, i64, &str))> = moves
         .into_iter()

@@ -1,0 +1,5 @@
+//! Fuzz target `config`: the checks are in `src/lib.rs` (`backorderd_fuzz::config`),
+//! shared with the main crate's regression tests.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| backorderd_fuzz::config(data));
