@@ -32,6 +32,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://backorderd.db";
 /// Upper bound for every interval setting (one year), so that adding an
 /// interval to an instant cannot overflow.
 pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 60 * 60;
+/// `http.max_connections` at most (each takes a file descriptor).
+const MAX_CONNECTIONS: u64 = 65_536;
 
 /// The embedded lowest layer.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -120,6 +122,13 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// How long a `?wait=true` request waits for the write-back (then 504).
     pub wait_timeout_secs: u64,
+    /// How long a request's line and headers may take to arrive (then the
+    /// connection is closed); also how long an idle connection stays open.
+    pub header_timeout_secs: u64,
+    /// How long a request's body may take to arrive (then 408).
+    pub body_timeout_secs: u64,
+    /// Connections open at once; one more is answered 503.
+    pub max_connections: usize,
 }
 
 /// The API's bearer token; `Debug` and `Display` never show it, and its
@@ -171,6 +180,9 @@ impl Default for HttpSettings {
             token: ApiToken::default(),
             body_limit_bytes: 1024 * 1024,
             wait_timeout_secs: 60,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 512,
         }
     }
 }
@@ -178,6 +190,14 @@ impl Default for HttpSettings {
 impl HttpSettings {
     pub fn wait_timeout(&self) -> Duration {
         Duration::from_secs(self.wait_timeout_secs)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
     }
 
     /// Refuses to expose the API beyond this machine without a token.
@@ -547,7 +567,9 @@ impl Settings {
             .map(|(key, ..)| *key)
             .chain(DATABASE_TIMEOUTS.iter().map(|(key, ..)| *key))
             .chain(["service.skus_per_batch", "service.bulk_from_skus"])
-            .chain(["http.body_limit_bytes", "http.wait_timeout_secs"]);
+            .chain(["http.body_limit_bytes", "http.wait_timeout_secs"])
+            .chain(["http.header_timeout_secs", "http.body_timeout_secs"])
+            .chain(["http.max_connections"]);
         for key in integers {
             if let Some(Value {
                 kind: ValueKind::Float(number),
@@ -574,6 +596,21 @@ impl Settings {
                 "http.wait_timeout_secs",
                 self.http.wait_timeout_secs,
                 MAX_INTERVAL_SECS,
+            ),
+            (
+                "http.header_timeout_secs",
+                self.http.header_timeout_secs,
+                MAX_INTERVAL_SECS,
+            ),
+            (
+                "http.body_timeout_secs",
+                self.http.body_timeout_secs,
+                MAX_INTERVAL_SECS,
+            ),
+            (
+                "http.max_connections",
+                self.http.max_connections as u64,
+                MAX_CONNECTIONS,
             ),
         ];
         for (key, value, max) in http {

@@ -153,31 +153,85 @@ pub fn event_record(index: usize, id: Option<&str>) -> String {
     }
 }
 
-/// Reads a JSON Lines batch (blank lines skipped) and checks every event on
-/// its own. The whole batch is refused if any event is.
-pub fn parse_batch(text: &[u8]) -> Result<Vec<Event>, InputError> {
-    let mut events = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let index = events.len();
-        let event: Event = from_json(line).map_err(|e| {
-            let id = serde_json::from_slice::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
-            InputError::Other(format!("{}: {e}", event_record(index, id.as_deref())))
-        })?;
-        check(&event).map_err(|problem| {
-            InputError::Other(format!(
-                "{}: {problem}",
-                event_record(index, Some(&event.id))
-            ))
-        })?;
-        events.push(event);
+/// Why a batch was refused: `syntax` when the text is not JSON at all (the
+/// API answers 400), else a JSON value that is not a valid event (422).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BatchError {
+    pub syntax: bool,
+    pub message: String,
+}
+
+impl From<BatchError> for InputError {
+    fn from(err: BatchError) -> Self {
+        InputError::Other(err.message)
     }
-    Ok(events)
+}
+
+/// Reads a batch of events: JSON values one after the other, each an event
+/// object or an array of them, with any whitespace around and inside them.
+/// So one event (compact or pretty-printed), a JSON array, JSON Lines and
+/// concatenated objects all read alike. Every event is checked on its own;
+/// the whole batch is refused if any event is, naming it by its place, its
+/// id, and the line it starts on.
+pub fn parse_batch(text: &[u8]) -> Result<Vec<Event>, BatchError> {
+    let mut events = Vec::new();
+    // A first pass that builds nothing finds where each value starts and ends.
+    let mut values =
+        serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
+    let (mut end, mut line, mut counted) = (0, 1, 0);
+    loop {
+        let next = values.next();
+        let start = end
+            + text[end..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        end = values.byte_offset();
+        match next {
+            None => return Ok(events),
+            Some(Err(e)) => {
+                return Err(BatchError {
+                    syntax: true,
+                    message: format!("{}: not valid JSON: {e}", event_record(events.len(), None)),
+                });
+            }
+            Some(Ok(_)) => {}
+        }
+        line += text[counted..start].iter().filter(|&&b| b == b'\n').count();
+        counted = start;
+        let value = &text[start..end];
+        if value.first() == Some(&b'[') {
+            let items: Vec<serde_json::Value> =
+                serde_json::from_slice(value).expect("the first pass read this value");
+            for item in items {
+                let item = serde_json::to_vec(&item).expect("a JSON value serializes");
+                events.push(parse_event(&item, events.len(), None)?);
+            }
+        } else {
+            events.push(parse_event(value, events.len(), Some(line))?);
+        }
+    }
+}
+
+/// One event of a batch, read and checked; `line`: where it starts, when
+/// that helps find it (not for the items of an array).
+fn parse_event(value: &[u8], index: usize, line: Option<usize>) -> Result<Event, BatchError> {
+    let refused = |id: Option<&str>, problem: String| {
+        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+        BatchError {
+            syntax: false,
+            message: format!("{}{at}: {problem}", event_record(index, id)),
+        }
+    };
+    let event: Event = from_json(value).map_err(|e| {
+        let id = serde_json::from_slice::<serde_json::Value>(value)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+        refused(id.as_deref(), e.to_string())
+    })?;
+    check(&event).map_err(|problem| refused(Some(&event.id), problem))?;
+    Ok(event)
 }
 
 /// The checks an event passes without looking at the stored state.
@@ -349,7 +403,7 @@ mod tests {
             (b"{\"id\":\"big\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":9223372036854775807}", "event 1 (id \"big\"): qty is out of range"),
             (b"{\"id\":\"old\",\"type\":\"settings_changed\",\"settings\":{\"max_days_back\":4294967295}}", "event 1 (id \"old\"): settings.max_days_back is out of range"),
             (b"{\"id\":\"x\",\"type\":\"teleport\"}", "event 1 (id \"x\")"),
-            (b"{\"id\":\"a\",\"type\":\"recalculate\",\"all\":true}\n{\"id\":\"b\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":-1}", "event 2 (id \"b\"): qty must not be negative"),
+            (b"{\"id\":\"a\",\"type\":\"recalculate\",\"all\":true}\n{\"id\":\"b\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":-1}", "event 2 (id \"b\") at line 2: qty must not be negative"),
             (b"{\"id\":\"c\",\"type\":\"inventory_set\",\"sku\":\"T\",\"warehouse\":\"M\",\"on_hand\":1,\"colour\":2}", "unknown field `colour`"),
             (b"not json", "event 1"),
             (b"{\"id\":\"d\",\"type\":\"order_upserted\",\"order\":{\"id\":\"O\",\"order_date\":\"2026-11-20T09:30:00Z\",\"lines\":[{\"id\":\"L\",\"sku\":\"T\",\"qty\":-4}]}}", "line \"L\" of order \"O\": qty must not be negative"),
@@ -358,6 +412,74 @@ mod tests {
             let message = parse_batch(batch).unwrap_err().to_string();
             assert!(message.contains(expected), "{message:?} lacks {expected:?}");
         }
+    }
+
+    const ONE: &str = r#"{"id":"e1","type":"po_received","sku":"TEA","warehouse":"MAIN","qty":5}"#;
+    const TWO: &str = r#"{"id":"e2","type":"recalculate","all":true}"#;
+
+    fn pretty(compact: &str) -> String {
+        let value: serde_json::Value = serde_json::from_str(compact).unwrap();
+        serde_json::to_string_pretty(&value).unwrap()
+    }
+
+    fn ids(batch: &str) -> Vec<String> {
+        let events = parse_batch(batch.as_bytes()).unwrap_or_else(|e| panic!("{batch}: {e}"));
+        events.into_iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn one_event_an_array_or_json_lines_in_any_layout() {
+        let pretty_array = pretty(&format!("[{ONE},{TWO}]"));
+        let batches = [
+            (pretty(ONE), vec!["e1"]),
+            (format!("\n  {}  \n\n", pretty(ONE)), vec!["e1"]),
+            (format!("{ONE}\n{TWO}\n"), vec!["e1", "e2"]),
+            (format!("{ONE}\r\n\r\n{TWO}\r\n"), vec!["e1", "e2"]),
+            (
+                format!("{}\n{}", pretty(ONE), pretty(TWO)),
+                vec!["e1", "e2"],
+            ),
+            (format!("{ONE}{TWO}"), vec!["e1", "e2"]),
+            (pretty_array.clone(), vec!["e1", "e2"]),
+            (format!("[{ONE}]\n{TWO}"), vec!["e1", "e2"]),
+            ("[]".to_owned(), vec![]),
+            (" \n\t".to_owned(), vec![]),
+        ];
+        for (batch, expected) in batches {
+            assert_eq!(ids(&batch), expected, "{batch}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_event_and_the_line_it_starts_on() {
+        let bad = r#"{"id":"e3","type":"po_received","sku":"TEA","warehouse":"MAIN","qty":-1}"#;
+        let batch = format!("{}\n\n{}\n", pretty(ONE), pretty(bad));
+        let err = parse_batch(batch.as_bytes()).unwrap_err();
+        assert!(!err.syntax);
+        let line = pretty(ONE).lines().count() + 2;
+        let expected = format!("event 2 (id \"e3\") at line {line}: qty must not be negative");
+        assert!(err.message.contains(&expected), "{err}");
+        // The items of an array are named by place and id.
+        let err = parse_batch(format!("[{ONE}, {bad}]").as_bytes()).unwrap_err();
+        assert!(err.message.starts_with("event 2 (id \"e3\"): qty"), "{err}");
+        // Text that is not JSON: the event it breaks and where.
+        let broken = format!("{ONE}\n{{\"id\": \"e4\",\n  \"type\" \"recalculate\"}}\n");
+        let err = parse_batch(broken.as_bytes()).unwrap_err();
+        assert!(err.syntax, "{err}");
+        assert!(err.message.starts_with("event 2: not valid JSON"), "{err}");
+        assert!(err.message.contains("line 3"), "{err}");
+        for text in ["{\"id\": \"e4\", \"type\":", "\u{fffd} garbage", "[{}"] {
+            let err = parse_batch(text.as_bytes()).unwrap_err();
+            assert!(
+                err.syntax && err.message.starts_with("event 1: not valid JSON"),
+                "{err}"
+            );
+        }
+        let err = parse_batch(b"42").unwrap_err();
+        assert!(
+            !err.syntax && err.message.starts_with("event 1 at line 1:"),
+            "{err}"
+        );
     }
 
     #[test]

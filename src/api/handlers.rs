@@ -39,38 +39,18 @@ pub struct WaitParams {
     timeout: Option<u64>,
 }
 
-/// Reads a request body as events: one JSON object, a JSON array of them,
-/// or JSON Lines. Text that is not JSON is a bad request (400); JSON that
-/// is not a valid event is refused (422), naming the event.
+/// Reads a request body as events (`events::parse_batch`: one event, an
+/// array, JSON Lines, any layout). Text that is not JSON is a bad request
+/// (400); JSON that is not a valid event is refused (422), naming the event.
 fn parse_events(body: &[u8]) -> Result<Vec<Event>, ApiError> {
-    let lines: Vec<u8> = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) => {
-            let mut text = Vec::new();
-            for item in items {
-                // Compact JSON holds no raw newline: one event per line.
-                serde_json::to_writer(&mut text, &item).expect("a JSON value serializes");
-                text.push(b'\n');
-            }
-            text
+    let events = parse_batch(body).map_err(|e| {
+        if e.syntax {
+            ApiError::bad_request(format!(
+                "the body is not valid JSON: {e}; nothing was applied"
+            ))
+        } else {
+            ApiError::refused(format!("events refused (nothing of them was applied): {e}"))
         }
-        Ok(_) => body.to_vec(),
-        Err(_) => {
-            for (n, line) in body.split(|&b| b == b'\n').enumerate() {
-                let line = line.trim_ascii();
-                if !line.is_empty()
-                    && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line)
-                {
-                    return Err(ApiError::bad_request(format!(
-                        "the body is neither JSON nor JSON Lines: line {}: {e}; nothing was applied",
-                        n + 1
-                    )));
-                }
-            }
-            body.to_vec()
-        }
-    };
-    let events = parse_batch(&lines).map_err(|e| {
-        ApiError::refused(format!("events refused (nothing of them was applied): {e}"))
     })?;
     if events.is_empty() {
         return Err(ApiError::bad_request("the body holds no event"));
@@ -100,7 +80,8 @@ fn results(events: &[Event], report: &IngestReport) -> Vec<EventOutcome> {
 }
 
 /// Polls until none of the SKUs the batch marked is dirty (like `event
-/// --wait`); 504 after the timeout, 503 when the daemon stops meanwhile.
+/// --wait`); 504 after the timeout, 503 when the daemon stops meanwhile or
+/// the database fails to answer (the events stay applied either way).
 async fn wait_written_back<S: Store>(
     state: &AppState<S>,
     report: &IngestReport,
@@ -117,8 +98,18 @@ async fn wait_written_back<S: Store>(
     let deadline = Instant::now() + timeout;
     let mut shutdown = state.shutdown.clone();
     loop {
-        if state.store.dirty_count(marked).await? == 0 {
-            return Ok(());
+        match state.store.dirty_count(marked).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the events are applied, but waiting for their recalculation failed: \
+                         the database did not answer ({e}); ask again later or read the orders"
+                    ),
+                ));
+            }
         }
         if state.stopping() {
             return Err(ApiError::new(

@@ -9,6 +9,9 @@
 //! - `error`: every error answered as JSON;
 //! - `bodies`: the JSON answers no other module owns;
 //! - `openapi`: the OpenAPI 3.1 description, derived from the handlers.
+//! - `limits`: what a request may take (URI length, time to send its body);
+//! - `server`: the connection loop (head deadline, connection cap, hyper's
+//!   own error answers made JSON).
 
 mod audit;
 mod auth;
@@ -16,6 +19,8 @@ mod bodies;
 mod error;
 mod handlers;
 pub mod openapi;
+mod limits;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +38,7 @@ use crate::config::HttpSettings;
 use crate::store::{IngestOptions, Store};
 
 pub use error::ApiError;
+pub use limits::MAX_URI_BYTES;
 
 /// What every handler shares.
 pub struct AppState<S> {
@@ -49,6 +55,10 @@ pub struct AppState<S> {
     pub metrics: &'static PrometheusHandle,
     /// Numbers the recalculation events of this process.
     pub recalc_seq: AtomicU64,
+    /// How long a request's head and body may take to arrive, and how
+    /// many connections may be open at once.
+    pub connections: server::ConnectionLimits,
+    pub body_timeout: Duration,
 }
 
 impl<S> AppState<S> {
@@ -68,6 +78,11 @@ impl<S> AppState<S> {
             shutdown,
             metrics: crate::meter::handle(),
             recalc_seq: AtomicU64::new(0),
+            connections: server::ConnectionLimits {
+                header_timeout: http.header_timeout(),
+                max_connections: http.max_connections,
+            },
+            body_timeout: http.body_timeout(),
         }
     }
 
@@ -105,6 +120,14 @@ pub fn router<S: Store + Send + Sync + 'static>(
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::BodyLimits {
+                max_bytes: body_limit_bytes,
+                timeout: state.body_timeout,
+            },
+            limits::read_body,
+        ))
+        .layer(axum::middleware::from_fn(limits::check_uri))
         .with_state(state)
 }
 
@@ -123,8 +146,9 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
 ) -> std::io::Result<()> {
-    let mut shutdown = state.shutdown.clone();
+    let shutdown = state.shutdown.clone();
     let metrics = state.metrics;
+    let connections = state.connections;
     // Histograms are folded at each scrape; this bounds them without one.
     let upkeep = tokio::spawn(async move {
         loop {
@@ -133,11 +157,7 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
         }
     });
     let app = router(state, body_limit_bytes);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
+    let served = server::run(listener, app, connections, shutdown).await;
     upkeep.abort();
     served
 }

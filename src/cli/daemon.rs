@@ -19,8 +19,14 @@ pub struct WaitArgs {
     /// running `backorderd serve`).
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up (exit 1) after this many seconds.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    /// With --wait: give up (exit 1) after this many seconds (at most a year,
+    /// 31536000).
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(0..=crate::config::MAX_INTERVAL_SECS)
+    )]
     pub timeout: u64,
 }
 
@@ -34,7 +40,9 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 pub async fn event(settings: &Settings, file: &Path, wait: &WaitArgs) -> anyhow::Result<()> {
     let name = super::input_name(file);
     let bytes = super::read_input(file)?;
-    let events = parse_batch(&bytes).with_context(|| format!("events {name} refused"))?;
+    let events = parse_batch(&bytes)
+        .map_err(InputError::from)
+        .with_context(|| format!("events {name} refused"))?;
     let store = open(settings).await?;
     let report = store
         .ingest(&events, settings.service.ingest_options())

@@ -461,11 +461,11 @@ fn http_refuses_quantities_and_settings_past_the_bounds() {
     let refusals = [
         (
             json!({"id": "huge", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": i64::MAX}),
-            "event 2 (id \"huge\"): qty is out of range",
+            "event 2 (id \"huge\") at line 2: qty is out of range",
         ),
         (
             json!({"id": "days", "type": "settings_changed", "settings": {"max_days_back": 4_294_967_295u64}}),
-            "event 2 (id \"days\"): settings.max_days_back is out of range",
+            "event 2 (id \"days\") at line 2: settings.max_days_back is out of range",
         ),
         (
             json!({"id": "past", "type": "inventory_adjusted", "sku": "TEA", "warehouse": "MAIN", "delta": MAX_QUANTITY}),

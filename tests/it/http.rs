@@ -375,8 +375,8 @@ fn the_http_api_takes_events_and_answers_reads(backend: Backend) {
     let oversized = jsonl(&vec![good.clone(); 4096 / 80 + 5]);
     assert!(oversized.len() > 4096);
     let cases: Vec<(&[u8], u16, &str)> = vec![
-        (b"{\"id\": \"e4\", \"type\":", 400, "neither JSON"),
-        (b"\xff\xfe garbage", 400, "neither JSON"),
+        (b"{\"id\": \"e4\", \"type\":", 400, "not valid JSON"),
+        (b"\xff\xfe garbage", 400, "not valid JSON"),
         (b"", 400, "no event"),
         (b"   \n\n", 400, "no event"),
         (b"[]", 400, "no event"),

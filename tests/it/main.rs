@@ -9,6 +9,7 @@ mod daemon_support;
 mod deploy;
 mod http;
 mod openapi;
+mod http_edges;
 mod postgres;
 mod scale_out;
 mod secrets;
