@@ -18,7 +18,7 @@ pub const CAUSE: &str = "audit";
 /// not); 0 when the stored state is the contract's answer.
 pub const EXIT_DRIFT: i32 = 3;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditReport {
     /// The instant the engine computed for (RFC 3339, UTC).
     pub as_of: String,
@@ -39,7 +39,7 @@ pub struct AuditReport {
     pub orders: Vec<OrderDifference>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineDifference {
     pub order_id: String,
     pub line_id: String,
@@ -47,20 +47,20 @@ pub struct LineDifference {
     pub expected: LineValues,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineValues {
     pub backorder_qty: i64,
     pub eta: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderDifference {
     pub order_id: String,
     pub stored: OrderValues,
     pub expected: OrderValues,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderValues {
     pub backorder_status: BackorderStatus,
     pub backorder_qty: i64,

@@ -202,8 +202,16 @@ pub fn parse_batch(text: &[u8]) -> Result<Vec<Event>, BatchError> {
         counted = start;
         let value = &text[start..end];
         if value.first() == Some(&b'[') {
+            // The first pass skips strings without checking their UTF-8, so
+            // this read can still fail.
             let items: Vec<serde_json::Value> =
-                serde_json::from_slice(value).expect("the first pass read this value");
+                serde_json::from_slice(value).map_err(|e| BatchError {
+                    syntax: true,
+                    message: format!(
+                        "{} at line {line}: not valid JSON: {e}",
+                        event_record(events.len(), None)
+                    ),
+                })?;
             for item in items {
                 let item = serde_json::to_vec(&item).expect("a JSON value serializes");
                 events.push(parse_event(&item, events.len(), None)?);
@@ -400,8 +408,8 @@ mod tests {
     #[test]
     fn a_refused_event_is_named_by_place_and_id() {
         let cases: [(&[u8], &str); 7] = [
-            (b"{\"id\":\"big\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":9223372036854775807}", "event 1 (id \"big\"): qty is out of range"),
-            (b"{\"id\":\"old\",\"type\":\"settings_changed\",\"settings\":{\"max_days_back\":4294967295}}", "event 1 (id \"old\"): settings.max_days_back is out of range"),
+            (b"{\"id\":\"big\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":9223372036854775807}", "event 1 (id \"big\") at line 1: qty is out of range"),
+            (b"{\"id\":\"old\",\"type\":\"settings_changed\",\"settings\":{\"max_days_back\":4294967295}}", "event 1 (id \"old\") at line 1: settings.max_days_back is out of range"),
             (b"{\"id\":\"x\",\"type\":\"teleport\"}", "event 1 (id \"x\")"),
             (b"{\"id\":\"a\",\"type\":\"recalculate\",\"all\":true}\n{\"id\":\"b\",\"type\":\"po_received\",\"sku\":\"T\",\"warehouse\":\"M\",\"qty\":-1}", "event 2 (id \"b\") at line 2: qty must not be negative"),
             (b"{\"id\":\"c\",\"type\":\"inventory_set\",\"sku\":\"T\",\"warehouse\":\"M\",\"on_hand\":1,\"colour\":2}", "unknown field `colour`"),

@@ -18,8 +18,8 @@ mod auth;
 mod bodies;
 mod error;
 mod handlers;
-pub mod openapi;
 mod limits;
+pub mod openapi;
 mod server;
 
 use std::net::SocketAddr;

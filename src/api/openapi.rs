@@ -27,6 +27,7 @@ use super::handlers;
         handlers::order,
         handlers::backorders,
         handlers::product,
+        super::audit::audit,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,

@@ -171,6 +171,9 @@ fn postgres(url: &str) -> Result<PgConnectOptions, UrlError> {
 pub fn redact(url: &str) -> String {
     match form(url) {
         Form::Postgres => match url::Url::parse(url) {
+            // Without `//` there is no user part to mask, yet the rest may
+            // still be a mistyped `user:password@host`: show none of it.
+            Ok(parsed) if !parsed.has_host() => format!("{}://…", parsed.scheme()),
             Ok(mut parsed) => {
                 if parsed.password().is_some() {
                     let _ = parsed.set_password(Some("***"));
