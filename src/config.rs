@@ -768,10 +768,16 @@ fn syntax_error(path: &Path, cause: &(dyn std::error::Error + 'static)) -> Strin
     let Some(error) = cause.downcast_ref::<toml::de::Error>() else {
         return "not valid TOML".to_owned();
     };
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let Some(start) = error.span().map(|span| span.start.min(text.len())) else {
+    let file = std::fs::read_to_string(path).unwrap_or_default();
+    // The parser is handed the text without its byte order mark, so its
+    // offsets count from after it.
+    let text = file.strip_prefix('\u{feff}').unwrap_or(&file);
+    let Some(mut start) = error.span().map(|span| span.start.min(text.len())) else {
         return "not valid TOML".to_owned();
     };
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
     let before = &text[..start];
     let line_number = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

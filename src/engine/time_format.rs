@@ -14,7 +14,13 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    let strict = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    // chrono also takes a sign and short years ("-026-12-01"), which would
+    // not read back as written.
+    let strict = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
     match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(date) if strict => Ok(date),
         Ok(_) => Err(format!("\"{text}\" is not a YYYY-MM-DD date")),
