@@ -174,6 +174,14 @@ pub fn redact(url: &str) -> String {
             // Without `//` there is no user part to mask, yet the rest may
             // still be a mistyped `user:password@host`: show none of it.
             Ok(parsed) if !parsed.has_host() => format!("{}://…", parsed.scheme()),
+            // An `@` past the host means a mistyped URL whose real password
+            // may sit in the path or the query: show none of it either.
+            Ok(parsed)
+                if parsed.path().contains('@')
+                    || parsed.query().is_some_and(|q| q.contains('@')) =>
+            {
+                format!("{}://…", parsed.scheme())
+            }
             Ok(mut parsed) => {
                 if parsed.password().is_some() {
                     let _ = parsed.set_password(Some("***"));
@@ -295,7 +303,9 @@ mod tests {
             ("Postgres://app:pw@db/x", "postgres://app:***@db/x"),
             ("sqlite://backorderd.db", "sqlite://backorderd.db"),
             ("backorderd.db", "backorderd.db"),
-            ("postgres://u:p@h/db?x=a@b", "postgres://u:***@h/db?x=a@b"),
+            ("postgres://u:p@h/db?x=a@b", "postgres://…"),
+            ("postgres://h:/x//u:hunter2@db/x", "postgres://…"),
+            ("postgres:u:hunter2@db/x", "postgres://…"),
             (
                 "postgres://app@db/x?password=hunter2&sslmode=require",
                 "postgres://app@db/x?password=***&sslmode=require",
