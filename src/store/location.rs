@@ -64,6 +64,10 @@ fn form(url: &str) -> Form<'_> {
         Some(s) if s.eq_ignore_ascii_case("sqlite") => Form::Sqlite,
         Some(s) => Form::Other(s),
         // libpq's `host=db user=app password=…`, or a single `dbname=x`.
+        // `://` after something that is no scheme is a mistyped URL, not a
+        // file name; what stands before it is not shown (it may hold a
+        // password).
+        None if url.contains("://") => Form::Other("(not a valid scheme)"),
         None if url.contains('=') => Form::KeyValue,
         None => Form::Path,
     }
@@ -316,6 +320,7 @@ mod tests {
             ),
             ("Postgres://app:hun/ter2@db/x", "Postgres://…"),
             ("mysql://app:hunter2@db/x", "mysql:…"),
+            ("p*stgres://app:hunter2@db/x", "(not a valid scheme):…"),
             ("host=db password=hunter2", "(a key=value string)"),
         ] {
             assert_eq!(redact(url), shown, "{url}");
