@@ -101,7 +101,7 @@ pub fn locate(url: &str) -> Result<Location, UrlError> {
         Form::Other(scheme) => Err(UrlError::UnsupportedScheme {
             scheme: scheme.to_owned(),
             // `backup:1.db` reads as the scheme `backup`.
-            maybe_file: !url[scheme.len() + 1..].starts_with("//"),
+            maybe_file: !url.contains("://"),
         }),
         Form::KeyValue => Err(UrlError::KeyValueString),
     }
