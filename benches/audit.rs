@@ -9,64 +9,15 @@
 //! is under 2 s and 300 MB), then on one with 1,000 lines and 1,000 orders
 //! tampered by plain SQL, then `audit --repair` on that.
 
-use std::process::{Command, Stdio};
-use std::time::Instant;
-
-const BIN: &str = env!("CARGO_BIN_EXE_backorderd");
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runs `backorderd ARGS` on `url`: (exit code, wall seconds, max RSS in MiB).
-fn run(url: &str, args: &[&str]) -> (i32, f64, f64) {
-    let started = Instant::now();
-    // Reaped by wait4 below, which also reports the child's peak memory.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(BIN)
-        .args(["--database-url", url])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("backorderd runs");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills `usage`, a plain C struct.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    assert!(libc::WIFEXITED(status), "backorderd {args:?} was killed");
-    (
-        libc::WEXITSTATUS(status),
-        started.elapsed().as_secs_f64(),
-        usage.ru_maxrss as f64 / 1024.0,
-    )
-}
+mod support;
+use support::measure as run;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let lines = env_or("BENCH_LINES", 1_000_000);
-    let skus = env_or("BENCH_SKUS", 100_000);
     let dir = tempfile::tempdir().unwrap();
-    let book = dir.path().join("book.json");
-    let out = std::fs::File::create(&book).unwrap();
-    let status = Command::new(BIN)
-        .args([
-            "generate",
-            "--lines",
-            &lines.to_string(),
-            "--skus",
-            &skus.to_string(),
-        ])
-        .stdout(out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (book, lines, skus) = support::generated_book(dir.path());
     println!("book: {lines} lines over {skus} SKUs (SQLite)");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     assert_eq!(run(&url, &["import", book.to_str().unwrap()]).0, 0);

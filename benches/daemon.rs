@@ -23,39 +23,14 @@ use std::time::{Duration, Instant};
 use backorderd::events::{Event, EventKind};
 use backorderd::store::{AnyStore, IngestOptions, Store};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backorderd");
+mod support;
+use support::BIN;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runs `backorderd ARGS` on `url` to completion: (wall seconds, max RSS in MiB).
+/// Runs `backorderd ARGS` on `url` to success: (wall seconds, max RSS in MiB).
 fn run(url: &str, args: &[&str]) -> (f64, f64) {
-    let started = Instant::now();
-    // Reaped by wait4 below, which also reports the child's peak memory.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(BIN)
-        .args(["--database-url", url])
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("backorderd runs");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills `usage`, a plain C struct.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "backorderd {args:?} failed"
-    );
-    (
-        started.elapsed().as_secs_f64(),
-        usage.ru_maxrss as f64 / 1024.0,
-    )
+    let (code, secs, rss) = support::measure(url, args);
+    assert_eq!(code, 0, "backorderd {args:?} failed");
+    (secs, rss)
 }
 
 /// The plain oldest-first allocation of the book's default settings, as one
@@ -92,23 +67,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let lines = env_or("BENCH_LINES", 1_000_000);
-    let skus = env_or("BENCH_SKUS", 100_000);
     let dir = tempfile::tempdir().unwrap();
-    let book = dir.path().join("book.json");
-    let out = std::fs::File::create(&book).unwrap();
-    let status = Command::new(BIN)
-        .args([
-            "generate",
-            "--lines",
-            &lines.to_string(),
-            "--skus",
-            &skus.to_string(),
-        ])
-        .stdout(out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (book, lines, skus) = support::generated_book(dir.path());
     println!("book: {lines} lines over {skus} SKUs, every stored backorder 0");
     let rt = tokio::runtime::Runtime::new().unwrap();
 
