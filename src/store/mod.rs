@@ -10,6 +10,7 @@ mod group;
 mod ingest;
 mod location;
 pub mod postgres;
+pub mod recalculate;
 pub mod set_aside;
 pub mod sqlite;
 mod views;
@@ -119,8 +120,9 @@ pub trait Store {
         as_of: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<BatchReport>, StoreError>> + Send;
     /// Like repeated [`Store::recalculate_dirty`] until nothing is dirty (or
-    /// `stop` is set between batches), but in one transaction that reads
-    /// every order header once: for when most of the book is dirty.
+    /// `stop` is set between batches), in bounded transactions, then the
+    /// orders whose lines spanned batches are compared with their totals:
+    /// for when most of the book is dirty.
     fn recalculate_bulk(
         &self,
         max_skus: usize,

@@ -23,6 +23,7 @@ mod recalc;
 mod snapshot_io;
 mod writeback;
 
+use super::recalculate;
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
 };
@@ -46,6 +47,23 @@ const INGEST_ATTEMPTS: u32 = 5;
 
 pub struct PgStore {
     pool: PgPool,
+    pools: recalculate::PoolCache,
+}
+
+impl recalculate::RecalcStore for PgStore {
+    type Db = sqlx::Postgres;
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn is_transient(&self, error: &StoreError) -> bool {
+        recalc::is_transient(error)
+    }
+
+    fn pool_cache(&self) -> Option<&recalculate::PoolCache> {
+        Some(&self.pools)
+    }
 }
 
 impl PgStore {
@@ -102,7 +120,10 @@ impl PgStore {
             .acquire_timeout(acquire)
             .connect_with(connect.clone())
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            pools: recalculate::PoolCache::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -131,6 +152,7 @@ impl Store for PgStore {
         let summary = snapshot_io::import(&mut tx, snapshot).await?;
         push_job(&mut tx, &RecalcJob::new(vec!["import".into()], &[], true)).await?;
         tx.commit().await?;
+        self.pools.clear();
         Ok(summary)
     }
 
@@ -174,19 +196,17 @@ impl Store for PgStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
-        recalc::recalculate_dirty(&self.pool, max_skus, as_of).await
+        recalculate::recalculate_dirty(self, max_skus, as_of).await
     }
 
-    /// One transaction for every dirty SKU (`max_skus` and `stop` do not
-    /// apply: a whole-table pass is what makes it fast).
     async fn recalculate_bulk(
         &self,
-        _max_skus: usize,
+        max_skus: usize,
         as_of: DateTime<Utc>,
-        _stop: &std::sync::atomic::AtomicBool,
+        stop: &std::sync::atomic::AtomicBool,
         on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
-        recalc::recalculate_bulk(&self.pool, as_of, on_batch).await
+        recalculate::recalculate_bulk(self, max_skus, as_of, stop, on_batch).await
     }
 
     async fn audit(
@@ -194,7 +214,7 @@ impl Store for PgStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        recalc::audit(&self.pool, repair, as_of).await
+        recalculate::audit(self, repair, as_of).await
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {

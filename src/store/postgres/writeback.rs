@@ -24,10 +24,10 @@ pub(super) struct Written {
 
 pub(super) async fn write_changes(
     conn: &mut PgConnection,
-    changes: Changes,
+    changes: &Changes,
     at: &str,
 ) -> Result<Written, StoreError> {
-    let mut lines = changes.lines;
+    let mut lines = changes.lines.clone();
     let mut written = Written {
         lines: 0,
         orders: 0,

@@ -18,6 +18,7 @@ use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder};
 use crate::store::StoreError;
 use crate::store::assemble;
+use crate::store::recalculate::{ClaimBudget, Mark};
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))
@@ -55,15 +56,7 @@ pub(super) async fn group_lines(
             let mut lines = Vec::with_capacity(expected_lines);
             let mut rows = statement.query([sku_list])?;
             while let Some(r) = rows.next()? {
-                lines.push((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ));
+                lines.push(line_row(r)?);
             }
             Ok(lines)
         };
@@ -124,57 +117,79 @@ pub(super) async fn headers(
     .await
 }
 
-/// Every order header.
-pub(super) async fn all_headers(
-    conn: &mut SqliteConnection,
-) -> Result<Vec<HeaderWithTotals>, StoreError> {
-    with_rusqlite(conn, |db| {
-        let count: i64 = db
-            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
-            .map_err(db_error)?;
-        let mut headers = Vec::with_capacity(count as usize);
-        let mut statement = db
-            .prepare(&format!("SELECT {HEADER_COLUMNS} FROM orders o"))
-            .map_err(db_error)?;
-        let mut rows = statement.query([]).map_err(db_error)?;
-        while let Some(r) = rows.next().map_err(db_error)? {
-            headers.push(header(r)?);
-        }
-        Ok(headers)
-    })
-    .await
-}
-
-/// The dirty SKUs to recalculate next, in key order, with their causes: up
-/// to `max_skus`, and no more lines than `line_budget` (but at least one
-/// SKU, however long its queue). Also how many lines they have.
+/// The dirty SKUs to recalculate next, in key order, with their causes
+/// and marks: up to `max_skus`, within the line budget
+/// ([`ClaimBudget`]).
 pub(super) async fn claim(
     conn: &mut SqliteConnection,
     max_skus: usize,
     line_budget: usize,
-) -> Result<(Vec<(String, String)>, usize), StoreError> {
+) -> Result<Vec<Mark>, StoreError> {
     with_rusqlite(conn, |db| {
-        let claim = || -> rusqlite::Result<(Vec<(String, String)>, usize)> {
-            let mut dirty =
-                db.prepare("SELECT sku, cause FROM dirty_skus ORDER BY sku LIMIT ?1")?;
+        let claim = || -> rusqlite::Result<Vec<Mark>> {
+            let mut dirty = db.prepare(
+                "SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1",
+            )?;
             let mut count = db.prepare("SELECT COUNT(*) FROM order_lines WHERE sku = ?1")?;
+            let mut budget = ClaimBudget::new(line_budget);
             let mut claimed = Vec::new();
-            let mut lines = 0usize;
             let mut rows = dirty.query([max_skus as i64])?;
             while let Some(r) = rows.next()? {
                 let sku: String = r.get(0)?;
-                let n: i64 = count.query_row([&sku], |c| c.get(0))?;
-                if !claimed.is_empty() && lines + n as usize > line_budget {
+                let lines: i64 = count.query_row([&sku], |c| c.get(0))?;
+                if !budget.admit(lines as usize) {
                     break;
                 }
-                lines += n as usize;
-                claimed.push((sku, r.get(1)?));
+                claimed.push(Mark {
+                    sku,
+                    cause: r.get(1)?,
+                    seq: r.get(2)?,
+                    lines: lines as usize,
+                });
             }
-            Ok((claimed, lines))
+            Ok(claimed)
         };
         claim().map_err(db_error)
     })
     .await
+}
+
+/// The lines of the orders in `id_list` that are of the SKUs in
+/// `sku_list` (both JSON arrays).
+pub(super) async fn order_lines_in(
+    conn: &mut SqliteConnection,
+    id_list: &str,
+    sku_list: &str,
+) -> Result<Vec<LineRow>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let read = || -> rusqlite::Result<Vec<LineRow>> {
+            let mut statement = db.prepare(
+                "SELECT l.order_id, l.position, l.id, l.sku, l.qty, l.backorder_qty, l.eta
+                 FROM json_each(?1) j CROSS JOIN order_lines l ON l.order_id = j.value
+                 WHERE l.sku IN (SELECT value FROM json_each(?2))",
+            )?;
+            let mut rows = statement.query([id_list, sku_list])?;
+            let mut lines = Vec::new();
+            while let Some(r) = rows.next()? {
+                lines.push(line_row(r)?);
+            }
+            Ok(lines)
+        };
+        read().map_err(db_error)
+    })
+    .await
+}
+
+fn line_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LineRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 /// The products, inventory rows and purchase orders of the SKUs in

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::codec::{HeaderRow, from_json_text};
+use super::recalculate;
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
     assemble,
@@ -26,6 +27,25 @@ use crate::events::Event;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    pools: recalculate::PoolCache,
+}
+
+impl recalculate::RecalcStore for SqliteStore {
+    type Db = Sqlite;
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        // The write lock first: nothing slips in between what a batch
+        // reads and what it writes.
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn is_transient(&self, _: &StoreError) -> bool {
+        false
+    }
+
+    fn pool_cache(&self) -> Option<&recalculate::PoolCache> {
+        Some(&self.pools)
+    }
 }
 
 impl SqliteStore {
@@ -64,7 +84,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(connect)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            pools: recalculate::PoolCache::default(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -85,6 +108,7 @@ impl Store for SqliteStore {
 
     async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
         let mut tx = self.pool.begin().await?;
+        recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
         for table in [
             "order_lines",
             "orders",
@@ -112,7 +136,9 @@ impl Store for SqliteStore {
             &crate::queue::RecalcJob::new(vec!["import".into()], &[], true),
         )
         .await?;
+        recalculate::pool_cache::resume_log::<Sqlite>(&mut tx).await?;
         tx.commit().await?;
+        self.pools.clear();
         Ok(ImportSummary {
             orders: snapshot.orders.len(),
             lines: snapshot.orders.iter().map(|o| o.lines.len()).sum(),
@@ -199,10 +225,7 @@ impl Store for SqliteStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let report = recalc::recalculate_dirty(&mut tx, max_skus, as_of, None).await?;
-        tx.commit().await?;
-        Ok(report)
+        recalculate::recalculate_dirty(self, max_skus, as_of).await
     }
 
     async fn recalculate_bulk(
@@ -210,21 +233,9 @@ impl Store for SqliteStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
         stop: &std::sync::atomic::AtomicBool,
-        mut on_batch: impl FnMut(&BatchReport) + Send,
+        on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
-        // One transaction: the headers read up front stay true to the end.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut cache = recalc::HeaderCache::new(direct::all_headers(&mut tx).await?);
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            match recalc::recalculate_dirty(&mut tx, max_skus, as_of, Some(&mut cache)).await? {
-                Some(batch) => on_batch(&batch),
-                None => break,
-            }
-        }
-        let orders = cache.take_order_changes();
-        writeback::write_order_changes(&mut tx, &orders, &format_timestamp(&as_of)).await?;
-        tx.commit().await?;
-        Ok(())
+        recalculate::recalculate_bulk(self, max_skus, as_of, stop, on_batch).await
     }
 
     async fn audit(
@@ -232,43 +243,7 @@ impl Store for SqliteStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        // The bulk run over every SKU, in one write transaction (so nothing
-        // changes under it): every SKU is marked, each group is loaded
-        // once, and the order sums are compared at the end. Without
-        // repair, nothing is written and the marks are rolled back.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO dirty_skus (sku, marked_seq, cause)
-             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
-             ON CONFLICT (sku) DO UPDATE SET cause = excluded.cause",
-        )
-        .bind(crate::audit::CAUSE)
-        .execute(&mut *tx)
-        .await?;
-        let mut cache = recalc::HeaderCache::for_audit(direct::all_headers(&mut tx).await?, repair);
-        let mut findings = crate::audit::Findings {
-            dirty_skus,
-            orders_checked: cache.orders(),
-            ..Default::default()
-        };
-        while let Some(batch) =
-            recalc::recalculate_dirty(&mut tx, 2000, as_of, Some(&mut cache)).await?
-        {
-            findings.lines_checked += batch.lines_seen;
-        }
-        findings.orders = cache.take_order_changes();
-        findings.lines = cache.line_changes.take().unwrap_or_default();
-        if repair {
-            writeback::write_order_changes(&mut tx, &findings.orders, &format_timestamp(&as_of))
-                .await?;
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(crate::audit::AuditReport::new(findings, as_of, repair))
+        recalculate::audit(self, repair, as_of).await
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
