@@ -10,6 +10,7 @@ mod deploy;
 mod http;
 mod http_edges;
 mod openapi;
+mod pool_cache;
 mod postgres;
 mod scale_out;
 mod secrets;

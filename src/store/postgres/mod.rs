@@ -47,7 +47,6 @@ const INGEST_ATTEMPTS: u32 = 5;
 
 pub struct PgStore {
     pool: PgPool,
-    pools: recalculate::PoolCache,
 }
 
 impl recalculate::RecalcStore for PgStore {
@@ -61,8 +60,10 @@ impl recalculate::RecalcStore for PgStore {
         recalc::is_transient(error)
     }
 
+    /// Off on PostgreSQL for now: nothing fills the version log (see
+    /// migrations/postgres/*_pool_versions.sql).
     fn pool_cache(&self) -> Option<&recalculate::PoolCache> {
-        Some(&self.pools)
+        None
     }
 }
 
@@ -120,10 +121,7 @@ impl PgStore {
             .acquire_timeout(acquire)
             .connect_with(connect.clone())
             .await?;
-        Ok(PgStore {
-            pool,
-            pools: recalculate::PoolCache::default(),
-        })
+        Ok(PgStore { pool })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -152,7 +150,6 @@ impl Store for PgStore {
         let summary = snapshot_io::import(&mut tx, snapshot).await?;
         push_job(&mut tx, &RecalcJob::new(vec!["import".into()], &[], true)).await?;
         tx.commit().await?;
-        self.pools.clear();
         Ok(summary)
     }
 

@@ -13,6 +13,7 @@ use crate::recalc::{Changes, GroupState, StoredOrder};
 use crate::store::StoreError;
 use crate::store::group::LineRow;
 use crate::store::recalculate::pool_cache::{LogEntry, Versions};
+use crate::store::recalculate::portable;
 use crate::store::recalculate::{ClaimBudget, Mark, RecalcDialect, Stock};
 
 /// A deadlock or serialization failure: the transaction did nothing and
@@ -40,7 +41,11 @@ fn marks(rows: Vec<(String, String, i64, i64)>) -> Vec<Mark> {
 impl RecalcDialect for PgConnection {
     /// Only a window of the next SKUs is tried, so that one worker does not
     /// take every stripe of a large dirty set and leave the others idle.
-    async fn claim(&mut self, max_skus: usize, line_budget: usize) -> Result<Vec<Mark>, StoreError> {
+    async fn claim(
+        &mut self,
+        max_skus: usize,
+        line_budget: usize,
+    ) -> Result<Vec<Mark>, StoreError> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT sku, cause, marked_seq, (SELECT COUNT(*) FROM order_lines l WHERE l.sku = next_dirty.sku)
              FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) next_dirty
@@ -87,11 +92,7 @@ impl RecalcDialect for PgConnection {
     }
 
     async fn replacement_edges(&mut self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-        )
-        .fetch_all(&mut *self)
-        .await?)
+        portable::replacement_edges::<sqlx::Postgres>(self).await
     }
 
     async fn load_group(
@@ -137,11 +138,7 @@ impl RecalcDialect for PgConnection {
     }
 
     async fn sku_line_counts(&mut self) -> Result<Vec<(String, usize)>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT sku, COUNT(*) FROM order_lines GROUP BY sku")
-                .fetch_all(&mut *self)
-                .await?;
-        Ok(rows.into_iter().map(|(s, n)| (s, n as usize)).collect())
+        portable::sku_line_counts::<sqlx::Postgres>(self).await
     }
 
     async fn lock_everything(&mut self) -> Result<(), StoreError> {
@@ -155,12 +152,7 @@ impl RecalcDialect for PgConnection {
     }
 
     async fn audit_counts(&mut self) -> Result<(i64, usize), StoreError> {
-        let (dirty, orders): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM dirty_skus), (SELECT COUNT(*) FROM orders)",
-        )
-        .fetch_one(&mut *self)
-        .await?;
-        Ok((dirty, orders as usize))
+        portable::audit_counts::<sqlx::Postgres>(self).await
     }
 
     async fn load_orders(

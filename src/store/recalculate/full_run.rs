@@ -108,11 +108,14 @@ impl FullRun {
     pub(super) fn tally(&mut self, changes: &Changes) {
         self.lines_seen += changes.lines_seen;
         for t in &changes.totals {
-            let seen = self.orders.entry(t.order_id.clone()).or_insert_with(|| Seen {
-                summed: (LineCounts::default(), 0),
-                stored: (t.stored_counts, t.stored_qty),
-                cause: t.cause.clone(),
-            });
+            let seen = self
+                .orders
+                .entry(t.order_id.clone())
+                .or_insert_with(|| Seen {
+                    summed: (LineCounts::default(), 0),
+                    stored: (t.stored_counts, t.stored_qty),
+                    cause: t.cause.clone(),
+                });
             seen.summed.0.open += t.counts.open;
             seen.summed.0.backordered += t.counts.backordered;
             seen.summed.0.whole += t.counts.whole;
@@ -195,17 +198,19 @@ mod tests {
     use super::*;
     use crate::recalc::OrderTotals;
 
+    /// One line of `qty` backordered (of more ordered); the order's stored
+    /// totals: `stored.0` lines, all backordered, `stored.1` in all.
     fn totals(id: &str, open: i64, qty: i64, stored: (i64, i64)) -> OrderTotals {
-        let counts = |open, qty| LineCounts {
+        let counts = |open| LineCounts {
             open,
-            backordered: i64::from(qty > 0),
+            backordered: open,
             whole: 0,
         };
         OrderTotals {
             order_id: id.into(),
-            counts: counts(open, qty),
+            counts: counts(open),
             backorder_qty: qty,
-            stored_counts: counts(stored.0, stored.1),
+            stored_counts: counts(stored.0),
             stored_qty: stored.1,
             cause: "e1".into(),
         }
@@ -246,7 +251,10 @@ mod tests {
     fn the_queue_skips_what_a_replacement_group_already_loaded() {
         let skus = vec![("A".into(), 5), ("B".into(), 5), ("C".into(), 50)];
         let mut queue = SkuQueue::new(skus, 10, 20);
-        assert_eq!(queue.next_skus(), [("A".to_owned(), 5), ("B".to_owned(), 5)]);
+        assert_eq!(
+            queue.next_skus(),
+            [("A".to_owned(), 5), ("B".to_owned(), 5)]
+        );
         queue.loaded(&["C".to_owned()]);
         assert!(queue.next_skus().is_empty());
     }

@@ -15,6 +15,7 @@
 
 pub mod full_run;
 pub mod pool_cache;
+pub mod portable;
 mod run;
 
 use std::future::Future;
@@ -122,8 +123,10 @@ pub trait RecalcDialect: Send {
         at: &str,
     ) -> impl Future<Output = Result<(usize, usize), StoreError>> + Send;
     /// Deletes the marks as read: one an event raised since stays.
-    fn clear_marks(&mut self, marks: &[Mark])
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn clear_marks(
+        &mut self,
+        marks: &[Mark],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Sets the totals of `orders` `(id, cause)` from their stored lines,
     /// under their row locks: the ids of those that changed.
     fn refresh_orders(
@@ -148,7 +151,10 @@ pub trait RecalcDialect: Send {
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<crate::recalc::StoredOrder>, StoreError>> + Send;
     /// The products, inventory rows and purchase orders of `skus`.
-    fn load_stock(&mut self, skus: &[String]) -> impl Future<Output = Result<Stock, StoreError>> + Send;
+    fn load_stock(
+        &mut self,
+        skus: &[String],
+    ) -> impl Future<Output = Result<Stock, StoreError>> + Send;
     /// Deletes the log rows of `skus` up to `upto` (all of them when `None`):
     /// what a later batch may still need stays.
     fn prune_pool_log(
@@ -329,7 +335,10 @@ mod tests {
 
         let mut budget = ClaimBudget::new(50_000);
         assert!(budget.admit(10));
-        assert!(!budget.admit(22_000), "the hot SKU waits for a batch of its own");
+        assert!(
+            !budget.admit(22_000),
+            "the hot SKU waits for a batch of its own"
+        );
         let mut budget = ClaimBudget::new(5_000);
         assert!(budget.admit(22_000), "at least one SKU");
         assert!(!budget.admit(10), "and it alone");

@@ -227,7 +227,11 @@ impl PoolCache {
 
     /// Forgets every pool (an import replaced the state).
     pub fn clear(&self) {
-        self.pools.lock().unwrap_or_else(|e| e.into_inner()).pools.clear();
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pools
+            .clear();
     }
 
     /// The changes of the group `skus`, from the cached pool where its
@@ -255,6 +259,7 @@ impl PoolCache {
             None => None,
         };
         if pool.is_none() {
+            tracing::debug!(skus = ?skus, "pool cache: reloaded");
             let group = db
                 .load_group(skus, expected_lines, settings.clone(), causes.clone())
                 .await?;
@@ -306,6 +311,7 @@ async fn refreshed<D: RecalcDialect>(
     if orders.len() * 4 > pool.snapshot.orders.len() {
         return Ok(None);
     }
+    tracing::debug!(skus = ?pool.skus, orders = orders.len(), stock, "pool cache: patched");
     if !orders.is_empty() {
         let ids: Vec<String> = orders.iter().cloned().collect();
         let fresh = db.load_orders(&pool.skus, &ids).await?;
@@ -401,7 +407,10 @@ mod tests {
             panic!("a complete log patches");
         };
         assert!(stock);
-        assert_eq!(orders, ["SO-1", "SO-2"].map(str::to_owned).into_iter().collect());
+        assert_eq!(
+            orders,
+            ["SO-1", "SO-2"].map(str::to_owned).into_iter().collect()
+        );
     }
 
     #[test]
@@ -429,6 +438,40 @@ mod tests {
             Plan::Reload,
             "the database is behind what was cached"
         );
+    }
+
+    fn stored(id: &str, lines: usize) -> StoredOrder {
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": id, "order_date": "2026-11-01T00:00:00Z", "payment_status": "paid",
+            "status": "in_process", "lines": (0..lines).map(|i| serde_json::json!({
+                "id": format!("{id}-{i}"), "sku": "A", "qty": 1, "backorder_qty": 0
+            })).collect::<Vec<_>>()
+        }))
+        .unwrap();
+        StoredOrder {
+            etas: vec![None; lines],
+            order,
+            counts: crate::engine::LineCounts::default(),
+            backorder_qty: 0,
+        }
+    }
+
+    #[test]
+    fn orders_read_again_replace_theirs_and_stay_sorted() {
+        let group = GroupState {
+            orders: vec![stored("A", 1), stored("C", 1), stored("E", 2)],
+            ..GroupState::default()
+        };
+        let mut pool = CachedPool::new(skus(&["A"]), Versions::default(), group);
+        assert_eq!(pool.lines, 4);
+        // C changed (now 3 lines), D is new, E left the pool.
+        let ids: FxHashSet<String> = ["C", "D", "E"].map(str::to_owned).into_iter().collect();
+        pool.replace_orders(&ids, vec![stored("D", 1), stored("C", 3)]);
+        let order_ids: Vec<&str> = pool.snapshot.orders.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(order_ids, ["A", "C", "D"]);
+        assert_eq!(pool.snapshot.orders[1].lines.len(), 3);
+        assert_eq!(pool.stored[1].etas.len(), 3, "stored values stay aligned");
+        assert_eq!(pool.lines, 5);
     }
 
     #[test]

@@ -99,7 +99,16 @@ where
     let mut attempt = 0;
     while !stop.load(Ordering::Relaxed) {
         let mut tx = store.begin().await?;
-        match batch(&mut *tx, max_skus, FULL_RUN_LINES, as_of, None, Some(&mut run)).await {
+        match batch(
+            &mut *tx,
+            max_skus,
+            FULL_RUN_LINES,
+            as_of,
+            None,
+            Some(&mut run),
+        )
+        .await
+        {
             Ok(Attempt::Done(Some(report))) => {
                 tx.commit().await?;
                 on_batch(&report);

@@ -127,9 +127,8 @@ pub(super) async fn claim(
 ) -> Result<Vec<Mark>, StoreError> {
     with_rusqlite(conn, |db| {
         let claim = || -> rusqlite::Result<Vec<Mark>> {
-            let mut dirty = db.prepare(
-                "SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1",
-            )?;
+            let mut dirty =
+                db.prepare("SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1")?;
             let mut count = db.prepare("SELECT COUNT(*) FROM order_lines WHERE sku = ?1")?;
             let mut budget = ClaimBudget::new(line_budget);
             let mut claimed = Vec::new();

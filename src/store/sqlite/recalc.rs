@@ -11,17 +11,22 @@ use super::direct::{self, db_error, with_rusqlite};
 use super::writeback::write_changes;
 use crate::engine::snapshot::Settings;
 use crate::recalc::{Changes, GroupState, StoredOrder};
+use crate::store::StoreError;
 use crate::store::group::{HeaderWithTotals, LinesByOrder};
 use crate::store::recalculate::pool_cache::{LogEntry, Versions};
+use crate::store::recalculate::portable;
 use crate::store::recalculate::{Mark, RecalcDialect, Stock};
-use crate::store::StoreError;
 
 fn json_list<T: serde::Serialize + ?Sized>(items: &T) -> String {
     serde_json::to_string(items).expect("a list serializes")
 }
 
 impl RecalcDialect for SqliteConnection {
-    async fn claim(&mut self, max_skus: usize, line_budget: usize) -> Result<Vec<Mark>, StoreError> {
+    async fn claim(
+        &mut self,
+        max_skus: usize,
+        line_budget: usize,
+    ) -> Result<Vec<Mark>, StoreError> {
         direct::claim(self, max_skus, line_budget).await
     }
 
@@ -49,11 +54,7 @@ impl RecalcDialect for SqliteConnection {
     }
 
     async fn replacement_edges(&mut self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-        )
-        .fetch_all(&mut *self)
-        .await?)
+        portable::replacement_edges::<sqlx::Sqlite>(self).await
     }
 
     async fn load_group(
@@ -113,11 +114,7 @@ impl RecalcDialect for SqliteConnection {
     }
 
     async fn sku_line_counts(&mut self) -> Result<Vec<(String, usize)>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT sku, COUNT(*) FROM order_lines GROUP BY sku")
-                .fetch_all(&mut *self)
-                .await?;
-        Ok(rows.into_iter().map(|(s, n)| (s, n as usize)).collect())
+        portable::sku_line_counts::<sqlx::Sqlite>(self).await
     }
 
     async fn lock_everything(&mut self) -> Result<(), StoreError> {
@@ -126,12 +123,7 @@ impl RecalcDialect for SqliteConnection {
     }
 
     async fn audit_counts(&mut self) -> Result<(i64, usize), StoreError> {
-        let (dirty, orders): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM dirty_skus), (SELECT COUNT(*) FROM orders)",
-        )
-        .fetch_one(&mut *self)
-        .await?;
-        Ok((dirty, orders as usize))
+        portable::audit_counts::<sqlx::Sqlite>(self).await
     }
 
     async fn load_orders(
