@@ -195,6 +195,14 @@ impl RecalcDialect for PgConnection {
         Ok(())
     }
 
+    async fn pause_pool_log(&mut self) -> Result<(), StoreError> {
+        crate::store::recalculate::pool_cache::pause_log::<sqlx::Postgres>(self).await
+    }
+
+    async fn end_pool_log_pause(&mut self) -> Result<(), StoreError> {
+        crate::store::recalculate::pool_cache::end_pause::<sqlx::Postgres>(self).await
+    }
+
     async fn pool_versions(&mut self, skus: &[String]) -> Result<Versions, StoreError> {
         let (epoch, versions): (i64, Vec<i64>) = sqlx::query_as(
             "SELECT (SELECT epoch FROM pool_epoch),

@@ -162,6 +162,12 @@ pub trait RecalcDialect: Send {
         skus: &[String],
         upto: Option<&pool_cache::Versions>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A full run's batch rewrites much of its groups: instead of a log row
+    /// per written row, the log is paused for this transaction and
+    /// [`RecalcDialect::end_pool_log_pause`] bumps the epoch once.
+    fn pause_pool_log(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends the pause: every cached pool, in any process, is out of date.
+    fn end_pool_log_pause(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The cheap check of a cached pool (see [`pool_cache`]).
     fn pool_versions(
         &mut self,
@@ -280,10 +286,17 @@ pub async fn batch<D: RecalcDialect>(
     };
     let lines_seen = changes.lines_seen;
     let at = format_timestamp(&as_of);
+    let full_run = run.is_some();
     if let Some(run) = run {
         run.tally(&changes);
     }
+    if full_run {
+        db.pause_pool_log().await?;
+    }
     let (lines_changed, orders_changed) = db.write_changes(&changes, &at).await?;
+    if full_run {
+        db.end_pool_log_pause().await?;
+    }
     db.clear_marks(&marks).await?;
 
     let mut cause_list: Vec<String> = marks.into_iter().map(|m| m.cause).collect();

@@ -347,9 +347,20 @@ where
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
+    sqlx::query("DELETE FROM pool_log").execute(&mut *conn).await?;
+    end_pause::<DB>(conn).await
+}
+
+/// Ends [`pause_log`] keeping the log: the epoch moves, so every cached
+/// pool reloads whatever the log says.
+pub async fn end_pause<DB>(conn: &mut DB::Connection) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
     for statement in [
         "DELETE FROM pool_log_paused",
-        "DELETE FROM pool_log",
         "UPDATE pool_epoch SET epoch = epoch + 1",
     ] {
         sqlx::query(statement).execute(&mut *conn).await?;

@@ -159,6 +159,14 @@ impl RecalcDialect for SqliteConnection {
         .await
     }
 
+    async fn pause_pool_log(&mut self) -> Result<(), StoreError> {
+        crate::store::recalculate::pool_cache::pause_log::<sqlx::Sqlite>(self).await
+    }
+
+    async fn end_pool_log_pause(&mut self) -> Result<(), StoreError> {
+        crate::store::recalculate::pool_cache::end_pause::<sqlx::Sqlite>(self).await
+    }
+
     async fn pool_versions(&mut self, skus: &[String]) -> Result<Versions, StoreError> {
         with_rusqlite(self, |db| {
             let read = || -> rusqlite::Result<Versions> {
