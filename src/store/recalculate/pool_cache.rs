@@ -347,7 +347,9 @@ where
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
-    sqlx::query("DELETE FROM pool_log").execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM pool_log")
+        .execute(&mut *conn)
+        .await?;
     end_pause::<DB>(conn).await
 }
 
