@@ -92,9 +92,12 @@ async fn hottest(store: &AnyStore) -> ((String, i64, i64), usize) {
          GROUP BY l.sku ORDER BY COUNT(*) DESC, l.sku LIMIT 1",
     )
     .await;
-    let orders = one_row(store, "SELECT 'orders', COUNT(*), CAST(0 AS BIGINT) FROM orders")
-        .await
-        .1;
+    let orders = one_row(
+        store,
+        "SELECT 'orders', COUNT(*), CAST(0 AS BIGINT) FROM orders",
+    )
+    .await
+    .1;
     (hot, orders as usize)
 }
 

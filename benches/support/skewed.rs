@@ -125,7 +125,8 @@ pub struct Shape {
     /// Each sender sends `burst` requests back to back, then pauses.
     pub burst: usize,
     pub pause: Duration,
-    /// Every `wait_every`-th request of a sender asks `?wait=true`.
+    /// Every `wait_every`-th request of a sender asks `?wait=true` (on a
+    /// second connection, while the sender goes on).
     pub wait_every: usize,
 }
 
@@ -147,6 +148,29 @@ pub struct Tally {
 }
 
 impl Tally {
+    fn record(&mut self, answer: Answer, wait: bool, ms: f64) {
+        match answer {
+            Answer::Status(status, _) if (200..300).contains(&status) => {
+                self.ok += 1;
+                if wait {
+                    self.result_ms.push(ms)
+                } else {
+                    self.accept_ms.push(ms)
+                }
+            }
+            Answer::Status(status, body) => {
+                let first = || String::from_utf8_lossy(&body).chars().take(200).collect();
+                self.refused.entry(status).or_insert_with(|| (0, first())).0 += 1;
+            }
+            Answer::Transport(e) => {
+                if self.transport.0 == 0 {
+                    self.transport.1 = e;
+                }
+                self.transport.0 += 1;
+            }
+        }
+    }
+
     fn merge(&mut self, other: Tally) {
         self.accept_ms.extend(other.accept_ms);
         self.result_ms.extend(other.result_ms);
@@ -216,6 +240,11 @@ async fn send(
     let mut rng = SmallRng::seed_from_u64(seed * 7919 + 17);
     let zipf = Zipf::new(plan.skus as f64, plan.exponent).expect("valid Zipf parameters");
     let mut connection = Connection::new(addr);
+    // A `?wait=true` request goes on a second connection, in a task of its
+    // own, so that the sender does not stop sending while it waits (at
+    // most one in flight: a slot that finds it busy sends a plain one).
+    let mut waiter: Option<tokio::task::JoinHandle<(Connection, Answer, f64)>> = None;
+    let mut spare = Some(Connection::new(addr));
     let mut tally = Tally::default();
     for n in 0..count {
         if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
@@ -226,42 +255,30 @@ async fn send(
         }
         let id = format!("{tag}-{n}");
         let (body, hot) = event(plan, &zipf, &mut rng, &id);
-        let wait = shape.wait_every > 0 && n % shape.wait_every == shape.wait_every - 1;
-        let path = if wait {
-            "/v1/events?wait=true&timeout=60"
-        } else {
-            "/v1/events"
-        };
-        let sent = Instant::now();
-        let answer = connection.post(path, body).await;
-        let ms = sent.elapsed().as_secs_f64() * 1000.0;
         tally.sent += 1;
         tally.hot += hot as usize;
-        match answer {
-            Answer::Status(status, _) if (200..300).contains(&status) => {
-                tally.ok += 1;
-                if wait {
-                    tally.result_ms.push(ms)
-                } else {
-                    tally.accept_ms.push(ms)
-                }
+        let slot = shape.wait_every > 0 && n % shape.wait_every == shape.wait_every - 1;
+        if slot && waiter.as_ref().is_none_or(|w| w.is_finished()) {
+            if let Some(done) = waiter.take() {
+                let (c, answer, ms) = done.await.expect("a waiting request panicked");
+                tally.record(answer, true, ms);
+                spare = Some(c);
             }
-            Answer::Status(status, body) => {
-                let entry = tally.refused.entry(status).or_insert_with(|| {
-                    (
-                        0,
-                        String::from_utf8_lossy(&body).chars().take(200).collect(),
-                    )
-                });
-                entry.0 += 1;
-            }
-            Answer::Transport(e) => {
-                if tally.transport.0 == 0 {
-                    tally.transport.1 = e;
-                }
-                tally.transport.0 += 1;
-            }
+            let mut c = spare.take().expect("the second connection is free");
+            waiter = Some(tokio::spawn(async move {
+                let sent = Instant::now();
+                let answer = c.post("/v1/events?wait=true&timeout=60", body).await;
+                (c, answer, sent.elapsed().as_secs_f64() * 1000.0)
+            }));
+            continue;
         }
+        let sent = Instant::now();
+        let answer = connection.post("/v1/events", body).await;
+        tally.record(answer, false, sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    if let Some(done) = waiter {
+        let (_, answer, ms) = done.await.expect("a waiting request panicked");
+        tally.record(answer, true, ms);
     }
     tally
 }
@@ -318,7 +335,7 @@ pub fn print(label: &str, shape: &Shape, tally: &mut Tally) {
     );
     let r = &tally.result_ms;
     println!(
-        "{label}: event-to-result  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms  ({} requests with ?wait=true, 1 in {})",
+        "{label}: event-to-result  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms  ({} requests with ?wait=true: up to 1 in {} of a sender's, on a second connection)",
         percentile(r, 0.5),
         percentile(r, 0.99),
         r.last().copied().unwrap_or(f64::NAN),
