@@ -170,7 +170,7 @@ pub fn skewed_runs(
     );
     let s = shape(1);
     println!(
-        "{name}: each sender: keep-alive HTTP/1.1, bursts of {} back to back then {} ms pause, 1 request in {} with ?wait=true; a run stops after {} s or {} requests in all",
+        "{name}: each sender: keep-alive HTTP/1.1, bursts of {} back to back then {} ms pause, up to 1 request in {} with ?wait=true (on a second connection); a run stops after {} s or {} requests in all",
         s.burst,
         s.pause.as_millis(),
         s.wait_every,
