@@ -261,7 +261,7 @@ impl PoolCache {
         if pool.is_none() {
             tracing::debug!(skus = ?skus, "pool cache: reloaded");
             let group = db
-                .load_group(skus, expected_lines, settings.clone(), causes.clone())
+                .load_group(skus, expected_lines, settings, causes.clone())
                 .await?;
             pool = Some(CachedPool::new(skus.to_vec(), versions.clone(), group));
         }
