@@ -7,6 +7,7 @@ mod coalesce;
 mod codec;
 pub mod daemons;
 mod group;
+pub mod history;
 mod ingest;
 mod location;
 pub mod postgres;

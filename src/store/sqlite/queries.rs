@@ -12,7 +12,7 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::super::codec::{HeaderRow, from_json_text};
 use super::{ORDER_HEADER_JSON, load_settings};
-use crate::store::views::{BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness};
+use crate::store::views::{date_key, BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness};
 use crate::store::{StoreError, assemble};
 
 /// How long the readiness check waits for a lock before saying the
@@ -66,7 +66,9 @@ pub(super) async fn pool_state(
 /// The stored order date with its final `Z` left out sorts as the instant
 /// it names: every stored timestamp is UTC with 0, 3, 6 or 9 fractional
 /// digits, and a shorter string that is a prefix of a longer one is earlier.
-const DATE_KEY: &str = "rtrim(o.order_date, 'Z')";
+/// The index `orders_backordered_by_date` is keyed on it; the query repeats
+/// that index's WHERE term so that SQLite walks it (docs/architecture.md).
+pub(super) const DATE_KEY: &str = "rtrim(o.order_date, 'Z')";
 
 pub(super) async fn backorders(
     conn: &mut SqliteConnection,
@@ -80,10 +82,14 @@ pub(super) async fn backorders(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_HEADER_JSON}, o.backorder_status, o.backorder_qty, {DATE_KEY}
          FROM orders o
-         WHERE o.backorder_status IN (SELECT value FROM json_each(?1))
+         WHERE o.backorder_status IN ('full', 'partial')
+           AND o.backorder_status IN (SELECT value FROM json_each(?1))
            AND (?2 IS NULL OR o.id IN (
                 SELECT l.order_id FROM order_lines l WHERE l.sku = ?2 AND l.backorder_qty > 0))
            AND (?3 IS NULL OR ({DATE_KEY}, o.id) > (?3, ?4))
+           AND (?6 IS NULL OR o.ship_from = ?6)
+           AND {DATE_KEY} >= coalesce(?7, '')
+           AND (?8 IS NULL OR {DATE_KEY} < ?8)
          ORDER BY {DATE_KEY}, o.id
          LIMIT ?5"
     )))
@@ -92,6 +98,9 @@ pub(super) async fn backorders(
     .bind(after_key)
     .bind(after_id)
     .bind(query.limit as i64)
+    .bind(query.warehouse.as_deref())
+    .bind(query.from.as_ref().map(date_key))
+    .bind(query.until.as_ref().map(date_key))
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
