@@ -444,7 +444,9 @@ pub(crate) fn date_bound(
     };
     if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let day = if upper { day.succ_opt() } else { Some(day) };
-        return Ok(day.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc()));
+        return Ok(day
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()));
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| Some(t.with_timezone(&Utc)))

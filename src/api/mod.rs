@@ -37,8 +37,8 @@ use tokio::sync::watch;
 use crate::config::HttpSettings;
 use crate::store::IngestOptions;
 
-pub use error::ApiError;
 pub(crate) use auth::same as same_secret;
+pub use error::ApiError;
 pub(crate) use handlers::date_bound;
 pub use limits::MAX_URI_BYTES;
 

@@ -42,8 +42,7 @@ pub trait ConsoleStore: Store {
     /// The `serve` processes heard from lately.
     fn live_daemons(&self) -> impl Future<Output = Result<Vec<DaemonInfo>, StoreError>> + Send;
     /// The SKUs set aside after a failed recalculation.
-    fn set_aside_list(&self)
-    -> impl Future<Output = Result<Vec<SetAsideSku>, StoreError>> + Send;
+    fn set_aside_list(&self) -> impl Future<Output = Result<Vec<SetAsideSku>, StoreError>> + Send;
     /// An order's newest history rows, newest first.
     fn order_history(
         &self,

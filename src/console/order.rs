@@ -275,6 +275,11 @@ pub async fn recalculate<S: ConsoleStore + Send + Sync + 'static>(
         return Err(PageError::not_found(format!("There is no order {id:?}.")));
     };
     let skus = order_skus(&view.order);
-    super::send(&state, "recalc", EventKind::Recalculate { skus, all: false }).await?;
+    super::send(
+        &state,
+        "recalc",
+        EventKind::Recalculate { skus, all: false },
+    )
+    .await?;
     Ok(Redirect::to(&format!("/orders/{}?recalc=1", urlencode(&id))).into_response())
 }

@@ -144,9 +144,7 @@ pub async fn require_session<S: Send + Sync + 'static>(
     let signed_in = state.token.is_some();
     let id = session_id(request.headers());
     if let Some(csrf) = id.as_deref().and_then(|id| sessions.csrf_of(id)) {
-        request
-            .extensions_mut()
-            .insert(Current { csrf, signed_in });
+        request.extensions_mut().insert(Current { csrf, signed_in });
         return next.run(request).await;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -246,7 +244,11 @@ pub async fn sign_in<S: Send + Sync + 'static>(
         return Redirect::to("/").into_response();
     };
     let Ok(Form(form)) = form else {
-        return form_page(StatusCode::BAD_REQUEST, "/", Some("The form was not sent whole."));
+        return form_page(
+            StatusCode::BAD_REQUEST,
+            "/",
+            Some("The form was not sent whole."),
+        );
     };
     let next = safe_next(form.next.as_deref());
     if !crate::api::same_secret(form.token.trim().as_bytes(), expected.as_bytes()) {
@@ -271,7 +273,11 @@ pub async fn sign_out<S: Send + Sync + 'static>(
     if let Some(id) = session_id(&headers) {
         sessions.end(&id);
     }
-    let to = if state.token.is_some() { "/sign-in" } else { "/" };
+    let to = if state.token.is_some() {
+        "/sign-in"
+    } else {
+        "/"
+    };
     let mut response = Redirect::to(to).into_response();
     response
         .headers_mut()
@@ -314,6 +320,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Posted<T> {
         }
         serde_urlencoded::from_bytes(&bytes)
             .map(Posted)
-            .map_err(|e| PageError::bad_request(format!("The form is incomplete: {e}")).into_response())
+            .map_err(|e| {
+                PageError::bad_request(format!("The form is incomplete: {e}")).into_response()
+            })
     }
 }

@@ -82,7 +82,9 @@ impl AnyStore {
         limit: i64,
     ) -> Result<Vec<super::history::HistoryRow>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => super::history::sqlite::of_order(s.pool(), order_id, limit).await,
+            AnyStore::Sqlite(s) => {
+                super::history::sqlite::of_order(s.pool(), order_id, limit).await
+            }
             AnyStore::Postgres(s) => {
                 super::history::postgres::of_order(s.pool(), order_id, limit).await
             }
