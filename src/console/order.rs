@@ -44,12 +44,23 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
         return Err(PageError::not_found(format!("There is no order {id:?}.")));
     };
     let skus = order_skus(&view.order);
-    let pools = state.store.pool_state(&skus, true).await?;
-    let history = state.store.order_history(&id, HISTORY_ROWS).await?;
+    // Progress first: once nothing is pending, every read below sees the
+    // written-back values (read before, a write-back landing in between
+    // would show "done" beside the old values).
     let pending = match query.recalc {
         Some(_) => state.store.dirty_count(Some(&skus)).await?,
         None => 0,
     };
+    let view = match pending {
+        0 if query.recalc.is_some() => state
+            .store
+            .order_view(&id)
+            .await?
+            .ok_or_else(|| PageError::not_found(format!("There is no order {id:?}.")))?,
+        _ => view,
+    };
+    let pools = state.store.pool_state(&skus, true).await?;
+    let history = state.store.order_history(&id, HISTORY_ROWS).await?;
     // The engine runs on whole pools: off the async threads.
     let order = tokio::task::spawn_blocking(move || {
         crate::explain::explain_order(&view, &pools, Utc::now())
