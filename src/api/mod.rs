@@ -73,16 +73,16 @@ impl<S> AppState<S> {
             store,
             ingest_options,
             token: http.token.expose().map(str::to_owned),
-            wait_timeout: http.wait_timeout(),
+            wait_timeout: http.wait_timeout,
             worker,
             shutdown,
             metrics: crate::meter::handle(),
             recalc_seq: AtomicU64::new(0),
             connections: server::ConnectionLimits {
-                header_timeout: http.header_timeout(),
-                max_connections: http.max_connections,
+                header_timeout: http.header_timeout,
+                max_connections: http.max_connections.get(),
             },
-            body_timeout: http.body_timeout(),
+            body_timeout: http.body_timeout,
         }
     }
 
