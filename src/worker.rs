@@ -228,7 +228,7 @@ impl From<&crate::config::ServiceSettings> for BatchSizes {
     fn from(s: &crate::config::ServiceSettings) -> Self {
         BatchSizes {
             skus_per_batch: s.skus_per_batch.get(),
-            bulk_from_skus: s.bulk_from_skus,
+            bulk_from_skus: s.bulk_from_skus.get() as u64,
         }
     }
 }

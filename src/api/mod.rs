@@ -72,7 +72,7 @@ impl<S> AppState<S> {
         AppState {
             store,
             ingest_options,
-            token: http.token.expose().map(str::to_owned),
+            token: http.token().map(str::to_owned),
             wait_timeout: http.wait_timeout,
             worker,
             shutdown,

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::config::{ConfigError, Loaded};
@@ -37,7 +38,7 @@ fn check_exposure(loaded: &Loaded) -> Result<(), ConfigError> {
 /// What the database check found, for the closing message.
 fn check_database(loaded: &Loaded) -> Result<String, ConfigError> {
     const KEY: &str = "database_url";
-    let url = loaded.settings.database_url.expose();
+    let url = loaded.settings.database_url.expose_secret();
     let shown = redact_url(url);
     // Read as every command reads it (the loader has refused other forms).
     let options = match locate(url).map_err(|err| loaded.origins.invalid(KEY, err.to_string()))? {

@@ -2,11 +2,9 @@
 //! into [`Settings`], and every refusal turned into an error naming the key
 //! and where it was set.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat, Source, Value, ValueKind};
-use serde_path_to_error::Segment;
 
 use super::{ConfigError, Settings};
 
@@ -134,28 +132,21 @@ pub fn load_from_with_origins(
         database_url_given: database_url.is_some(),
     };
     let settings = serde_path_to_error::deserialize(config)
-        .map_err(|err| origins.invalid(&dotted(err.path()), without_origin(err.inner())))?;
+        .map_err(|err| origins.invalid(&key(err.path()), without_origin(err.inner())))?;
     Ok(Loaded { settings, origins })
 }
 
 /// The process environment's `BACKORDERD__*` variables. Others are skipped
 /// whatever they contain; ours must be UTF-8.
 fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
-    let prefix = env_name("");
-    let mut ours = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if !name.to_uppercase().starts_with(&prefix) {
-            continue;
-        }
-        let value = value
-            .into_string()
-            .map_err(|_: OsString| ConfigError::NotUnicode {
-                name: name.to_owned(),
-            })?;
-        ours.push((name.to_owned(), value));
-    }
-    Ok(ours)
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
+        .filter(|(name, _)| name.to_uppercase().starts_with(&env_name("")))
+        .map(|(name, value)| match value.into_string() {
+            Ok(value) => Ok((name, value)),
+            Err(_) => Err(ConfigError::NotUnicode { name }),
+        })
+        .collect()
 }
 
 /// The merged value at `key` (dotted), with its origin.
@@ -171,25 +162,6 @@ fn value_at<'t>(tree: &'t config::Map<String, Value>, key: &str) -> Option<&'t V
     Some(value)
 }
 
-/// The path as `section.key`, without the `?` serde_path_to_error uses for
-/// unknown parts.
-fn dotted(path: &serde_path_to_error::Path) -> String {
-    let parts: Vec<String> = path
-        .iter()
-        .filter_map(|segment| match segment {
-            Segment::Map { key } => Some(key.clone()),
-            Segment::Seq { index } => Some(index.to_string()),
-            Segment::Enum { variant } => Some(variant.clone()),
-            Segment::Unknown => None,
-        })
-        .collect();
-    if parts.is_empty() {
-        "(top level)".to_owned()
-    } else {
-        parts.join(".")
-    }
-}
-
 /// The message of a deserialization error without the "for key ... in ..."
 /// that the `config` crate appends (the key and origin are named apart).
 fn without_origin(err: &config::ConfigError) -> String {
@@ -200,7 +172,11 @@ fn without_origin(err: &config::ConfigError) -> String {
             ..
         } => format!("invalid type: {unexpected}, expected {expected}"),
         config::ConfigError::At { error, .. } => without_origin(error),
-        config::ConfigError::NotFound(key) => format!("missing key {key:?}"),
         other => other.to_string(),
     }
+}
+
+/// The path as `section.key` (`.` is the top level).
+fn key(path: &serde_path_to_error::Path) -> String {
+    path.to_string()
 }

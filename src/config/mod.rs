@@ -23,34 +23,33 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use layers::{
     ENV_PREFIX, ENV_SEPARATOR, Loaded, Origins, load, load_from, load_from_with_origins,
     load_with_origins,
 };
-pub use values::{ApiToken, DatabaseUrl, LogFormat};
-use values::{Count, Millis, Secs};
+pub use values::LogFormat;
+use values::{Count, Millis, Secs, database_url, token};
 
 use crate::store::OpenOptions;
 
 /// Upper bound for every interval setting (one year), so that adding an
 /// interval to an instant cannot overflow.
 pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 60 * 60;
-const MAX_INTERVAL_MS: u64 = MAX_INTERVAL_SECS * 1000;
-const HOUR_SECS: u64 = 60 * 60;
-const WEEK_SECS: u64 = 7 * 24 * HOUR_SECS;
+const YEAR: u64 = MAX_INTERVAL_SECS;
+const YEAR_MS: u64 = MAX_INTERVAL_SECS * 1000;
 /// Bound of the counts that have no natural one.
 const MAX_COUNT: u64 = u32::MAX as u64;
-const GIB: u64 = 1 << 30;
-/// `http.max_connections` at most (each takes a file descriptor).
-const MAX_CONNECTIONS: u64 = 65_536;
 
 /// All settings of the daemon.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub database_url: DatabaseUrl,
+    /// The database; its `Debug` redacts it: show it with [`redact_url`](crate::store::redact_url).
+    #[serde(with = "database_url")]
+    pub database_url: SecretString,
     pub database: DatabaseSettings,
     pub service: ServiceSettings,
     pub log: LogSettings,
@@ -65,18 +64,18 @@ impl Default for Settings {
 }
 
 /// How the database is opened (the URL says which one).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// PostgreSQL: the longest wait for a connection to be set up.
-    #[serde(rename = "connect_timeout_secs", with = "Secs::<1, HOUR_SECS>")]
+    #[serde(rename = "connect_timeout_secs", with = "Secs::<1, 3600>")]
     pub connect_timeout: Duration,
     /// PostgreSQL: the server cancels a statement running longer; `None`
     /// (0): no limit.
-    #[serde(rename = "statement_timeout_secs", with = "Secs::<0, WEEK_SECS>")]
+    #[serde(rename = "statement_timeout_secs", with = "Secs::<0, 604_800>")]
     pub statement_timeout: Option<Duration>,
     /// SQLite: how long a writer waits for another process's transaction.
-    #[serde(rename = "busy_timeout_secs", with = "Secs::<0, HOUR_SECS>")]
+    #[serde(rename = "busy_timeout_secs", with = "Secs::<0, 3600>")]
     pub busy_timeout: Duration,
 }
 
@@ -91,7 +90,7 @@ impl DatabaseSettings {
 }
 
 /// How the service schedules recalculations and talks to its queue.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     /// `order_status_changed` / `order_payment_changed` events trigger a
@@ -101,31 +100,28 @@ pub struct ServiceSettings {
     /// `order_upserted` for an order not yet stored triggers no recalculation.
     pub defer_new_orders: bool,
     /// Between periodic full recalculations; `None` (0): none.
-    #[serde(
-        rename = "full_recalculation_interval_secs",
-        with = "Secs::<0, MAX_INTERVAL_SECS>"
-    )]
+    #[serde(rename = "full_recalculation_interval_secs", with = "Secs::<0, YEAR>")]
     pub full_recalculation_interval: Option<Duration>,
     /// Between polls of the queue for jobs enqueued by other processes.
-    #[serde(rename = "poll_interval_ms", with = "Millis::<1, MAX_INTERVAL_MS>")]
+    #[serde(rename = "poll_interval_ms", with = "Millis::<1, YEAR_MS>")]
     pub poll_interval: Duration,
     /// How long a shutdown waits for running work.
-    #[serde(rename = "shutdown_grace_secs", with = "Secs::<0, MAX_INTERVAL_SECS>")]
+    #[serde(rename = "shutdown_grace_secs", with = "Secs::<0, YEAR>")]
     pub shutdown_grace: Duration,
     /// SKUs recalculated per transaction.
     #[serde(with = "Count::<1, MAX_COUNT>")]
     pub skus_per_batch: NonZeroUsize,
     /// Between queue worker heartbeats.
-    #[serde(rename = "heartbeat_secs", with = "Secs::<1, MAX_INTERVAL_SECS>")]
+    #[serde(rename = "heartbeat_secs", with = "Secs::<1, YEAR>")]
     pub heartbeat: Duration,
     /// From this many dirty SKUs on, a recalculation runs as one bulk
     /// transaction that reads every order header once.
-    #[serde(with = "Count::<0, MAX_COUNT>")]
-    pub bulk_from_skus: u64,
+    #[serde(with = "Count::<1, MAX_COUNT>")]
+    pub bulk_from_skus: NonZeroUsize,
 }
 
 /// Where and how the daemon logs (always to standard error).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -136,36 +132,42 @@ pub struct LogSettings {
 }
 
 /// The HTTP API of `serve` (src/api).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Address and port to listen on; `serve --listen` overrides it.
     pub listen: SocketAddr,
     /// Bearer token required by every endpoint but /healthz and /readyz;
-    /// empty: none (allowed on a loopback address only).
-    pub token: ApiToken,
+    /// empty: none (allowed on a loopback address only). Its `Debug` redacts it.
+    #[serde(with = "token")]
+    pub token: SecretString,
     /// Largest request body accepted, in bytes (larger: 413).
-    #[serde(with = "Count::<1, GIB>")]
+    #[serde(with = "Count::<1, 1_073_741_824>")]
     pub body_limit_bytes: NonZeroUsize,
     /// How long a `?wait=true` request waits for the write-back (then 504).
-    #[serde(rename = "wait_timeout_secs", with = "Secs::<1, MAX_INTERVAL_SECS>")]
+    #[serde(rename = "wait_timeout_secs", with = "Secs::<1, YEAR>")]
     pub wait_timeout: Duration,
     /// How long a request's line and headers may take to arrive (then the
     /// connection is closed); also how long an idle connection stays open.
-    #[serde(rename = "header_timeout_secs", with = "Secs::<1, MAX_INTERVAL_SECS>")]
+    #[serde(rename = "header_timeout_secs", with = "Secs::<1, YEAR>")]
     pub header_timeout: Duration,
     /// How long a request's body may take to arrive (then 408).
-    #[serde(rename = "body_timeout_secs", with = "Secs::<1, MAX_INTERVAL_SECS>")]
+    #[serde(rename = "body_timeout_secs", with = "Secs::<1, YEAR>")]
     pub body_timeout: Duration,
     /// Connections open at once; one more is answered 503.
-    #[serde(with = "Count::<1, MAX_CONNECTIONS>")]
+    #[serde(with = "Count::<1, 65_536>")]
     pub max_connections: NonZeroUsize,
 }
 
 impl HttpSettings {
+    /// The bearer token, `None` when unset.
+    pub fn token(&self) -> Option<&str> {
+        Some(self.token.expose_secret()).filter(|token| !token.is_empty())
+    }
+
     /// Refuses to expose the API beyond this machine without a token.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.token.expose().is_none() && !self.listen.ip().is_loopback() {
+        if self.token().is_none() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Other(format!(
                 "refusing to listen on {} without a token: set `http.token` \
                  (BACKORDERD__HTTP__TOKEN) or listen on a loopback address such as 127.0.0.1",
