@@ -8,10 +8,6 @@ use config::{Config, Environment, File, FileFormat, Source, Value, ValueKind};
 
 use super::{ConfigError, Settings};
 
-/// Prefix of the environment variables read as settings.
-pub const ENV_PREFIX: &str = "BACKORDERD";
-/// Separator between the prefix, sections and keys of those variables.
-pub const ENV_SEPARATOR: &str = "__";
 /// The embedded lowest layer.
 pub(super) const DEFAULTS: &str = include_str!("../../config/default.toml");
 /// How the `config` crate names the origin of environment values.
@@ -66,7 +62,7 @@ impl Origins {
         match value_at(&self.tree, key)?.origin()? {
             ENV_ORIGIN => Some(format!(
                 "environment variable {}",
-                env_name(&key.replace('.', ENV_SEPARATOR))
+                env_name(&key.replace('.', "__"))
             )),
             _ => self.file.as_ref().map(|path| path.display().to_string()),
         }
@@ -82,9 +78,10 @@ impl Origins {
     }
 }
 
-/// `BACKORDERD__` and `rest`, upper case.
+/// `BACKORDERD__` and `rest`, upper case: how settings are named in the
+/// environment.
 fn env_name(rest: &str) -> String {
-    format!("{ENV_PREFIX}{ENV_SEPARATOR}{rest}").to_uppercase()
+    format!("BACKORDERD__{rest}").to_uppercase()
 }
 
 /// [`load_from`], keeping where each value was set.
@@ -106,8 +103,8 @@ pub fn load_from_with_origins(
         .filter(|(name, _)| !name.eq_ignore_ascii_case(&env_name("")))
         .collect();
     builder = builder.add_source(
-        Environment::with_prefix(ENV_PREFIX)
-            .separator(ENV_SEPARATOR)
+        Environment::with_prefix("BACKORDERD")
+            .separator("__")
             .ignore_empty(true)
             .source(Some(env)),
     );

@@ -26,10 +26,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-pub use layers::{
-    ENV_PREFIX, ENV_SEPARATOR, Loaded, Origins, load, load_from, load_from_with_origins,
-    load_with_origins,
-};
+pub use layers::{Loaded, Origins, load, load_from, load_from_with_origins, load_with_origins};
 pub use values::LogFormat;
 use values::{Count, Millis, Secs, database_url, token};
 

@@ -49,23 +49,11 @@ const COMMON_WORDS: &[&str] = &["key", "value", "string", "table", "array", "tru
 /// `name = …` (or `name.sub = …`) under `[section]`.
 fn key_of_line(before: &str, line: &str) -> Option<String> {
     let is_key = |name: &str| {
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        !name.is_empty() && (name.chars()).all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
     };
-    let (name, _) = line.split_once('=')?;
-    let name = name.trim();
-    if !is_key(name) {
-        return None;
-    }
-    let section = before.lines().rev().find_map(|l| {
-        let l = l.trim();
-        let inner = l.strip_prefix('[')?.split(']').next()?.trim();
-        is_key(inner).then(|| inner.to_owned())
-    });
-    Some(match section {
-        Some(section) => format!("{section}.{name}"),
-        None => name.to_owned(),
-    })
+    let name = line.split_once('=')?.0.trim();
+    let section = (before.lines().rev())
+        .find_map(|l| Some(l.trim().strip_prefix('[')?.split(']').next()?.trim()))
+        .filter(|section| is_key(section));
+    is_key(name).then(|| section.map_or(name.to_owned(), |section| format!("{section}.{name}")))
 }

@@ -28,7 +28,10 @@ fn toml_file(text: &str) -> tempfile::NamedTempFile {
 fn defaults_load_with_no_file_and_no_env() {
     let settings = load_from(None, None, env(&[])).unwrap();
     assert_eq!(all(&settings), all(&Settings::default()));
-    assert_eq!(settings.database_url.expose_secret(), "sqlite://backorderd.db");
+    assert_eq!(
+        settings.database_url.expose_secret(),
+        "sqlite://backorderd.db"
+    );
     assert!(settings.service.recalculate_on_status_change);
     assert!(!settings.service.defer_new_orders);
     assert_eq!(
@@ -201,7 +204,10 @@ fn env_overrides_file_and_the_argument_overrides_everything() {
     assert!(!settings.service.recalculate_on_status_change);
     assert_eq!(settings.log.format, LogFormat::Json);
     assert_eq!(settings.log.filter, "warn,backorderd=debug");
-    assert_eq!(settings.database_url.expose_secret(), "sqlite://from-env.db");
+    assert_eq!(
+        settings.database_url.expose_secret(),
+        "sqlite://from-env.db"
+    );
 
     let settings = load_from(Some(file.path()), Some("sqlite://flag.db"), vars).unwrap();
     assert_eq!(settings.database_url.expose_secret(), "sqlite://flag.db");

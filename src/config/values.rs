@@ -26,25 +26,15 @@ pub type Count<const MIN: u64, const MAX: u64> = Whole<MIN, MAX, 0>;
 
 impl<const MIN: u64, const MAX: u64, const UNIT_MS: u64> Whole<MIN, MAX, UNIT_MS> {
     pub fn deserialize<'de, D: Deserializer<'de>, T: FromWhole>(d: D) -> Result<T, D::Error> {
-        let value = Value::deserialize(d)?;
-        let n = match &value.kind {
-            ValueKind::I64(n) => u64::try_from(*n).ok(),
-            ValueKind::U64(n) => Some(*n),
+        let n = match Value::deserialize(d)?.kind {
+            ValueKind::I64(n) => u64::try_from(n).ok(),
+            ValueKind::U64(n) => Some(n),
             ValueKind::String(text) => text.trim().parse().ok(),
             _ => None,
         };
-        let shown = match value.kind {
-            ValueKind::String(text) => format!("{text:?}"),
-            kind @ (ValueKind::I64(_) | ValueKind::U64(_) | ValueKind::Float(_)) => {
-                kind.to_string()
-            }
-            _ => "this value".to_owned(),
-        };
         n.filter(|n| (MIN..=MAX).contains(n))
             .and_then(|n| T::from_whole(n, UNIT_MS))
-            .ok_or_else(|| {
-                D::Error::custom(format!("{shown} is not a whole number from {MIN} to {MAX}"))
-            })
+            .ok_or_else(|| D::Error::custom(format!("expected a whole number from {MIN} to {MAX}")))
     }
 
     pub fn serialize<S: Serializer, T: FromWhole>(value: &T, s: S) -> Result<S::Ok, S::Error> {
