@@ -74,17 +74,17 @@ impl<S> AppState<S> {
         AppState {
             store,
             ingest_options,
-            token: http.token.expose().map(str::to_owned),
-            wait_timeout: http.wait_timeout(),
+            token: http.token().map(str::to_owned),
+            wait_timeout: http.wait_timeout,
             worker,
             shutdown,
             metrics: crate::meter::handle(),
             recalc_seq: AtomicU64::new(0),
             connections: server::ConnectionLimits {
-                header_timeout: http.header_timeout(),
-                max_connections: http.max_connections,
+                header_timeout: http.header_timeout,
+                max_connections: http.max_connections.get(),
             },
-            body_timeout: http.body_timeout(),
+            body_timeout: http.body_timeout,
         }
     }
 
