@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bookgen;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod events;
 pub mod explain;

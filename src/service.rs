@@ -235,7 +235,7 @@ pub async fn serve(
     let mut signals = shutdown_signals()?;
     let listener = crate::api::bind(http.listen).await?;
     let health = Arc::new(WorkerHealth::new(crate::health::stall_after(
-        settings.heartbeat(),
+        settings.heartbeat,
     )));
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
@@ -269,7 +269,7 @@ pub async fn serve(
         QueueWorker {
             store: store.clone(),
             state: state.clone(),
-            heartbeat: settings.heartbeat(),
+            heartbeat: settings.heartbeat,
             health: health.clone(),
         },
         name.clone(),
@@ -290,11 +290,11 @@ pub async fn serve(
     health.set_running(true);
     // The worker fetches at once on work queued here, on PostgreSQL when any
     // process queues a job, and every poll interval anyway (src/wake.rs).
-    let mut wakers = vec![tokio::spawn(crate::wake::tick(settings.poll_interval()))];
+    let mut wakers = vec![tokio::spawn(crate::wake::tick(settings.poll_interval))];
     if let AnyStore::Postgres(postgres) = &*store {
         wakers.push(tokio::spawn(crate::wake::listen_postgres(
             postgres.pool().clone(),
-            settings.heartbeat(),
+            settings.heartbeat,
         )));
     }
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
@@ -309,14 +309,14 @@ pub async fn serve(
     let api_task = tokio::spawn(crate::api::serve(
         listener,
         api_state,
-        http.body_limit_bytes,
+        http.body_limit_bytes.get(),
     ));
     let daemon = crate::store::daemons::DaemonInfo {
         name: name.clone(),
         host: host_name(),
         pid: i64::from(std::process::id()),
         started_at: crate::engine::time_format::format_timestamp(&chrono::Utc::now()),
-        heartbeat_secs: settings.heartbeat().as_secs().max(1) as i64,
+        heartbeat_secs: settings.heartbeat.as_secs().max(1) as i64,
         last_seen_ms: crate::store::daemons::now_ms(),
         doing: "idle".to_owned(),
         doing_since_ms: crate::store::daemons::now_ms(),
@@ -326,14 +326,14 @@ pub async fn serve(
         store.clone(),
         state.clone(),
         daemon,
-        settings.heartbeat(),
+        settings.heartbeat,
     ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();
     crate::systemd::spawn_watchdog(health.clone(), store.clone());
 
     let periodic = settings
-        .full_recalculation_interval()
+        .full_recalculation_interval
         .map(|every| tokio::spawn(periodic_full_run(store.clone(), every)));
 
     let signal = signals.next().await.unwrap_or(signal_hook::consts::SIGTERM);
@@ -341,7 +341,7 @@ pub async fn serve(
     crate::systemd::stopping();
     stop.store(true, Ordering::Relaxed);
     let _ = http_stop.send(true);
-    let deadline = tokio::time::Instant::now() + settings.shutdown_grace();
+    let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
     if let Some(task) = periodic {
         task.abort();
     }
@@ -355,7 +355,7 @@ pub async fn serve(
         Ok(Ok(Err(e))) => warn!(error = %e, "the queue worker stopped with an error"),
         Ok(Err(e)) => error!(error = %e, "the queue worker panicked"),
         Err(_) => warn!(
-            grace_secs = settings.shutdown_grace().as_secs(),
+            grace_secs = settings.shutdown_grace.as_secs(),
             "the job in hand did not finish within the grace period; its transaction is rolled back and redone at the next start"
         ),
     }

@@ -116,7 +116,7 @@ impl From<&crate::config::ServiceSettings> for FailurePolicy {
     /// Six heartbeats (30 s by default) before the first retry.
     fn from(s: &crate::config::ServiceSettings) -> Self {
         FailurePolicy {
-            first_retry: s.heartbeat().saturating_mul(6),
+            first_retry: s.heartbeat.saturating_mul(6),
         }
     }
 }
@@ -227,8 +227,8 @@ pub struct BatchSizes {
 impl From<&crate::config::ServiceSettings> for BatchSizes {
     fn from(s: &crate::config::ServiceSettings) -> Self {
         BatchSizes {
-            skus_per_batch: s.skus_per_batch,
-            bulk_from_skus: s.bulk_from_skus,
+            skus_per_batch: s.skus_per_batch.get(),
+            bulk_from_skus: s.bulk_from_skus.get() as u64,
         }
     }
 }

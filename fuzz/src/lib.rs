@@ -428,11 +428,9 @@ fn load_config(data: &[u8]) -> String {
                 Ok(()) => String::new(),
                 Err(err) => err.to_string(),
             };
-            let url = backorderd::store::redact_url(settings.database_url.expose());
-            format!(
-                "{settings:?}\n{settings:#?}\n{}\n{}\n{exposure}\n{url}",
-                settings.database_url, settings.http.token
-            )
+            // As check-config shows them.
+            let shown = serde_json::to_string(&settings).expect("settings serialize");
+            format!("{settings:?}\n{settings:#?}\n{shown}\n{exposure}")
         }
         Err(err) => format!("{err}\n{err:?}"),
     }

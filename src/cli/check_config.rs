@@ -7,9 +7,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use config::{Value, ValueKind};
+use secrecy::ExposeSecret;
+use serde_json::Value;
 
-use crate::config::{ConfigError, Loaded, is_secret_key};
+use crate::config::{ConfigError, Loaded};
 use crate::store::{Location, locate, redact_url};
 
 pub fn run(file: Option<&Path>, database_url: Option<&str>) -> anyhow::Result<()> {
@@ -29,7 +30,7 @@ fn check_exposure(loaded: &Loaded) -> Result<(), ConfigError> {
         .http
         .check_exposure()
         .map_err(|err| match err {
-            ConfigError::Other(message) => loaded.invalid("http.listen", message),
+            ConfigError::Other(message) => loaded.origins.invalid("http.listen", message),
             other => other,
         })
 }
@@ -37,10 +38,10 @@ fn check_exposure(loaded: &Loaded) -> Result<(), ConfigError> {
 /// What the database check found, for the closing message.
 fn check_database(loaded: &Loaded) -> Result<String, ConfigError> {
     const KEY: &str = "database_url";
-    let url = loaded.settings.database_url.expose();
+    let url = loaded.settings.database_url.expose_secret();
     let shown = redact_url(url);
     // Read as every command reads it (the loader has refused other forms).
-    let options = match locate(url).map_err(|err| loaded.invalid(KEY, err.to_string()))? {
+    let options = match locate(url).map_err(|err| loaded.origins.invalid(KEY, err.to_string()))? {
         // Parsed, not contacted: the server may legitimately start later.
         Location::Postgres(_) => return Ok(format!("{shown} (PostgreSQL; not contacted)")),
         Location::Sqlite(options) => options,
@@ -53,7 +54,7 @@ fn check_database(loaded: &Loaded) -> Result<String, ConfigError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    let bad = |problem: String| loaded.invalid(KEY, format!("{shown}: {problem}"));
+    let bad = |problem: String| loaded.origins.invalid(KEY, format!("{shown}: {problem}"));
     if !directory.is_dir() {
         let what = if directory.exists() {
             "is not a directory"
@@ -94,110 +95,84 @@ fn check_database(loaded: &Loaded) -> Result<String, ConfigError> {
     }
 }
 
-/// The effective configuration as TOML, each value typed as its default
-/// (environment variables arrive as text), secrets replaced by `***` and
-/// passwords cut out of URLs, each key set outside the defaults followed by
-/// where it was set.
+/// The effective configuration as TOML: the settings as the daemon reads
+/// them (their `Serialize` redacts the secrets), each key set outside the
+/// defaults followed by where it was set.
 fn render(loaded: &Loaded) -> String {
     let mut out = String::from(
         "# backorderd: the effective configuration, secrets redacted.\n\
          # Layers, lowest first: built-in defaults, --config FILE, BACKORDERD__SECTION__KEY\n\
          # environment variables, --database-url / DATABASE_URL.\n",
     );
-    render_table(loaded, &loaded.tree, "", &mut out);
+    let Ok(Value::Object(top)) = serde_json::to_value(&loaded.settings) else {
+        unreachable!("the settings are a table")
+    };
+    let (tables, keys): (Vec<_>, Vec<_>) = top.iter().partition(|(_, value)| value.is_object());
+    render_keys(loaded, "", keys, &mut out);
+    for (section, table) in tables {
+        let _ = writeln!(out, "\n[{section}]");
+        if let Value::Object(table) = table {
+            render_keys(
+                loaded,
+                &format!("{section}."),
+                table.iter().collect(),
+                &mut out,
+            );
+        }
+    }
     out
 }
 
-fn render_table(
-    loaded: &Loaded,
-    table: &config::Map<String, Value>,
-    prefix: &str,
-    out: &mut String,
-) {
-    let mut keys: Vec<&String> = table.keys().collect();
-    keys.sort();
-    let is_table = |key: &String| matches!(table[key].kind, ValueKind::Table(_));
-    for key in keys.iter().copied().filter(|k| !is_table(k)) {
-        let dotted = format!("{prefix}{key}");
-        let value = render_value(&dotted, &table[key]);
-        let unset = is_secret_key(&dotted) && value == "\"\"";
-        let _ = match loaded.origin(&dotted) {
-            _ if unset => writeln!(out, "{key} = {value}  # not set"),
+fn render_keys(loaded: &Loaded, prefix: &str, keys: Vec<(&String, &Value)>, out: &mut String) {
+    for (key, value) in keys {
+        // A JSON scalar is written as TOML writes it.
+        let _ = match loaded.origins.of(&format!("{prefix}{key}")) {
+            _ if value.as_str() == Some("") => writeln!(out, "{key} = \"\"  # not set"),
             Some(origin) => writeln!(out, "{key} = {value}  # {origin}"),
             None => writeln!(out, "{key} = {value}"),
         };
-    }
-    for key in keys.into_iter().filter(|k| is_table(k)) {
-        let dotted = format!("{prefix}{key}");
-        if let ValueKind::Table(inner) = &table[key].kind {
-            let _ = writeln!(out, "\n[{dotted}]");
-            render_table(loaded, inner, &format!("{dotted}."), out);
-        }
-    }
-}
-
-fn render_value(key: &str, value: &Value) -> String {
-    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
-    match &value.kind {
-        ValueKind::String(text) if key.ends_with("url") => quoted(&redact_url(text)),
-        // Unset shows as unset: `""`, as in the defaults.
-        ValueKind::String(text) if is_secret_key(key) && text.is_empty() => quoted(""),
-        ValueKind::Nil => quoted(""),
-        _ if is_secret_key(key) => quoted("***"),
-        ValueKind::String(text) => {
-            // Set by an environment variable: show it as the type the key has.
-            let typed = matches!(
-                Loaded::default_at(key).map(|d| d.kind),
-                Some(
-                    ValueKind::Boolean(_)
-                        | ValueKind::I64(_)
-                        | ValueKind::U64(_)
-                        | ValueKind::I128(_)
-                        | ValueKind::U128(_)
-                        | ValueKind::Float(_)
-                )
-            );
-            let bare = typed
-                && (text.parse::<f64>().is_ok()
-                    || text.eq_ignore_ascii_case("true")
-                    || text.eq_ignore_ascii_case("false"));
-            if bare {
-                text.to_ascii_lowercase()
-            } else {
-                quoted(text)
-            }
-        }
-        ValueKind::Boolean(v) => v.to_string(),
-        ValueKind::I64(v) => v.to_string(),
-        ValueKind::I128(v) => v.to_string(),
-        ValueKind::U64(v) => v.to_string(),
-        ValueKind::U128(v) => v.to_string(),
-        ValueKind::Float(v) => v.to_string(),
-        ValueKind::Array(items) => {
-            let items: Vec<String> = items.iter().map(|item| render_value(key, item)).collect();
-            format!("[{}]", items.join(", "))
-        }
-        ValueKind::Table(_) => quoted("(table)"),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::config::is_secret_key as is_secret;
+    use super::*;
+
+    fn loaded(file: &str, env: &[(&str, &str)]) -> (String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, file).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let loaded = crate::config::load_from_with_origins(Some(&path), None, env).unwrap();
+        (render(&loaded), dir)
+    }
 
     #[test]
-    fn secret_keys() {
-        for key in [
-            "http.token",
-            "auth.api_key",
-            "db.password",
-            "x.client_secret",
-            "key",
+    fn the_rendering_is_typed_redacted_and_says_where_each_value_was_set() {
+        let (out, dir) = loaded(
+            "database_url = \"postgres://app:hunter2@db/x\"\n[http]\ntoken = \"s3cret\"\n",
+            &[
+                ("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "25"),
+                ("BACKORDERD__SERVICE__DEFER_NEW_ORDERS", "TRUE"),
+                ("BACKORDERD__LOG__FORMAT", "JSON"),
+            ],
+        );
+        let file = dir.path().join("b.toml").display().to_string();
+        for line in [
+            format!("database_url = \"postgres://app:***@db/x\"  # {file}"),
+            format!("token = \"***\"  # {file}"),
+            "poll_interval_ms = 25  # environment variable BACKORDERD__SERVICE__POLL_INTERVAL_MS"
+                .to_owned(),
+            "defer_new_orders = true  # environment variable BACKORDERD__SERVICE__DEFER_NEW_ORDERS"
+                .to_owned(),
+            "format = \"json\"  # environment variable BACKORDERD__LOG__FORMAT".to_owned(),
+            "full_recalculation_interval_secs = 3600".to_owned(),
+            "[service]".to_owned(),
         ] {
-            assert!(is_secret(key), "{key}");
+            assert!(out.lines().any(|l| l == line), "{line} missing:\n{out}");
         }
-        for key in ["http.listen", "service.skus_per_batch", "log.keyword"] {
-            assert!(!is_secret(key), "{key}");
-        }
+        assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+        let (out, _dir) = loaded("", &[]);
+        assert!(out.contains("\ntoken = \"\"  # not set\n"), "{out}");
     }
 }

@@ -2,21 +2,27 @@
 
 use anyhow::Context;
 use chrono::Utc;
+use secrecy::ExposeSecret;
 use std::io::Write;
 use std::path::Path;
 
 use crate::config::Settings;
 use crate::engine::{self, Snapshot};
 use crate::input::{InputError, from_json};
-use crate::store::{AnyStore, Store};
+use crate::store::{AnyStore, Store, redact_url};
 
 /// Opens the database and brings its schema up to date: every command may
 /// be the first to touch a new database.
 pub async fn open(settings: &Settings) -> anyhow::Result<AnyStore> {
     let options = settings.database.open_options();
-    let store = AnyStore::open_with(settings.database_url.expose(), &options)
+    let store = AnyStore::open_with(settings.database_url.expose_secret(), &options)
         .await
-        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact_url(settings.database_url.expose_secret())
+            )
+        })?;
     store
         .migrate()
         .await

@@ -75,6 +75,22 @@ impl AnyStore {
         }
     }
 
+    /// The newest `limit` history rows of an order, newest first.
+    pub async fn order_history(
+        &self,
+        order_id: &str,
+        limit: i64,
+    ) -> Result<Vec<super::history::HistoryRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                super::history::sqlite::of_order(s.pool(), order_id, limit).await
+            }
+            AnyStore::Postgres(s) => {
+                super::history::postgres::of_order(s.pool(), order_id, limit).await
+            }
+        }
+    }
+
     /// Moves `sku`'s dirty mark aside with `error` (store/set_aside.rs).
     pub async fn set_aside(
         &self,

@@ -7,6 +7,7 @@ mod coalesce;
 mod codec;
 pub mod daemons;
 mod group;
+pub mod history;
 mod ingest;
 mod location;
 pub mod postgres;
@@ -73,12 +74,9 @@ pub struct OpenOptions {
 }
 
 impl Default for OpenOptions {
+    /// As the configuration's defaults say (config/default.toml).
     fn default() -> Self {
-        OpenOptions {
-            connect_timeout: std::time::Duration::from_secs(10),
-            statement_timeout: Some(std::time::Duration::from_secs(300)),
-            busy_timeout: std::time::Duration::from_secs(10),
-        }
+        crate::config::Settings::default().database.open_options()
     }
 }
 

@@ -135,7 +135,10 @@ fn the_systemd_unit_fits_the_daemon() {
             .parse::<u64>()
             .unwrap_or_else(|_| panic!("{key}={v}: expected seconds"))
     };
-    let grace = backorderd::config::ServiceSettings::default().shutdown_grace_secs;
+    let grace = backorderd::config::Settings::default()
+        .service
+        .shutdown_grace
+        .as_secs();
     assert!(
         seconds("TimeoutStopSec") > grace,
         "TimeoutStopSec vs {grace} s of grace"
