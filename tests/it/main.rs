@@ -17,3 +17,4 @@ mod simulate;
 mod storage;
 mod support;
 mod worker;
+mod writer;

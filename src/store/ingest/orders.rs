@@ -125,7 +125,9 @@ fn order_changes(causes: &[(&str, &str)], stored: Vec<OrderLines>) -> Vec<OrderC
 
 /// The counts and backorder qty of an order with these `(qty,
 /// backorder_qty)` lines.
-pub(in crate::store) fn line_totals(lines: impl IntoIterator<Item = (i64, i64)>) -> (LineCounts, i64) {
+pub(in crate::store) fn line_totals(
+    lines: impl IntoIterator<Item = (i64, i64)>,
+) -> (LineCounts, i64) {
     let mut counts = LineCounts::default();
     let mut backorder_qty = 0;
     for (qty, line_backorder_qty) in lines {

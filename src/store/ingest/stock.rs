@@ -63,7 +63,11 @@ pub(super) async fn inventory_set<B: IngestBackend>(
 
 /// Refuses an event that would leave an on-hand beyond the quantity
 /// bounds: the batch's transaction is then rolled back, nothing applied.
-pub(super) fn require_on_hand_in_bounds(sku: &str, warehouse: &str, on_hand: i64) -> Result<(), StoreError> {
+pub(super) fn require_on_hand_in_bounds(
+    sku: &str,
+    warehouse: &str,
+    on_hand: i64,
+) -> Result<(), StoreError> {
     if signed_quantity_in_bounds(on_hand) {
         Ok(())
     } else {
