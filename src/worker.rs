@@ -338,7 +338,9 @@ mod tests {
     fn database_outages_are_transient_and_bad_data_is_not() {
         let outage = JobError::Store(StoreError::Unavailable("the writer is gone".into()));
         assert!(outage.is_transient());
-        let busy = JobError::Store(StoreError::Busy("another process holds the database".into()));
+        let busy = JobError::Store(StoreError::Busy(
+            "another process holds the database".into(),
+        ));
         assert!(busy.is_transient());
         let corrupt = JobError::Store(StoreError::Corrupt {
             record: "order A".into(),

@@ -162,7 +162,7 @@ mod tests {
             event(r#"{"type":"inventory_set","id":"e1","sku":"A","warehouse":"W","on_hand":1}"#);
         let b =
             event(r#"{"type":"inventory_adjusted","id":"e2","sku":"A","warehouse":"W","delta":1}"#);
-        let locks = EventLocks::of(&[&[a.clone()], &[b]]);
+        let locks = EventLocks::of(&[std::slice::from_ref(&a), &[b]]);
         assert!(!locks.exclusive);
         assert_eq!(locks.keys, vec![key_hash("sku", "A")]);
         let settings = event(r#"{"type":"settings_changed","id":"e3","settings":{}}"#);
