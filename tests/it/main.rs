@@ -20,3 +20,4 @@ mod simulate;
 mod storage;
 mod support;
 mod worker;
+mod writer;
