@@ -21,3 +21,4 @@ mod simulate;
 mod storage;
 mod support;
 mod worker;
+mod writer;

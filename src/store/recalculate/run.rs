@@ -5,6 +5,7 @@
 //! [`batch`] itself.
 
 use std::future::Future;
+use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -34,10 +35,14 @@ const REFRESH_CHUNK: usize = 1_000;
 /// A store whose recalculations open their own transactions.
 pub trait RecalcStore: Sync {
     type Db: sqlx::Database;
-    /// A write transaction (SQLite: `BEGIN IMMEDIATE`).
-    fn begin(
-        &self,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, StoreError>> + Send;
+    /// The connection writes take (SQLite: a turn on the writer's one
+    /// connection), on which [`RecalcStore::BEGIN`] opens the transaction.
+    type Conn: DerefMut<Target = <Self::Db as sqlx::Database>::Connection> + Send;
+    /// The statement that opens a write transaction (SQLite: `BEGIN
+    /// IMMEDIATE`, so nothing slips in between what a batch reads and
+    /// what it writes).
+    const BEGIN: &'static str;
+    fn connection(&self) -> impl Future<Output = Result<Self::Conn, StoreError>> + Send;
     /// The transaction did nothing and may simply be run again.
     fn is_transient(&self, error: &StoreError) -> bool;
     /// The process's cache of hot pools, if it keeps one.
@@ -61,7 +66,8 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut tx = store.begin().await?;
+        let mut conn = store.connection().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
         let cache = store.pool_cache();
         match batch(&mut *tx, max_skus, LINES_PER_BATCH, as_of, cache, None).await {
             Ok(Attempt::Done(report)) => {
@@ -77,6 +83,7 @@ where
             Err(e) => return Err(e),
         }
         drop(tx);
+        drop(conn);
         backoff(attempt).await;
     }
 }
@@ -98,7 +105,8 @@ where
     let mut run = FullRun::bulk();
     let mut attempt = 0;
     while !stop.load(Ordering::Relaxed) {
-        let mut tx = store.begin().await?;
+        let mut conn = store.connection().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
         match batch(
             &mut *tx,
             max_skus,
@@ -124,6 +132,7 @@ where
             Err(e) => return Err(e),
         }
         drop(tx);
+        drop(conn);
         attempt += 1;
         backoff(attempt).await;
     }
@@ -132,7 +141,8 @@ where
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tx = store.begin().await?;
+            let mut conn = store.connection().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
             match tx.refresh_orders(chunk, &at).await {
                 Ok(_) => {
                     tx.commit().await?;
@@ -142,6 +152,7 @@ where
                 Err(e) => return Err(e),
             }
             drop(tx);
+            drop(conn);
             backoff(attempt).await;
         }
     }
@@ -163,7 +174,8 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut tx = store.begin().await?;
+        let mut conn = store.connection().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
         match audit_in(&mut *tx, as_of).await {
             Ok(findings) => {
                 if repair {
@@ -179,6 +191,7 @@ where
             Err(e) => return Err(e),
         }
         drop(tx);
+        drop(conn);
         backoff(attempt).await;
     }
 }

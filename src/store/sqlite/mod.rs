@@ -4,7 +4,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection, Sqlite, Transaction};
 
 mod direct;
 mod ingest;
@@ -17,9 +17,10 @@ use sqlx::SqliteConnection;
 
 use super::codec::{HeaderRow, from_json_text};
 use super::recalculate;
+use super::writer::{WriteConnection, WriteDialect, Writer};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
-    assemble,
+    WriterLimits, assemble,
 };
 use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
@@ -27,16 +28,49 @@ use crate::events::Event;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection, for every write of a `serve` process: its writer's
+    /// groups and leases and the queue's bookkeeping take turns on it (a
+    /// fair queue) instead of racing for SQLite's write lock, where a
+    /// waiter polls and can starve past the busy timeout.
+    write_pool: SqlitePool,
+    /// This process's writer, once `serve` started it: every write then
+    /// goes through it (store/writer.rs).
+    writer: std::sync::OnceLock<Writer<Sqlite>>,
+    /// Hot pools kept between recalculations (store/recalculate/pool_cache.rs).
     pools: recalculate::PoolCache,
+}
+
+/// The longest wait for a turn on the write connection.
+const WRITE_TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// SQLite in the writer's loop.
+struct Dialect;
+
+impl WriteDialect for Dialect {
+    type Db = Sqlite;
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    // The write lock is held from BEGIN: no conflict can roll a group back.
+    const ATTEMPTS: u32 = 1;
+    async fn lock_group(
+        _conn: &mut SqliteConnection,
+        _batches: &[&[Event]],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl recalculate::RecalcStore for SqliteStore {
     type Db = Sqlite;
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        // The write lock first: nothing slips in between what a batch
-        // reads and what it writes.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    type Conn = WriteConnection<Sqlite>;
+    // The write lock first: nothing slips in between what a batch reads
+    // and what it writes.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    /// A turn on the writer's connection, so a recalculation and this
+    /// process's ingest take turns instead of racing for the lock.
+    async fn connection(&self) -> Result<WriteConnection<Sqlite>, StoreError> {
+        self.writing().await
     }
 
     fn is_transient(&self, _: &StoreError) -> bool {
@@ -82,16 +116,50 @@ impl SqliteStore {
             .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            // A turn can wait behind a long recalculation (a bulk run).
+            .acquire_timeout(WRITE_TURN_TIMEOUT.max(options.busy_timeout))
+            .connect_lazy_with(connect);
         Ok(SqliteStore {
             pool,
+            write_pool,
+            writer: std::sync::OnceLock::new(),
             pools: recalculate::PoolCache::default(),
         })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Starts this process's writer: from now on every write of this store
+    /// goes through it.
+    pub fn start_writer(&self, limits: WriterLimits) {
+        self.writer
+            .get_or_init(|| Writer::start::<Dialect>(self.write_pool.clone(), limits));
+    }
+
+    /// The pool for writes: the one-connection pool the writer takes turns
+    /// on once it runs (the queue's bookkeeping uses it too), else the pool.
+    pub fn write_pool(&self) -> &SqlitePool {
+        if self.writer.get().is_some() {
+            &self.write_pool
+        } else {
+            &self.pool
+        }
+    }
+
+    pub fn writer_alive(&self) -> Option<bool> {
+        self.writer.get().map(Writer::is_alive)
+    }
+
+    /// The connection to write on: the writer's when it runs.
+    async fn writing(&self) -> Result<WriteConnection<Sqlite>, StoreError> {
+        WriteConnection::get(self.writer.get(), &self.pool).await
     }
 }
 
@@ -107,7 +175,8 @@ impl Store for SqliteStore {
     }
 
     async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.writing().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
         for table in [
             "order_lines",
@@ -214,6 +283,9 @@ impl Store for SqliteStore {
         events: &[Event],
         options: IngestOptions,
     ) -> Result<IngestReport, StoreError> {
+        if let Some(writer) = self.writer.get() {
+            return writer.ingest(events, options).await;
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let report = ingest::ingest(&mut tx, events, options).await?;
         tx.commit().await?;
@@ -280,13 +352,13 @@ impl Store for SqliteStore {
         )
         .bind(options.recalculate_on_status_change)
         .bind(options.defer_new_orders)
-        .execute(&self.pool)
+        .execute(&mut *self.writing().await?)
         .await?;
         Ok(())
     }
 
     async fn enqueue(&self, job: &crate::queue::RecalcJob) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writing().await?;
         ingest::push_job(&mut conn, job).await
     }
 
