@@ -376,6 +376,9 @@ pub enum WriteConnection<DB: Database> {
     Pooled(PoolConnection<DB>),
 }
 
+// The type is named by `RecalcStore::Conn`; its constructor stays for the
+// store's backends, whose connections are `IngestBackend`s.
+#[allow(private_bounds)]
 impl<DB: Database> WriteConnection<DB>
 where
     DB::Connection: IngestBackend,

@@ -67,7 +67,9 @@ where
     loop {
         attempt += 1;
         let mut conn = store.connection().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned()))
+                .await?;
         let cache = store.pool_cache();
         match batch(&mut *tx, max_skus, LINES_PER_BATCH, as_of, cache, None).await {
             Ok(Attempt::Done(report)) => {
@@ -106,7 +108,9 @@ where
     let mut attempt = 0;
     while !stop.load(Ordering::Relaxed) {
         let mut conn = store.connection().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned()))
+                .await?;
         match batch(
             &mut *tx,
             max_skus,
@@ -142,7 +146,9 @@ where
         loop {
             attempt += 1;
             let mut conn = store.connection().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
+            let mut tx =
+                sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned()))
+                    .await?;
             match tx.refresh_orders(chunk, &at).await {
                 Ok(_) => {
                     tx.commit().await?;
@@ -175,7 +181,9 @@ where
     loop {
         attempt += 1;
         let mut conn = store.connection().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned())).await?;
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned()))
+                .await?;
         match audit_in(&mut *tx, as_of).await {
             Ok(findings) => {
                 if repair {
