@@ -107,8 +107,11 @@ fn render(loaded: &Loaded) -> String {
     let Ok(Value::Object(top)) = serde_json::to_value(&loaded.settings) else {
         unreachable!("the settings are a table")
     };
-    let is_table_array =
-        |value: &Value| value.as_array().is_some_and(|items| items.iter().all(Value::is_object));
+    let is_table_array = |value: &Value| {
+        value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_object))
+    };
     let (tables, keys): (Vec<_>, Vec<_>) = top
         .iter()
         .partition(|(_, value)| value.is_object() || is_table_array(value));
@@ -117,13 +120,23 @@ fn render(loaded: &Loaded) -> String {
         match table {
             Value::Object(table) => {
                 let _ = writeln!(out, "\n[{section}]");
-                render_keys(loaded, &format!("{section}."), table.iter().collect(), &mut out);
+                render_keys(
+                    loaded,
+                    &format!("{section}."),
+                    table.iter().collect(),
+                    &mut out,
+                );
             }
             // `[[webhooks]]`: one table per item.
             Value::Array(items) => {
                 for item in items.iter().filter_map(Value::as_object) {
                     let _ = writeln!(out, "\n[[{section}]]");
-                    render_keys(loaded, &format!("{section}[]."), item.iter().collect(), &mut out);
+                    render_keys(
+                        loaded,
+                        &format!("{section}[]."),
+                        item.iter().collect(),
+                        &mut out,
+                    );
                 }
             }
             _ => {}

@@ -45,14 +45,19 @@ pub struct WebhookSettings {
     /// The types sent to it; every type when the key is absent.
     #[serde(default = "every_type", deserialize_with = "types")]
     pub types: Vec<MessageType>,
-    #[serde(rename = "timeout_secs", default = "webhook_timeout", with = "Secs::<1, 3600>")]
+    #[serde(
+        rename = "timeout_secs",
+        default = "webhook_timeout",
+        with = "Secs::<1, 3600>"
+    )]
     pub timeout: Duration,
 }
 
 impl WebhookSettings {
     /// The signing key (checked when read, so this cannot fail after).
     pub fn key(&self) -> SigningKey {
-        SigningKey::parse(self.secret.expose_secret()).expect("checked when the configuration was read")
+        SigningKey::parse(self.secret.expose_secret())
+            .expect("checked when the configuration was read")
     }
 }
 
@@ -76,13 +81,18 @@ pub struct EmailSettings {
     /// Templates replacing the shipped ones, file by file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
-    #[serde(rename = "timeout_secs", default = "smtp_timeout", with = "Secs::<1, 3600>")]
+    #[serde(
+        rename = "timeout_secs",
+        default = "smtp_timeout",
+        with = "Secs::<1, 3600>"
+    )]
     pub timeout: Duration,
 }
 
 impl EmailSettings {
     pub fn target(&self) -> SmtpTarget {
-        SmtpTarget::parse(self.smtp_url.expose_secret()).expect("checked when the configuration was read")
+        SmtpTarget::parse(self.smtp_url.expose_secret())
+            .expect("checked when the configuration was read")
     }
 
     /// `company_name`, else the display name of `from`, else its domain.
@@ -99,7 +109,10 @@ fn every_type() -> Vec<MessageType> {
 }
 
 fn mailed_types() -> Vec<MessageType> {
-    vec![MessageType::OrderBackordered, MessageType::OrderBackorderCleared]
+    vec![
+        MessageType::OrderBackordered,
+        MessageType::OrderBackorderCleared,
+    ]
 }
 
 fn webhook_timeout() -> Duration {
@@ -114,9 +127,14 @@ fn smtp_timeout() -> Duration {
 fn types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MessageType>, D::Error> {
     let names = Vec::<String>::deserialize(d)?;
     if names.is_empty() {
-        return Err(D::Error::custom("an empty list subscribes to nothing: remove the key for every type"));
+        return Err(D::Error::custom(
+            "an empty list subscribes to nothing: remove the key for every type",
+        ));
     }
-    names.iter().map(|name| name.parse().map_err(D::Error::custom)).collect()
+    names
+        .iter()
+        .map(|name| name.parse().map_err(D::Error::custom))
+        .collect()
 }
 
 fn mail_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MessageType>, D::Error> {
@@ -134,9 +152,12 @@ mod webhook_url {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
         let text = String::deserialize(d)?;
-        let url = url::Url::parse(&text).map_err(|err| D::Error::custom(format!("{text:?} is not a URL: {err}")))?;
+        let url = url::Url::parse(&text)
+            .map_err(|err| D::Error::custom(format!("{text:?} is not a URL: {err}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err(D::Error::custom(format!("{text:?} is not an http:// or https:// URL with a host")));
+            return Err(D::Error::custom(format!(
+                "{text:?} is not an http:// or https:// URL with a host"
+            )));
         }
         Ok(url)
     }
@@ -148,9 +169,9 @@ mod webhook_url {
 
 /// A secret's text; a type error never quotes it.
 fn secret_text<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
-    String::deserialize(d)
-        .map(SecretString::from)
-        .map_err(|_| D::Error::custom("expected a string (the value is not shown: it may be secret)"))
+    String::deserialize(d).map(SecretString::from).map_err(|_| {
+        D::Error::custom("expected a string (the value is not shown: it may be secret)")
+    })
 }
 
 mod webhook_secret {
@@ -187,8 +208,11 @@ mod mailbox {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|err| D::Error::custom(format!("{text:?} is not an address such as \"Shop <orders@shop.example>\": {err}")))
+        text.parse().map_err(|err| {
+            D::Error::custom(format!(
+                "{text:?} is not an address such as \"Shop <orders@shop.example>\": {err}"
+            ))
+        })
     }
 
     pub fn serialize<S: Serializer>(mailbox: &Mailbox, s: S) -> Result<S::Ok, S::Error> {
@@ -203,7 +227,11 @@ pub(super) fn check_templates(settings: &Settings, origins: &Origins) -> Result<
     let Some(email) = &settings.email else {
         return Ok(());
     };
-    let key = if email.templates_dir.is_some() { "email.templates_dir" } else { "email" };
+    let key = if email.templates_dir.is_some() {
+        "email.templates_dir"
+    } else {
+        "email"
+    };
     if let Some(dir) = &email.templates_dir
         && !dir.is_dir()
     {

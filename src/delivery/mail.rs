@@ -67,10 +67,17 @@ pub fn mailable(kind: MessageType) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("cannot read the template {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// minijinja's text names the template and the line.
     #[error("template {name}{}: {detail}", path.as_ref().map_or_else(String::new, |p| format!(" ({})", p.display())))]
-    Broken { name: String, path: Option<PathBuf>, detail: String },
+    Broken {
+        name: String,
+        path: Option<PathBuf>,
+        detail: String,
+    },
 }
 
 /// Every template of every mailable type, compiled and checked.
@@ -123,7 +130,8 @@ impl Templates {
                     path: path.clone(),
                     detail: detail(&err),
                 };
-                env.add_template_owned(name.clone(), source).map_err(broken)?;
+                env.add_template_owned(name.clone(), source)
+                    .map_err(broken)?;
                 let sample = sample(kind);
                 let context = context(&sample, "Sample Company");
                 env.get_template(&name)
@@ -137,11 +145,19 @@ impl Templates {
     /// The mail for `message`, or `None` when none is written: not an
     /// order message, no customer address, or an order that closed (no
     /// "back in stock" mail for a shipped or cancelled order).
-    pub fn render(&self, message: &Message, company_name: &str) -> Result<Option<Rendered>, TemplateError> {
+    pub fn render(
+        &self,
+        message: &Message,
+        company_name: &str,
+    ) -> Result<Option<Rendered>, TemplateError> {
         let Data::Order(order) = &message.data else {
             return Ok(None);
         };
-        let has_address = order.customer.as_ref().and_then(|c| c.email.as_deref()).is_some();
+        let has_address = order
+            .customer
+            .as_ref()
+            .and_then(|c| c.email.as_deref())
+            .is_some();
         if !mailable(message.kind) || !has_address || order.closed {
             return Ok(None);
         }
@@ -150,7 +166,11 @@ impl Templates {
             self.env
                 .get_template(&name)
                 .and_then(|t| t.render(Serde(&context)))
-                .map_err(|err| TemplateError::Broken { name, path: None, detail: detail(&err) })
+                .map_err(|err| TemplateError::Broken {
+                    name,
+                    path: None,
+                    detail: detail(&err),
+                })
         });
         Ok(Some(Rendered {
             // A subject is one line, whatever the template left around it.
@@ -221,7 +241,11 @@ fn sample(kind: MessageType) -> Message {
                 name: Some("Sample Customer".to_owned()),
             }),
             closed: false,
-            lines: vec![line("1", 4, 3, Some("2026-12-24")), line("2", 1, 0, None), line("3", 2, 0, None)],
+            lines: vec![
+                line("1", 4, 3, Some("2026-12-24")),
+                line("2", 1, 0, None),
+                line("3", 2, 0, None),
+            ],
         }),
         causes: vec!["sample".to_owned()],
     }
@@ -263,7 +287,9 @@ impl SmtpTarget {
     /// `smtps://[USER:PASSWORD@]HOST[:PORT]`; the user and password
     /// percent-decoded. No message quotes the URL (it may hold a password).
     pub fn parse(text: &str) -> Result<SmtpTarget, String> {
-        let url = url::Url::parse(text).map_err(|err| format!("not a URL ({err}); expected smtp://HOST:PORT or smtps://HOST:PORT"))?;
+        let url = url::Url::parse(text).map_err(|err| {
+            format!("not a URL ({err}); expected smtp://HOST:PORT or smtps://HOST:PORT")
+        })?;
         let mut tls = match url.scheme() {
             "smtp" => Tls::StartTls,
             "smtps" => Tls::Wrapper,
@@ -273,27 +299,43 @@ impl SmtpTarget {
             match (name.as_ref(), value.as_ref(), tls) {
                 ("tls", "starttls", Tls::StartTls) => {}
                 ("tls", "none", Tls::StartTls) => tls = Tls::None,
-                ("tls", _, Tls::Wrapper) => return Err("smtps:// is always TLS: drop `tls=`".to_owned()),
-                ("tls", other, _) => return Err(format!("tls={other:?} is neither starttls nor none")),
+                ("tls", _, Tls::Wrapper) => {
+                    return Err("smtps:// is always TLS: drop `tls=`".to_owned());
+                }
+                ("tls", other, _) => {
+                    return Err(format!("tls={other:?} is neither starttls nor none"));
+                }
                 (other, ..) => return Err(format!("unknown parameter {other:?} (only tls)")),
             }
         }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("the URL names no host")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("the URL names no host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = url.port().unwrap_or(match tls {
             Tls::StartTls => 587,
             Tls::Wrapper => 465,
             Tls::None => 25,
         });
         let decode = |part: &str| {
-            percent_decode(part).ok_or_else(|| "the user or password is not valid percent-encoded UTF-8".to_owned())
+            percent_decode(part)
+                .ok_or_else(|| "the user or password is not valid percent-encoded UTF-8".to_owned())
         };
         let credentials = match (url.username(), url.password()) {
             ("", None) => None,
             (user, Some(password)) => Some((decode(user)?, SecretString::from(decode(password)?))),
             (_, None) => return Err("a user without a password: give USER:PASSWORD@".to_owned()),
         };
-        Ok(SmtpTarget { host, port, tls, credentials })
+        Ok(SmtpTarget {
+            host,
+            port,
+            tls,
+            credentials,
+        })
     }
 
     /// The URL with its password replaced by `***`, for `check-config`.
@@ -347,34 +389,60 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(target: &SmtpTarget, from: Mailbox, company_name: String, templates: Templates, timeout: Duration) -> Result<Mailer, String> {
+    pub fn new(
+        target: &SmtpTarget,
+        from: Mailbox,
+        company_name: String,
+        templates: Templates,
+        timeout: Duration,
+    ) -> Result<Mailer, String> {
         let builder = match target.tls {
             Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&target.host),
             Tls::Wrapper => AsyncSmtpTransport::<Tokio1Executor>::relay(&target.host),
-            Tls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&target.host)),
+            Tls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                &target.host,
+            )),
         }
         .map_err(|err| format!("cannot set up TLS for {}: {err}", target.host))?;
         let mut builder = builder.port(target.port).timeout(Some(timeout));
         if let Some((user, password)) = &target.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
         }
-        Ok(Mailer { transport: builder.build(), from, company_name, templates })
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+            company_name,
+            templates,
+        })
     }
 
     /// The mail for `message` as it is sent, or `None` (see
     /// [`Templates::render`]). Its `Message-ID` is `<MESSAGE ID@DOMAIN of from>`,
     /// the same at every attempt.
     pub fn compose(&self, message: &Message) -> Result<Option<lettre::Message>, String> {
-        let Some(rendered) = self.templates.render(message, &self.company_name).map_err(|e| e.to_string())? else {
+        let Some(rendered) = self
+            .templates
+            .render(message, &self.company_name)
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(None);
         };
-        let Data::Order(OrderData { customer: Some(customer), .. }) = &message.data else {
+        let Data::Order(OrderData {
+            customer: Some(customer),
+            ..
+        }) = &message.data
+        else {
             return Ok(None);
         };
         let email = customer.email.as_deref().unwrap_or_default();
         let to = Mailbox::new(
             customer.name.clone(),
-            email.parse().map_err(|err| format!("the customer address {email:?} is not an e-mail address: {err}"))?,
+            email.parse().map_err(|err| {
+                format!("the customer address {email:?} is not an e-mail address: {err}")
+            })?,
         );
         let domain = self.from.email.domain();
         lettre::Message::builder()
@@ -382,7 +450,10 @@ impl Mailer {
             .to(to)
             .subject(rendered.subject)
             .message_id(Some(format!("<{}@{domain}>", message.id)))
-            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
             .map(Some)
             .map_err(|err| format!("cannot build the mail: {err}"))
     }
@@ -396,7 +467,13 @@ impl Mailer {
         };
         match self.transport.send(mail).await {
             Ok(_) => MailAttempt::Sent,
-            Err(err) => MailAttempt::Retry { error: format!("SMTP: {}", super::webhook::describe(&err)) },
+            Err(err) => MailAttempt::Retry {
+                error: format!("SMTP: {}", super::webhook::describe(&err)),
+            },
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mail_tests.rs"]
+mod tests;

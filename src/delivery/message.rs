@@ -219,7 +219,11 @@ pub fn new_message_id(now: DateTime<Utc>) -> String {
 /// The message one change of an order produces, or `None` (the table of
 /// section 1). `before` is `None` for an order the change created: it
 /// starts from status `none`, backorder qty 0, each line 0 and no ETA.
-pub fn order_message(order_id: &str, before: Option<&OrderState>, after: &OrderState) -> Option<Draft> {
+pub fn order_message(
+    order_id: &str,
+    before: Option<&OrderState>,
+    after: &OrderState,
+) -> Option<Draft> {
     use BackorderStatus::None as NotBackordered;
     let previous_status = before.map_or(NotBackordered, |b| b.status);
     let old_lines: HashMap<&str, &LineState> = before
@@ -246,9 +250,9 @@ pub fn order_message(order_id: &str, before: Option<&OrderState>, after: &OrderS
         (NotBackordered, _) => MessageType::OrderBackordered,
         (_, NotBackordered) => MessageType::OrderBackorderCleared,
         (old, new) => {
-            let lines_changed = lines.iter().any(|l| {
-                l.backorder_qty != l.previous_backorder_qty || l.eta != l.previous_eta
-            });
+            let lines_changed = lines
+                .iter()
+                .any(|l| l.backorder_qty != l.previous_backorder_qty || l.eta != l.previous_eta);
             // A line that joined or left the order (a split) changes it too.
             let set_changed = old_lines.len() != after.lines.len()
                 || after

@@ -79,7 +79,10 @@ mod tests {
         assert_eq!(pause(1, 0.0), secs(4));
         assert_eq!(pause(1, 1.0), secs(6));
         assert_eq!(pause(6, 0.0), secs(2880));
-        assert_eq!(pause(6, 0.999_999), Duration::from_secs_f64(3600.0 * (0.8 + 0.4 * 0.999_999)));
+        assert_eq!(
+            pause(6, 0.999_999),
+            Duration::from_secs_f64(3600.0 * (0.8 + 0.4 * 0.999_999))
+        );
         // Out-of-range draws are held to the range.
         assert_eq!(pause(2, -3.0), secs(24));
         assert_eq!(pause(2, 7.0), secs(36));
@@ -90,14 +93,26 @@ mod tests {
         let created: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
         let day = secs(86_400);
         let after = |s: i64| created + chrono::Duration::seconds(s);
-        assert_eq!(next(created, after(1), 1, day, 0.5), Next::RetryAt(after(6)));
-        assert_eq!(next(created, after(100), 3, day, 0.5), Next::RetryAt(after(220)));
+        assert_eq!(
+            next(created, after(1), 1, day, 0.5),
+            Next::RetryAt(after(6))
+        );
+        assert_eq!(
+            next(created, after(100), 3, day, 0.5),
+            Next::RetryAt(after(220))
+        );
         // Half an hour before the end an hourly pause is cut to the end.
-        assert_eq!(next(created, after(84_600), 20, day, 0.5), Next::RetryAt(after(86_400)));
+        assert_eq!(
+            next(created, after(84_600), 20, day, 0.5),
+            Next::RetryAt(after(86_400))
+        );
         assert_eq!(next(created, after(86_400), 21, day, 0.5), Next::Dead);
         assert_eq!(next(created, after(90_000), 2, day, 0.5), Next::Dead);
         // A shorter window is honoured the same way.
-        assert_eq!(next(created, after(50), 2, secs(60), 0.5), Next::RetryAt(after(60)));
+        assert_eq!(
+            next(created, after(50), 2, secs(60), 0.5),
+            Next::RetryAt(after(60))
+        );
     }
 
     #[test]

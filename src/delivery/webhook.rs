@@ -44,7 +44,9 @@ pub enum SecretError {
     NoPrefix,
     #[error("the part after `whsec_` is not base64 (the value is not shown)")]
     NotBase64,
-    #[error("the key after `whsec_` must be at least 16 bytes once decoded (the value is not shown)")]
+    #[error(
+        "the key after `whsec_` must be at least 16 bytes once decoded (the value is not shown)"
+    )]
     TooShort,
 }
 
@@ -53,9 +55,7 @@ impl SigningKey {
     /// Webhooks' generators give 24 to 64.
     pub fn parse(secret: &str) -> Result<SigningKey, SecretError> {
         let encoded = secret.strip_prefix("whsec_").ok_or(SecretError::NoPrefix)?;
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| SecretError::NotBase64)?;
+        let key = BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
         if key.len() < 16 {
             return Err(SecretError::TooShort);
         }
@@ -103,7 +103,10 @@ pub fn verify(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     let skew = now.saturating_sub(ts);
     if skew.abs() > tolerance_secs {
         return Err(VerifyError::OutsideTolerance(skew));
@@ -175,21 +178,38 @@ impl Sender {
 
     /// One attempt: POST `body` (a message's JSON) signed with `timestamp`
     /// (Unix seconds of this attempt).
-    pub async fn attempt(&self, endpoint: &Endpoint, id: &str, timestamp: i64, body: Bytes) -> Attempt {
+    pub async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        timestamp: i64,
+        body: Bytes,
+    ) -> Attempt {
         let signature = sign(&endpoint.key, id, timestamp, &body);
         let request = hyper::Request::post(endpoint.url.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, concat!("backorderd/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("backorderd/", env!("CARGO_PKG_VERSION")),
+            )
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(Full::new(body));
         let request = match request {
             Ok(request) => request,
-            Err(err) => return Attempt::Retry { error: format!("cannot build the request: {err}") },
+            Err(err) => {
+                return Attempt::Retry {
+                    error: format!("cannot build the request: {err}"),
+                };
+            }
         };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|err| describe(&err))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| describe(&err))?;
             let status = response.status();
             // Read the answer within the same timeout, so the connection
             // can be reused and a refusal's reason is kept.
@@ -205,7 +225,9 @@ impl Sender {
                 error: format!("no answer within {} s", endpoint.timeout.as_secs_f64()),
             },
             Ok(Err(error)) => Attempt::Retry { error },
-            Ok(Ok((status, _))) if status.is_success() => Attempt::Delivered { status: status.as_u16() },
+            Ok(Ok((status, _))) if status.is_success() => Attempt::Delivered {
+                status: status.as_u16(),
+            },
             Ok(Ok((status, _))) if status == hyper::StatusCode::GONE => Attempt::Gone,
             Ok(Ok((status, body))) => {
                 let text = String::from_utf8_lossy(&body);
@@ -245,10 +267,17 @@ mod tests {
     fn the_standard_webhooks_test_vector_signs_and_verifies() {
         // The reference vector of the Standard Webhooks libraries.
         let key = SigningKey::parse(SECRET).unwrap();
-        let (id, ts, body) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         assert_eq!(sign(&key, id, ts, body), expected);
-        assert_eq!(verify(&key, id, "1614265330", expected, body, ts + 10, 300), Ok(()));
+        assert_eq!(
+            verify(&key, id, "1614265330", expected, body, ts + 10, 300),
+            Ok(())
+        );
         // Several signatures (a rotation): any one matching is enough.
         let both = format!("v1,bm9wZQ== {expected}");
         assert_eq!(verify(&key, id, "1614265330", &both, body, ts, 300), Ok(()));
@@ -258,23 +287,47 @@ mod tests {
     fn a_changed_body_id_or_timestamp_or_an_old_timestamp_does_not_verify() {
         let key = SigningKey::parse(SECRET).unwrap();
         let signature = sign(&key, "msg_1", 1000, b"{}");
-        assert_eq!(verify(&key, "msg_1", "1000", &signature, b"{ }", 1000, 300), Err(VerifyError::NoMatch));
-        assert_eq!(verify(&key, "msg_2", "1000", &signature, b"{}", 1000, 300), Err(VerifyError::NoMatch));
-        assert_eq!(verify(&key, "msg_1", "1001", &signature, b"{}", 1001, 300), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify(&key, "msg_1", "1000", &signature, b"{ }", 1000, 300),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(
+            verify(&key, "msg_2", "1000", &signature, b"{}", 1000, 300),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(
+            verify(&key, "msg_1", "1001", &signature, b"{}", 1001, 300),
+            Err(VerifyError::NoMatch)
+        );
         assert_eq!(
             verify(&key, "msg_1", "1000", &signature, b"{}", 1301, 300),
             Err(VerifyError::OutsideTolerance(301))
         );
-        assert_eq!(verify(&key, "msg_1", "soon", &signature, b"{}", 1000, 300), Err(VerifyError::BadTimestamp));
+        assert_eq!(
+            verify(&key, "msg_1", "soon", &signature, b"{}", 1000, 300),
+            Err(VerifyError::BadTimestamp)
+        );
         let other = SigningKey::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
-        assert_eq!(verify(&other, "msg_1", "1000", &signature, b"{}", 1000, 300), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify(&other, "msg_1", "1000", &signature, b"{}", 1000, 300),
+            Err(VerifyError::NoMatch)
+        );
     }
 
     #[test]
     fn secrets_need_the_prefix_base64_and_16_bytes_and_are_never_shown() {
-        assert_eq!(SigningKey::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_err(), SecretError::NoPrefix);
-        assert_eq!(SigningKey::parse("whsec_not base64!").unwrap_err(), SecretError::NotBase64);
-        assert_eq!(SigningKey::parse("whsec_c2hvcnQ=").unwrap_err(), SecretError::TooShort);
+        assert_eq!(
+            SigningKey::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_err(),
+            SecretError::NoPrefix
+        );
+        assert_eq!(
+            SigningKey::parse("whsec_not base64!").unwrap_err(),
+            SecretError::NotBase64
+        );
+        assert_eq!(
+            SigningKey::parse("whsec_c2hvcnQ=").unwrap_err(),
+            SecretError::TooShort
+        );
         let key = SigningKey::parse(SECRET).unwrap();
         assert_eq!(format!("{key:?}"), "SigningKey(***)");
     }

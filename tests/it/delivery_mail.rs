@@ -34,11 +34,15 @@ impl Sink {
             .spawn()
             .expect("python3 runs (aiosmtpd: pip install aiosmtpd)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let port = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("the SMTP sink did not start (is aiosmtpd installed?): {line:?}"));
+            .unwrap_or_else(|| {
+                panic!("the SMTP sink did not start (is aiosmtpd installed?): {line:?}")
+            });
         Sink { child, port, dir }
     }
 
@@ -53,7 +57,10 @@ impl Sink {
                 .collect();
             if paths.len() >= count || Instant::now() > deadline {
                 paths.sort();
-                return paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+                return paths
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap())
+                    .collect();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -71,7 +78,9 @@ fn mailer(port: u16) -> Mailer {
     let target = SmtpTarget::parse(&format!("smtp://127.0.0.1:{port}?tls=none")).unwrap();
     Mailer::new(
         &target,
-        "Thirsty Tea <backorders@thirstytea.example>".parse().unwrap(),
+        "Thirsty Tea <backorders@thirstytea.example>"
+            .parse()
+            .unwrap(),
         "Thirsty Tea".to_owned(),
         Templates::load(None).unwrap(),
         Duration::from_secs(5),
@@ -95,14 +104,20 @@ fn backordered(customer: Option<Customer>) -> Message {
         backorder_qty: 0,
         customer: customer.clone(),
         closed: false,
-        lines: vec![line("1", "TEA-GREEN", 5, 0, None), line("2", "MUG", 1, 0, None)],
+        lines: vec![
+            line("1", "TEA-GREEN", 5, 0, None),
+            line("2", "MUG", 1, 0, None),
+        ],
     };
     let after = OrderState {
         status: BackorderStatus::Partial,
         backorder_qty: 3,
         customer,
         closed: false,
-        lines: vec![line("1", "TEA-GREEN", 5, 3, Some("2026-12-24")), line("2", "MUG", 1, 0, None)],
+        lines: vec![
+            line("1", "TEA-GREEN", 5, 3, Some("2026-12-24")),
+            line("2", "MUG", 1, 0, None),
+        ],
     };
     let at = chrono::Utc::now();
     order_message("SO-1001", Some(&before), &after)
@@ -149,9 +164,18 @@ async fn a_backorder_mail_arrives_with_recipient_subject_lines_and_message_id() 
 async fn no_mail_without_an_address_or_for_a_closed_order() {
     let sink = Sink::start(None);
     let mailer = mailer(sink.port);
-    assert_eq!(mailer.attempt(&backordered(None)).await, MailAttempt::Skipped);
-    let no_email = Some(Customer { email: None, name: Some("Ada".into()) });
-    assert_eq!(mailer.attempt(&backordered(no_email)).await, MailAttempt::Skipped);
+    assert_eq!(
+        mailer.attempt(&backordered(None)).await,
+        MailAttempt::Skipped
+    );
+    let no_email = Some(Customer {
+        email: None,
+        name: Some("Ada".into()),
+    });
+    assert_eq!(
+        mailer.attempt(&backordered(no_email)).await,
+        MailAttempt::Skipped
+    );
     let full = OrderState {
         status: BackorderStatus::Full,
         backorder_qty: 5,
@@ -159,17 +183,31 @@ async fn no_mail_without_an_address_or_for_a_closed_order() {
         closed: false,
         lines: vec![line("1", "TEA-GREEN", 5, 5, None)],
     };
-    let shipped = OrderState { status: BackorderStatus::None, backorder_qty: 0, closed: true, ..full.clone() };
+    let shipped = OrderState {
+        status: BackorderStatus::None,
+        backorder_qty: 0,
+        closed: true,
+        ..full.clone()
+    };
     let closed = order_message("SO-2", Some(&full), &shipped)
         .unwrap()
-        .into_message("msg_closed".into(), 2, chrono::Utc::now(), vec!["e2".into()]);
+        .into_message(
+            "msg_closed".into(),
+            2,
+            chrono::Utc::now(),
+            vec!["e2".into()],
+        );
     assert_eq!(mailer.attempt(&closed).await, MailAttempt::Skipped);
     assert!(sink.mails(0).is_empty());
 }
 
 #[tokio::test]
 async fn a_refused_connection_and_4xx_or_5xx_answers_are_retried() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     match mailer(port).attempt(&backordered(ada())).await {
         MailAttempt::Retry { error } => assert!(error.starts_with("SMTP"), "{error}"),
         other => panic!("{other:?}"),

@@ -72,13 +72,17 @@ async fn receiver(script: fn(usize) -> Answer, seen: Arc<Mutex<Seen>>) -> String
     tokio::spawn(async move {
         let mut count = 0;
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             let key = key.clone();
             let seen = seen.clone();
             let answer = script(count);
             count += 1;
             tokio::spawn(async move {
-                let Some((headers, body)) = read_request(&mut stream).await else { return };
+                let Some((headers, body)) = read_request(&mut stream).await else {
+                    return;
+                };
                 let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
                 let now = chrono::Utc::now().timestamp();
                 let verified = verify(
@@ -91,7 +95,10 @@ async fn receiver(script: fn(usize) -> Answer, seen: Arc<Mutex<Seen>>) -> String
                     300,
                 )
                 .is_ok();
-                seen.lock().unwrap().attempts.push((header("webhook-id"), verified, answer));
+                seen.lock()
+                    .unwrap()
+                    .attempts
+                    .push((header("webhook-id"), verified, answer));
                 let status = match answer {
                     Answer::Ok => "200 OK",
                     Answer::Error500 => "500 Internal Server Error",
@@ -102,7 +109,9 @@ async fn receiver(script: fn(usize) -> Answer, seen: Arc<Mutex<Seen>>) -> String
                     }
                     Answer::Drop => return,
                 };
-                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy");
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy"
+                );
                 let _ = stream.write_all(reply.as_bytes()).await;
             });
         }
@@ -119,7 +128,9 @@ fn endpoint(url: &str) -> Endpoint {
 }
 
 fn body(id: &str, seq: u64) -> Bytes {
-    Bytes::from(format!(r#"{{"id":"{id}","type":"order.backordered","key":"order:SO-{seq}","seq":1}}"#))
+    Bytes::from(format!(
+        r#"{{"id":"{id}","type":"order.backordered","key":"order:SO-{seq}","seq":1}}"#
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +150,10 @@ async fn every_message_arrives_signed_through_500s_timeouts_and_dropped_connecti
         let mut tries = 0;
         loop {
             tries += 1;
-            assert!(tries <= 8, "{id} not delivered after 8 attempts: {errors:?}");
+            assert!(
+                tries <= 8,
+                "{id} not delivered after 8 attempts: {errors:?}"
+            );
             let now = chrono::Utc::now().timestamp();
             match sender.attempt(&target, id, now, body(id, n as u64)).await {
                 Attempt::Delivered { status } => {
@@ -153,24 +167,48 @@ async fn every_message_arrives_signed_through_500s_timeouts_and_dropped_connecti
     }
     let seen = seen.lock().unwrap();
     // Every attempt the receiver read carried a valid signature of its body.
-    assert!(seen.attempts.iter().all(|(_, verified, _)| *verified), "{:?}", seen.attempts);
+    assert!(
+        seen.attempts.iter().all(|(_, verified, _)| *verified),
+        "{:?}",
+        seen.attempts
+    );
     // Each id got exactly one 2xx, and nothing after it.
     for id in &ids {
         let of_id: Vec<_> = seen.attempts.iter().filter(|(i, ..)| i == id).collect();
-        let oks = of_id.iter().filter(|(.., a)| matches!(a, Answer::Ok)).count();
+        let oks = of_id
+            .iter()
+            .filter(|(.., a)| matches!(a, Answer::Ok))
+            .count();
         assert_eq!(oks, 1, "{id}: {of_id:?}");
-        assert!(matches!(of_id.last().unwrap().2, Answer::Ok), "{id} was sent again after its 2xx");
+        assert!(
+            matches!(of_id.last().unwrap().2, Answer::Ok),
+            "{id} was sent again after its 2xx"
+        );
     }
     // The failures are told apart in the error text, and none holds the secret.
-    assert!(errors.iter().any(|e| e.starts_with("HTTP 500") && e.contains("busy")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("no answer within 0.7 s")), "{errors:?}");
     assert!(
-        errors.iter().any(|e| !e.starts_with("HTTP") && !e.starts_with("no answer")),
+        errors
+            .iter()
+            .any(|e| e.starts_with("HTTP 500") && e.contains("busy")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("no answer within 0.7 s")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| !e.starts_with("HTTP") && !e.starts_with("no answer")),
         "a dropped connection: {errors:?}"
     );
     let key_text = SECRET.trim_start_matches("whsec_");
     assert!(errors.iter().all(|e| !e.contains(key_text)), "{errors:?}");
-    assert_eq!(errors.len(), 3 * ids.len(), "three failures per message: {errors:?}");
+    assert_eq!(
+        errors.len(),
+        3 * ids.len(),
+        "three failures per message: {errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,13 +220,25 @@ async fn gone_disables_and_a_closed_port_is_a_retry() {
     let url = receiver(script, seen.clone()).await;
     let sender = Sender::new();
     let now = chrono::Utc::now().timestamp();
-    assert_eq!(sender.attempt(&endpoint(&url), "msg_gone", now, body("msg_gone", 1)).await, Attempt::Gone);
+    assert_eq!(
+        sender
+            .attempt(&endpoint(&url), "msg_gone", now, body("msg_gone", 1))
+            .await,
+        Attempt::Gone
+    );
     assert_eq!(seen.lock().unwrap().attempts.len(), 1);
 
     // Nothing listens on a port just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let closed = endpoint(&format!("http://127.0.0.1:{port}/hooks"));
-    match sender.attempt(&closed, "msg_closed", now, body("msg_closed", 2)).await {
+    match sender
+        .attempt(&closed, "msg_closed", now, body("msg_closed", 2))
+        .await
+    {
         Attempt::Retry { error } => assert!(error.to_lowercase().contains("connect"), "{error}"),
         other => panic!("{other:?}"),
     }
