@@ -47,7 +47,11 @@ fn check_config_shows_the_destinations_with_secrets_redacted() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = &run.stdout;
     for part in [
-        "[[webhooks]]\nurl = \"https://oms.example.com/hooks/backorders\"\nsecret = \"***\"\ntypes = [\"order.backordered\",\"order.backorder_cleared\"]\ntimeout_secs = 5\n",
+        "[[webhooks]]\n",
+        "url = \"https://oms.example.com/hooks/backorders\"",
+        "secret = \"***\"",
+        "types = [\"order.backordered\",\"order.backorder_cleared\"]",
+        "timeout_secs = 5\n",
         // The second endpoint: every type, the default timeout.
         "url = \"http://127.0.0.1:9000/all\"",
         "timeout_secs = 15",
@@ -205,6 +209,10 @@ fn check_config_and_serve_refuse_bad_destinations_naming_the_key() {
         None,
         &[("DATABASE_URL", db.url.as_str())],
     );
-    assert!(run.stderr.contains("line 1"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("order.backordered.txt:1"),
+        "{}",
+        run.stderr
+    );
     assert!(!db.path.exists(), "nothing was opened");
 }
