@@ -17,7 +17,7 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (book, lines, skus) = support::generated_book(dir.path());
+    let (book, lines, skus) = support::generated_book(dir.path(), 1.0);
     println!("book: {lines} lines over {skus} SKUs (SQLite)");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     assert_eq!(run(&url, &["import", book.to_str().unwrap()]).0, 0);

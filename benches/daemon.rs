@@ -2,10 +2,12 @@
 //!
 //!     cargo bench --bench daemon                      # 1,000,000 lines, 100,000 SKUs
 //!     BENCH_LINES=100000 BENCH_SKUS=10000 cargo bench --bench daemon
-//!     BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench daemon
 //!
-//! For SQLite, and for PostgreSQL when `BENCH_POSTGRES_URL` names a server
-//! where the bench may create and drop the databases `backorderd_bench*`:
+//! The knobs (environment variables) and what each printed figure means are
+//! in README.md ("Performance"). For SQLite, and for PostgreSQL on a server
+//! of the bench's own (or `BENCH_POSTGRES_URL`, a server where the bench may
+//! create and drop the databases `backorderd_bench*`; `BENCH_POSTGRES=0`
+//! skips it):
 //! 1. `recalc --all --inline` from a state where every stored backorder is 0,
 //!    against one window-function SQL UPDATE computing the same plain
 //!    oldest-first allocation on a copy of the same database (same run).
@@ -13,18 +15,32 @@
 //! 3. Peak memory (max RSS) of each `recalc` process.
 //! 4. With `serve` running on the book: event-to-written-back latency (p50,
 //!    p99) of single events, and sustained events per second (on
-//!    PostgreSQL with one and with two `serve` processes).
+//!    PostgreSQL with one and with two `serve` processes), events ingested
+//!    in this process, each to another SKU.
+//! 5. The skewed workload (support/skewed.rs, support/load.rs): events as a
+//!    shop sends them, about half on the hottest SKU, one per HTTP request
+//!    to a real `serve`, from 1, 4 and 16 senders (1 and 4 on PostgreSQL),
+//!    then from 4 during `recalc --all`; and one recalculation of the
+//!    hottest SKU timed in this process.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backorderd::events::{Event, EventKind};
 use backorderd::store::{AnyStore, IngestOptions, Store};
 
+#[path = "support/http.rs"]
+mod http;
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/pg_server.rs"]
+mod pg_server;
+#[path = "support/skewed.rs"]
+mod skewed;
 mod support;
-use support::BIN;
+use skewed::percentile;
 
 /// Runs `backorderd ARGS` on `url` to success: (wall seconds, max RSS in MiB).
 fn run(url: &str, args: &[&str]) -> (f64, f64) {
@@ -59,31 +75,51 @@ fn window_update(max: &str, min: &str, row: &str) -> String {
         .replace("{row}", row)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+/// The book's SKU popularity unless `BENCH_SKEW` says otherwise: the
+/// hottest of 100,000 SKUs gets about 22,000 of 1,000,000 lines.
+const SKEW: f64 = 0.8;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let started = Instant::now();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at the start: {}", load.trim());
     let dir = tempfile::tempdir().unwrap();
-    let (book, lines, skus) = support::generated_book(dir.path());
-    println!("book: {lines} lines over {skus} SKUs, every stored backorder 0");
+    let (book, lines, skus) = support::generated_book(dir.path(), SKEW);
+    println!(
+        "book: {lines} lines over {skus} SKUs, --skew {}, every stored backorder 0",
+        support::env_f64("BENCH_SKEW", SKEW)
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let classic = support::env_or("BENCH_CLASSIC", 1) != 0;
 
     println!("\n== SQLite ==");
-    sqlite(&rt, dir.path(), &book, skus);
-    match std::env::var("BENCH_POSTGRES_URL") {
-        Ok(server) => {
-            println!("\n== PostgreSQL ==");
-            postgres(&rt, &server, &book, skus);
-        }
-        Err(_) => println!("\nPostgreSQL: skipped (set BENCH_POSTGRES_URL to a server)"),
+    sqlite(&rt, dir.path(), &book, skus, classic);
+    if support::env_or("BENCH_POSTGRES", 1) == 0 {
+        println!("\nPostgreSQL: skipped (BENCH_POSTGRES=0)");
+    } else if let Ok(server) = std::env::var("BENCH_POSTGRES_URL") {
+        println!(
+            "\n== PostgreSQL ({}) ==",
+            backorderd::store::redact_url(&server)
+        );
+        postgres(&rt, dir.path(), &server, &book, skus, classic);
+    } else if let Some(server) = pg_server::PgServer::start(&rt) {
+        println!(
+            "\n== PostgreSQL (the bench's own server: fsync on, shared_buffers 512 MB, work_mem 64 MB) =="
+        );
+        postgres(&rt, dir.path(), &server.url, &book, skus, classic);
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nbench wall time {:.0} s; load average at the end: {}",
+        started.elapsed().as_secs_f64(),
+        load.trim()
+    );
 }
 
-fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize) {
+fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize, classic: bool) {
     let db = dir.join("bench.db");
     let window_db = dir.join("window.db");
     let url = format!("sqlite://{}", db.display());
@@ -99,6 +135,11 @@ fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize) {
             .await
             .unwrap();
     });
+    if !classic {
+        run(&url, &["recalc", "--all", "--inline"]);
+        load::skewed_runs(rt, dir, &url, skus, "sqlite", &[1, 4, 16], true);
+        return;
+    }
     std::fs::copy(&db, &window_db).unwrap();
     let window_url = format!("sqlite://{}", window_db.display());
     recalculations(
@@ -113,6 +154,7 @@ fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize) {
     );
     let _ = std::fs::remove_file(&window_db);
     events(rt, &url, skus, 1, &[1]);
+    load::skewed_runs(rt, dir, &url, skus, "sqlite", &[1, 4, 16], true);
 }
 
 /// `server` with its database name replaced by `name`.
@@ -123,7 +165,14 @@ fn database_url(server: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-fn postgres(rt: &tokio::runtime::Runtime, server: &str, book: &Path, skus: usize) {
+fn postgres(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    server: &str,
+    book: &Path,
+    skus: usize,
+    classic: bool,
+) {
     let admin = |statement: String| {
         rt.block_on(async {
             use sqlx::Connection;
@@ -141,6 +190,11 @@ fn postgres(rt: &tokio::runtime::Runtime, server: &str, book: &Path, skus: usize
     let url = database_url(server, "backorderd_bench");
     let (import_secs, _) = run(&url, &["import", book.to_str().unwrap()]);
     println!("import                                  {import_secs:8.2} s");
+    if !classic {
+        run(&url, &["recalc", "--all", "--inline"]);
+        load::skewed_runs(rt, dir, &url, skus, "postgres", &[1, 4], false);
+        return;
+    }
     admin("CREATE DATABASE backorderd_bench_window TEMPLATE backorderd_bench".into());
     let window_url = database_url(server, "backorderd_bench_window");
     // Both copies start with fresh statistics.
@@ -163,6 +217,7 @@ fn postgres(rt: &tokio::runtime::Runtime, server: &str, book: &Path, skus: usize
     admin("DROP DATABASE backorderd_bench_window WITH (FORCE)".into());
     events(rt, &url, skus, 1, &[1, 4]);
     events(rt, &url, skus, 2, &[1, 4]);
+    load::skewed_runs(rt, dir, &url, skus, "postgres", &[1, 4], false);
 }
 
 /// A full recalculation from all 0 against the window UPDATE on a copy,
@@ -199,32 +254,19 @@ fn recalculations(rt: &tokio::runtime::Runtime, url: &str, window_url: &str, win
     );
 }
 
-fn start_serve(url: &str) -> Child {
-    Command::new(BIN)
-        .args(["--database-url", url, "serve"])
-        .env("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "5")
-        .env("BACKORDERD__LOG__FILTER", "warn")
-        // Any free port: the bench needs no HTTP, and 8080 may be taken.
-        .env("BACKORDERD__HTTP__LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts")
-}
-
 /// With `workers` `serve` processes on the recalculated book: the latency
 /// of single events (one worker only), then events per second with
 /// each of `senders` clients sending one event per transaction.
 fn events(rt: &tokio::runtime::Runtime, url: &str, skus: usize, workers: usize, senders: &[usize]) {
-    let mut serves: Vec<Child> = (0..workers).map(|_| start_serve(url)).collect();
+    // Any free port: this part sends no HTTP, and 8080 may be taken.
+    let serves: Vec<Child> = (0..workers)
+        .map(|_| load::start_serve(url, "127.0.0.1:0", None))
+        .collect();
     rt.block_on(async {
         let store = Arc::new(AnyStore::open(url).await.unwrap());
         // Until every serve runs its worker: an event sent before would
         // time the start-up, not the daemon.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while store.live_daemons().await.unwrap().len() < workers {
-            assert!(Instant::now() < deadline, "serve did not start within 60 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        load::wait_for_daemons(&store, workers).await;
         let event = move |n: usize| Event {
             id: format!("bench-{workers}-{n}"),
             kind: EventKind::InventoryAdjusted {
@@ -260,12 +302,7 @@ fn events(rt: &tokio::runtime::Runtime, url: &str, skus: usize, workers: usize, 
             sustained(&store, event, workers, senders).await;
         }
     });
-    for serve in &mut serves {
-        // SAFETY: sends SIGTERM to our own child.
-        unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
-        let status = serve.wait().unwrap();
-        assert!(status.success(), "serve exited with {status}");
-    }
+    serves.into_iter().for_each(load::stop_serve);
 }
 
 /// 5,000 events, one per transaction, from `senders` clients, until all

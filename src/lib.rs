@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bookgen;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod engine;
 pub mod events;

@@ -192,8 +192,10 @@ async fn run_queue_worker(
                     .heartbeat_interval(worker.heartbeat)
                     .missed_heartbeats(3);
                 // Polled on our wake-ups, not apalis's interval (src/wake.rs).
+                // The queue's bookkeeping takes turns with the writer on the
+                // one write connection (store/writer.rs).
                 run_worker!(
-                    SqliteStorage::<RecalcJob>::new(sqlite.pool())
+                    SqliteStorage::<RecalcJob>::new(sqlite.write_pool())
                         .with_config(config)
                         .poll_with_stream(crate::wake::stream())
                 )
@@ -237,6 +239,8 @@ pub async fn serve(
     let health = Arc::new(WorkerHealth::new(crate::health::stall_after(
         settings.heartbeat,
     )));
+    // Every write of this process goes through one writer from here on.
+    store.start_writer(crate::store::WriterLimits::default());
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(WorkerState {

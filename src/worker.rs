@@ -53,35 +53,7 @@ impl JobError {
     /// A failure of the database or its connection rather than of the
     /// SKUs at hand: retrying later may succeed, and no SKU is to blame.
     fn is_transient(&self) -> bool {
-        let JobError::Store(StoreError::Database(e)) = self else {
-            return false;
-        };
-        match e {
-            sqlx::Error::Database(db) => {
-                // SQLite busy/locked; PostgreSQL serialization, deadlock,
-                // connection and shutdown classes.
-                let code = db.code().unwrap_or_default();
-                matches!(&*code, "5" | "6" | "40001" | "40P01")
-                    || code.starts_with("08")
-                    || code.starts_with("57")
-                    || code.starts_with("53")
-            }
-            // The SQLite store's direct reads report rusqlite errors as
-            // `Protocol` with the message: only busy or locked is the
-            // database's state rather than the data's.
-            sqlx::Error::Protocol(message) => {
-                message.contains("database is locked") || message.contains("database is busy")
-            }
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::BeginFailed => true,
-            // A stored value that cannot be read and the like: the data of
-            // the SKUs at hand.
-            _ => false,
-        }
+        matches!(self, JobError::Store(e) if e.is_transient())
     }
 }
 
@@ -364,18 +336,18 @@ mod tests {
 
     #[test]
     fn database_outages_are_transient_and_bad_data_is_not() {
-        let outage = JobError::Store(StoreError::Database(sqlx::Error::PoolTimedOut));
+        let outage = JobError::Store(StoreError::Unavailable("the writer is gone".into()));
         assert!(outage.is_transient());
+        let busy = JobError::Store(StoreError::Busy(
+            "another process holds the database".into(),
+        ));
+        assert!(busy.is_transient());
         let corrupt = JobError::Store(StoreError::Corrupt {
             record: "order A".into(),
             problem: "unknown status".into(),
         });
         assert!(!corrupt.is_transient());
-        // The SQLite store's direct reads: a refused write is the data's,
-        // a locked database is not.
-        let refused =
-            |m: &str| JobError::Store(StoreError::Database(sqlx::Error::Protocol(m.into())));
-        assert!(!refused("bulk read: TEA lines are refused").is_transient());
-        assert!(refused("bulk read: database is locked").is_transient());
+        let refused = JobError::Store(StoreError::Refused("TEA lines are refused".into()));
+        assert!(!refused.is_transient());
     }
 }

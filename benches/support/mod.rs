@@ -14,11 +14,20 @@ pub fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+pub fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `backorderd generate` of `BENCH_LINES` lines over `BENCH_SKUS` SKUs
-/// (1,000,000 and 100,000 by default) into `dir`: (file, lines, SKUs).
-pub fn generated_book(dir: &Path) -> (PathBuf, usize, usize) {
+/// (1,000,000 and 100,000 by default) with SKU popularity `--skew
+/// BENCH_SKEW` (`default_skew` when unset) into `dir`: (file, lines, SKUs).
+pub fn generated_book(dir: &Path, default_skew: f64) -> (PathBuf, usize, usize) {
     let lines = env_or("BENCH_LINES", 1_000_000);
     let skus = env_or("BENCH_SKUS", 100_000);
+    let skew = env_f64("BENCH_SKEW", default_skew);
     let book = dir.join("book.json");
     let out = std::fs::File::create(&book).unwrap();
     let status = Command::new(BIN)
@@ -28,6 +37,8 @@ pub fn generated_book(dir: &Path) -> (PathBuf, usize, usize) {
             &lines.to_string(),
             "--skus",
             &skus.to_string(),
+            "--skew",
+            &skew.to_string(),
         ])
         .stdout(out)
         .status()

@@ -43,7 +43,7 @@ pub async fn require_token<S: Send + Sync + 'static>(
 }
 
 /// Compares in time that depends on the lengths only.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::bodies::ErrorBody;
 
-use crate::store::StoreError;
+use crate::store::{ErrorKind, StoreError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -59,6 +59,11 @@ impl IntoResponse for ApiError {
             extra: self.extra,
         };
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -68,19 +73,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before sending again after a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Refused(message) => ApiError::refused(message),
-            StoreError::Database(sqlx::Error::Database(e))
-                if e.message().contains("locked") || e.message().contains("busy") =>
-            {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("database busy: {e}"),
-                )
+        match err.kind() {
+            ErrorKind::Refused => ApiError::refused(err.to_string()),
+            // Nothing was applied: sending the same request again is safe.
+            ErrorKind::Busy | ErrorKind::Unavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+            ErrorKind::Corrupt | ErrorKind::Backend => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+            }
         }
     }
 }

@@ -336,6 +336,13 @@ pub struct BackorderParams {
     status: Option<String>,
     /// Only orders with a backordered line of this SKU.
     sku: Option<String>,
+    /// Only orders shipping from this warehouse (`ship_from`).
+    warehouse: Option<String>,
+    /// Only orders dated on or after this: `YYYY-MM-DD` (UTC) or an RFC 3339 time.
+    from: Option<String>,
+    /// Only orders dated on or before this day (`YYYY-MM-DD`, UTC, the whole
+    /// day) or before this RFC 3339 time.
+    to: Option<String>,
     /// Orders per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
@@ -346,7 +353,7 @@ pub struct BackorderParams {
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-/// `GET /v1/backorders?status=full|partial|any&sku=&limit=&after=`.
+/// `GET /v1/backorders?status=full|partial|any&sku=&warehouse=&from=&to=&limit=&after=`.
 #[utoipa::path(
     get,
     path = "/v1/backorders",
@@ -392,6 +399,9 @@ pub async fn backorders<S: Store + Send + Sync + 'static>(
     let query = BackorderQuery {
         status,
         sku: params.sku.filter(|s| !s.is_empty()),
+        warehouse: params.warehouse.filter(|s| !s.is_empty()),
+        from: date_bound("from", params.from.as_deref(), false)?,
+        until: date_bound("to", params.to.as_deref(), true)?,
         limit: limit + 1,
         after,
     };
@@ -420,6 +430,31 @@ pub async fn backorders<S: Store + Send + Sync + 'static>(
         next: next.flatten(),
     };
     Ok(Json(page).into_response())
+}
+
+/// A date filter: `YYYY-MM-DD` (UTC; as an upper bound, the end of that
+/// day) or an RFC 3339 time; empty is no bound. The message names `name`.
+pub(crate) fn date_bound(
+    name: &str,
+    given: Option<&str>,
+    upper: bool,
+) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+    let Some(text) = given.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let day = if upper { day.succ_opt() } else { Some(day) };
+        return Ok(day
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()));
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "{name} {text:?}: expected a date YYYY-MM-DD or an RFC 3339 time"
+            ))
+        })
 }
 
 /// `GET /v1/products/{sku}`: stock and promises per warehouse, open POs.

@@ -35,9 +35,11 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::config::HttpSettings;
-use crate::store::{IngestOptions, Store};
+use crate::store::IngestOptions;
 
+pub(crate) use auth::same as same_secret;
 pub use error::ApiError;
+pub(crate) use handlers::date_bound;
 pub use limits::MAX_URI_BYTES;
 
 /// What every handler shares.
@@ -92,9 +94,10 @@ impl<S> AppState<S> {
 }
 
 /// Every route; `/healthz`, `/readyz` and `/v1/openapi.json` need no
-/// token. Each has a `#[utoipa::path]` on its handler, listed in
+/// token; the admin console (src/console/) answers outside `/v1` with its
+/// own sign-in and sessions. Each API route has a `#[utoipa::path]` on its handler, listed in
 /// `openapi::ApiDoc` (the test `openapi_lists_every_route` checks).
-pub fn router<S: Store + Send + Sync + 'static>(
+pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
 ) -> Router {
@@ -117,6 +120,7 @@ pub fn router<S: Store + Send + Sync + 'static>(
         // they have a token.
         .route("/v1/openapi.json", get(handlers::openapi))
         .merge(guarded)
+        .merge(crate::console::router(state.clone()))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit_bytes))
@@ -141,7 +145,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Serves until `shutdown` turns true, then lets the requests in hand
 /// finish (the caller bounds that with the grace period).
-pub async fn serve<S: Store + Send + Sync + 'static>(
+pub async fn serve<S: crate::console::ConsoleStore + Send + Sync + 'static>(
     listener: tokio::net::TcpListener,
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,

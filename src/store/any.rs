@@ -38,7 +38,7 @@ impl AnyStore {
 
     pub async fn register_daemon(&self, d: &super::daemons::DaemonInfo) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => super::daemons::sqlite::register(s.pool(), d).await,
+            AnyStore::Sqlite(s) => super::daemons::sqlite::register(s.write_pool(), d).await,
             AnyStore::Postgres(s) => super::daemons::postgres::register(s.pool(), d).await,
         }
     }
@@ -52,7 +52,7 @@ impl AnyStore {
     ) -> Result<bool, StoreError> {
         match self {
             AnyStore::Sqlite(s) => {
-                super::daemons::sqlite::heartbeat(s.pool(), name, doing, doing_since_ms).await
+                super::daemons::sqlite::heartbeat(s.write_pool(), name, doing, doing_since_ms).await
             }
             AnyStore::Postgres(s) => {
                 super::daemons::postgres::heartbeat(s.pool(), name, doing, doing_since_ms).await
@@ -62,7 +62,7 @@ impl AnyStore {
 
     pub async fn remove_daemon(&self, name: &str) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => super::daemons::sqlite::remove(s.pool(), name).await,
+            AnyStore::Sqlite(s) => super::daemons::sqlite::remove(s.write_pool(), name).await,
             AnyStore::Postgres(s) => super::daemons::postgres::remove(s.pool(), name).await,
         }
     }
@@ -72,6 +72,22 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(s) => super::daemons::sqlite::alive(s.pool()).await,
             AnyStore::Postgres(s) => super::daemons::postgres::alive(s.pool()).await,
+        }
+    }
+
+    /// The newest `limit` history rows of an order, newest first.
+    pub async fn order_history(
+        &self,
+        order_id: &str,
+        limit: i64,
+    ) -> Result<Vec<super::history::HistoryRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                super::history::sqlite::of_order(s.pool(), order_id, limit).await
+            }
+            AnyStore::Postgres(s) => {
+                super::history::postgres::of_order(s.pool(), order_id, limit).await
+            }
         }
     }
 
@@ -85,7 +101,8 @@ impl AnyStore {
         let now = super::daemons::now_ms();
         match self {
             AnyStore::Sqlite(s) => {
-                super::set_aside::sqlite::set_aside(s.pool(), sku, error, now, first_retry).await
+                super::set_aside::sqlite::set_aside(s.write_pool(), sku, error, now, first_retry)
+                    .await
             }
             AnyStore::Postgres(s) => {
                 super::set_aside::postgres::set_aside(s.pool(), sku, error, now, first_retry).await
@@ -97,14 +114,14 @@ impl AnyStore {
     pub async fn readmit_set_aside(&self) -> Result<u64, StoreError> {
         let now = super::daemons::now_ms();
         match self {
-            AnyStore::Sqlite(s) => super::set_aside::sqlite::readmit_due(s.pool(), now).await,
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::readmit_due(s.write_pool(), now).await,
             AnyStore::Postgres(s) => super::set_aside::postgres::readmit_due(s.pool(), now).await,
         }
     }
 
     pub async fn clear_set_aside(&self, skus: &[String]) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => super::set_aside::sqlite::clear(s.pool(), skus).await,
+            AnyStore::Sqlite(s) => super::set_aside::sqlite::clear(s.write_pool(), skus).await,
             AnyStore::Postgres(s) => super::set_aside::postgres::clear(s.pool(), skus).await,
         }
     }
@@ -128,6 +145,23 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(s) => super::set_aside::sqlite::first_dirty(s.pool()).await,
             AnyStore::Postgres(s) => super::set_aside::postgres::first_dirty(s.pool()).await,
+        }
+    }
+
+    /// Starts this process's writer (store/writer.rs): `serve` does, so
+    /// that every write of the process goes through it.
+    pub fn start_writer(&self, limits: super::WriterLimits) {
+        match self {
+            AnyStore::Sqlite(s) => s.start_writer(limits),
+            AnyStore::Postgres(s) => s.start_writer(limits),
+        }
+    }
+
+    /// `None` without a writer, else whether it still takes requests.
+    pub fn writer_alive(&self) -> Option<bool> {
+        match self {
+            AnyStore::Sqlite(s) => s.writer_alive(),
+            AnyStore::Postgres(s) => s.writer_alive(),
         }
     }
 
@@ -239,6 +273,11 @@ impl Store for AnyStore {
     }
 
     async fn readiness(&self) -> Result<Readiness, StoreError> {
+        if self.writer_alive() == Some(false) {
+            return Err(StoreError::Unavailable(
+                "this process's database writer stopped".into(),
+            ));
+        }
         each_backend!(self, s => s.readiness())
     }
 

@@ -7,15 +7,18 @@ mod coalesce;
 mod codec;
 pub mod daemons;
 mod group;
+pub mod history;
 mod ingest;
 mod location;
 pub mod postgres;
 pub mod set_aside;
 pub mod sqlite;
 mod views;
+mod writer;
 
 pub use any::AnyStore;
 pub use location::{Location, UrlError, is_secret_name, locate};
+pub use writer::WriterLimits;
 
 pub use views::*;
 
@@ -29,8 +32,19 @@ use crate::queue::RecalcJob;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    /// A driver error; [`StoreError::kind`] says what it means.
+    #[error("{}", describe_database_error(.0))]
     Database(#[from] sqlx::Error),
+    /// Another process held the database longer than the busy timeout.
+    #[error("{}", busy_message(.0))]
+    Busy(String),
+    /// The database or this process's writer cannot be reached.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// One failure answered to several requests (a writer's group): driver
+    /// errors do not clone, so each gets its kind and message.
+    #[error("{message}")]
+    Shared { kind: ErrorKind, message: String },
     #[error("cannot bring the schema up to date: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A stored value that the contract's types cannot hold: the database
@@ -52,6 +66,100 @@ pub enum StoreError {
          (database.connect_timeout_secs)"
     )]
     ConnectTimeout { host: String, port: u16, secs: u64 },
+}
+
+/// What a [`StoreError`] means to its caller, whichever the database: the
+/// one place driver errors are classified (the API maps kinds to statuses,
+/// the worker tells a database outage from a failure of the data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The stored state refuses an event (unknown order, bounds...).
+    Refused,
+    /// Another process holds the database (or a PostgreSQL transaction
+    /// met another in a deadlock or serialization failure): retry later.
+    Busy,
+    /// Cannot connect, the connection was lost, or the writer is gone.
+    Unavailable,
+    /// A stored value the contract's types cannot hold.
+    Corrupt,
+    /// Anything else.
+    Backend,
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Refused(_) => ErrorKind::Refused,
+            StoreError::Busy(_) => ErrorKind::Busy,
+            StoreError::Unavailable(_) | StoreError::ConnectTimeout { .. } => {
+                ErrorKind::Unavailable
+            }
+            StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+            StoreError::Database(e) => database_error_kind(e),
+            StoreError::Shared { kind, .. } => *kind,
+            StoreError::Migrate(_) | StoreError::Queue(_) | StoreError::Url(_) => {
+                ErrorKind::Backend
+            }
+        }
+    }
+
+    /// A failure of the database or its connection rather than of the data
+    /// at hand: retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Busy | ErrorKind::Unavailable)
+    }
+}
+
+fn database_error_kind(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if sqlite_busy(e) || matches!(&*code, "40001" | "40P01") {
+                // PostgreSQL: serialization failure, deadlock.
+                ErrorKind::Busy
+            } else if code.starts_with("08") || code.starts_with("57") || code.starts_with("53") {
+                // Connection, operator intervention (shutdown), resources.
+                ErrorKind::Unavailable
+            } else {
+                ErrorKind::Backend
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => ErrorKind::Unavailable,
+        _ => ErrorKind::Backend,
+    }
+}
+
+/// SQLite's busy (5) and locked (6), with their extended codes (low byte).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+fn describe_database_error(e: &sqlx::Error) -> String {
+    if sqlite_busy(e) {
+        busy_message(&e.to_string())
+    } else {
+        format!("database error: {e}")
+    }
+}
+
+fn busy_message(detail: &str) -> String {
+    format!(
+        "another process holds the database (it stayed locked longer than \
+         database.busy_timeout_secs; raise that setting to wait longer, or retry \
+         when the other process is done): {detail}"
+    )
 }
 
 /// The URL with any password replaced, for messages and logs.

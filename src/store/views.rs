@@ -56,6 +56,12 @@ pub struct BackorderQuery {
     pub status: StatusFilter,
     /// Only orders with a backordered line of this SKU.
     pub sku: Option<String>,
+    /// Only orders shipping from this warehouse (`ship_from`).
+    pub warehouse: Option<String>,
+    /// Only orders dated at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only orders dated before this instant.
+    pub until: Option<DateTime<Utc>>,
     pub limit: usize,
     /// Start after this order (the `next` of the previous page).
     pub after: Option<BackorderCursor>,
@@ -68,6 +74,14 @@ pub struct BackorderCursor {
     /// the final `Z` is left out (UTC, 0, 3, 6 or 9 fractional digits).
     pub date_key: String,
     pub order_id: String,
+}
+
+/// An instant as the date key of a stored order date (see
+/// [`BackorderCursor::date_key`]), for range filters.
+pub fn date_key(at: &DateTime<Utc>) -> String {
+    crate::engine::time_format::format_timestamp(at)
+        .trim_end_matches('Z')
+        .to_owned()
 }
 
 impl BackorderCursor {

@@ -274,6 +274,28 @@ fn the_http_api_takes_events_and_answers_reads(backend: Backend) {
         pages(&api, "sku=TEA&limit=1").concat(),
         ["C", "B", "E", "G"]
     );
+    // Date ranges (a day is whole, UTC; a time is an instant, compared as
+    // one whatever its fractional digits) and the ship-from warehouse.
+    assert_eq!(pages(&api, "from=2026-11-02").concat(), ["D", "E", "G"]);
+    assert_eq!(pages(&api, "to=2026-11-01").concat(), ["C", "B"]);
+    assert_eq!(
+        pages(&api, "from=2026-11-01T10:00:00.5Z&to=2026-11-02&limit=1").concat(),
+        ["B", "D", "E"]
+    );
+    assert_eq!(
+        pages(
+            &api,
+            "from=2026-11-01T11:00:00%2B01:00&to=2026-11-02T00:00:00Z"
+        )
+        .concat(),
+        ["C", "B"]
+    );
+    assert_eq!(pages(&api, "warehouse=MAIN").concat(), Vec::<String>::new());
+    for bad in ["from=yesterday", "to=2026-13-01"] {
+        let answer = api.get(&format!("/v1/backorders?{bad}"));
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.text);
+        assert!(answer.text.contains("YYYY-MM-DD"), "{bad}: {}", answer.text);
+    }
     for bad in [
         "status=some",
         "limit=0",

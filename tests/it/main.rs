@@ -3,6 +3,9 @@
 
 mod audit;
 mod bounds;
+mod console;
+mod console_browser;
+mod console_support;
 mod daemon;
 mod daemon_options;
 mod daemon_support;
@@ -20,3 +23,4 @@ mod simulate;
 mod storage;
 mod support;
 mod worker;
+mod writer;

@@ -1,8 +1,10 @@
 //! PostgreSQL, for several `serve` processes sharing one database.
 //!
 //! Concurrency (docs/architecture.md, "Several workers"):
-//! - Events are applied one batch at a time, under one transaction-scoped
-//!   advisory lock, so they take effect in the order they were accepted.
+//! - Batches of events that touch the same SKUs, orders, lines or purchase
+//!   orders apply one at a time, under transaction-scoped advisory locks
+//!   taken in one order (locks.rs), so they take effect in the order they
+//!   were accepted; unrelated batches apply side by side.
 //! - A recalculation claims dirty SKUs whose lock stripe it can take at
 //!   once (`pg_try_advisory_xact_lock`), so two workers never recalculate
 //!   one SKU at the same time and never wait on each other.
@@ -15,16 +17,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, Postgres};
 
 mod ingest;
+mod locks;
 mod queries;
 mod recalc;
 mod snapshot_io;
 mod writeback;
 
+use super::writer::{WriteDialect, Writer};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
+    WriterLimits,
 };
 use crate::engine::snapshot::*;
 use crate::events::Event;
@@ -34,8 +39,6 @@ use crate::store::coalesce::{WaitingJobStatements, join_waiting_job};
 /// The first key of every advisory lock backorderd takes ("bo" + 0x0rd),
 /// so that they cannot meet an application's own advisory locks.
 const LOCK_SPACE: i32 = 0x626f_0d00;
-/// The second key of the lock that serializes event batches.
-const INGEST_LOCK: i32 = -1;
 /// SKUs are spread over this many recalculation locks: enough for workers
 /// to rarely meet, few enough for one transaction to hold them all within
 /// PostgreSQL's default lock table.
@@ -46,6 +49,20 @@ const INGEST_ATTEMPTS: u32 = 5;
 
 pub struct PgStore {
     pool: PgPool,
+    /// This process's writer, once `serve` started it (store/writer.rs).
+    writer: std::sync::OnceLock<Writer<Postgres>>,
+}
+
+/// PostgreSQL in the writer's loop.
+struct Dialect;
+
+impl WriteDialect for Dialect {
+    type Db = Postgres;
+    const BEGIN: &'static str = "BEGIN";
+    const ATTEMPTS: u32 = INGEST_ATTEMPTS;
+    async fn lock_group(conn: &mut PgConnection, batches: &[&[Event]]) -> Result<(), StoreError> {
+        locks::take(conn, &locks::EventLocks::of(batches)).await
+    }
 }
 
 impl PgStore {
@@ -102,11 +119,26 @@ impl PgStore {
             .acquire_timeout(acquire)
             .connect_with(connect.clone())
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            writer: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Starts this process's writer: event batches then commit in groups.
+    /// Recalculations keep their own transactions on the pool, which
+    /// PostgreSQL runs beside the writer's (row locks, not one file lock).
+    pub fn start_writer(&self, limits: WriterLimits) {
+        self.writer
+            .get_or_init(|| Writer::start::<Dialect>(self.pool.clone(), limits));
+    }
+
+    pub fn writer_alive(&self) -> Option<bool> {
+        self.writer.get().map(Writer::is_alive)
     }
 }
 
@@ -127,7 +159,8 @@ impl Store for PgStore {
 
     async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
         let mut tx = self.pool.begin().await?;
-        lock_ingest(&mut tx).await?;
+        // Replaces everything: no batch of events applies meanwhile.
+        locks::take(&mut tx, &locks::EventLocks::everything()).await?;
         let summary = snapshot_io::import(&mut tx, snapshot).await?;
         push_job(&mut tx, &RecalcJob::new(vec!["import".into()], &[], true)).await?;
         tx.commit().await?;
@@ -150,18 +183,22 @@ impl Store for PgStore {
         events: &[Event],
         options: IngestOptions,
     ) -> Result<IngestReport, StoreError> {
+        if let Some(writer) = self.writer.get() {
+            return writer.ingest(events, options).await;
+        }
+        let event_locks = locks::EventLocks::of(&[events]);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut tx = self.pool.begin().await?;
-            lock_ingest(&mut tx).await?;
+            locks::take(&mut tx, &event_locks).await?;
             match ingest::ingest(&mut tx, events, options).await {
                 Ok(report) => {
                     tx.commit().await?;
                     return Ok(report);
                 }
                 // Rolled back whole: nothing of the batch was applied.
-                Err(e) if recalc::is_transient(&e) && attempt < INGEST_ATTEMPTS => {
+                Err(e) if e.kind() == super::ErrorKind::Busy && attempt < INGEST_ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "events meet a recalculation; applying them again");
                 }
                 Err(e) => return Err(e),
@@ -310,17 +347,6 @@ async fn read_transaction(
         .execute(&mut *tx)
         .await?;
     Ok(tx)
-}
-
-/// Waits for the event lock: batches of events are applied one at a time,
-/// in the order they took it, by whichever process received them.
-async fn lock_ingest(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind(LOCK_SPACE)
-        .bind(INGEST_LOCK)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// This database's queue table, for [`join_waiting_job`].

@@ -187,10 +187,14 @@ pub(super) async fn backorders(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"SELECT {HEADER_COLUMNS}, o.backorder_status, o.backorder_qty, {DATE_KEY}
          FROM orders o
-         WHERE o.backorder_status = ANY($1)
+         WHERE o.backorder_status IN ('full', 'partial')
+           AND o.backorder_status = ANY($1)
            AND ($2::text IS NULL OR o.id IN (
                 SELECT l.order_id FROM order_lines l WHERE l.sku = $2 AND l.backorder_qty > 0))
            AND ($3::text IS NULL OR ({DATE_KEY}, o.id COLLATE "C") > ($3, $4))
+           AND ($6::text IS NULL OR o.ship_from = $6)
+           AND {DATE_KEY} >= coalesce($7::text, '')
+           AND ($8::text IS NULL OR {DATE_KEY} < $8)
          ORDER BY {DATE_KEY}, o.id COLLATE "C"
          LIMIT $5"#
     )))
@@ -199,6 +203,9 @@ pub(super) async fn backorders(
     .bind(after_key)
     .bind(after_id)
     .bind(query.limit as i64)
+    .bind(query.warehouse.as_deref())
+    .bind(query.from.as_ref().map(crate::store::views::date_key))
+    .bind(query.until.as_ref().map(crate::store::views::date_key))
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()

@@ -20,6 +20,13 @@ use crate::store::StoreError;
 use crate::store::assemble;
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    if busy {
+        return StoreError::Busy(format!("bulk read: {e}"));
+    }
     StoreError::Database(sqlx::Error::Protocol(format!("bulk read: {e}")))
 }
 

@@ -4,7 +4,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection, Sqlite, Transaction};
 
 mod direct;
 mod ingest;
@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::codec::{HeaderRow, from_json_text};
+use super::writer::{WriteConnection, WriteDialect, Writer};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
-    assemble,
+    WriterLimits, assemble,
 };
 use crate::engine::snapshot::*;
 use crate::engine::time_format::{format_date, format_timestamp};
@@ -26,6 +27,33 @@ use crate::events::Event;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection, for every write of a `serve` process: its writer's
+    /// groups and leases and the queue's bookkeeping take turns on it (a
+    /// fair queue) instead of racing for SQLite's write lock, where a
+    /// waiter polls and can starve past the busy timeout.
+    write_pool: SqlitePool,
+    /// This process's writer, once `serve` started it: every write then
+    /// goes through it (store/writer.rs).
+    writer: std::sync::OnceLock<Writer<Sqlite>>,
+}
+
+/// The longest wait for a turn on the write connection.
+const WRITE_TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// SQLite in the writer's loop.
+struct Dialect;
+
+impl WriteDialect for Dialect {
+    type Db = Sqlite;
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    // The write lock is held from BEGIN: no conflict can roll a group back.
+    const ATTEMPTS: u32 = 1;
+    async fn lock_group(
+        _conn: &mut SqliteConnection,
+        _batches: &[&[Event]],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -62,13 +90,49 @@ impl SqliteStore {
             .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        Ok(SqliteStore { pool })
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            // A turn can wait behind a long recalculation (a bulk run).
+            .acquire_timeout(WRITE_TURN_TIMEOUT.max(options.busy_timeout))
+            .connect_lazy_with(connect);
+        Ok(SqliteStore {
+            pool,
+            write_pool,
+            writer: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Starts this process's writer: from now on every write of this store
+    /// goes through it.
+    pub fn start_writer(&self, limits: WriterLimits) {
+        self.writer
+            .get_or_init(|| Writer::start::<Dialect>(self.write_pool.clone(), limits));
+    }
+
+    /// The pool for writes: the one-connection pool the writer takes turns
+    /// on once it runs (the queue's bookkeeping uses it too), else the pool.
+    pub fn write_pool(&self) -> &SqlitePool {
+        if self.writer.get().is_some() {
+            &self.write_pool
+        } else {
+            &self.pool
+        }
+    }
+
+    pub fn writer_alive(&self) -> Option<bool> {
+        self.writer.get().map(Writer::is_alive)
+    }
+
+    /// The connection to write on: the writer's when it runs.
+    async fn writing(&self) -> Result<WriteConnection<Sqlite>, StoreError> {
+        WriteConnection::get(self.writer.get(), &self.pool).await
     }
 }
 
@@ -84,7 +148,8 @@ impl Store for SqliteStore {
     }
 
     async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.writing().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         for table in [
             "order_lines",
             "orders",
@@ -188,6 +253,9 @@ impl Store for SqliteStore {
         events: &[Event],
         options: IngestOptions,
     ) -> Result<IngestReport, StoreError> {
+        if let Some(writer) = self.writer.get() {
+            return writer.ingest(events, options).await;
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let report = ingest::ingest(&mut tx, events, options).await?;
         tx.commit().await?;
@@ -199,7 +267,8 @@ impl Store for SqliteStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.writing().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let report = recalc::recalculate_dirty(&mut tx, max_skus, as_of, None).await?;
         tx.commit().await?;
         Ok(report)
@@ -213,7 +282,8 @@ impl Store for SqliteStore {
         mut on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
         // One transaction: the headers read up front stay true to the end.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.writing().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut cache = recalc::HeaderCache::new(direct::all_headers(&mut tx).await?);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             match recalc::recalculate_dirty(&mut tx, max_skus, as_of, Some(&mut cache)).await? {
@@ -236,7 +306,8 @@ impl Store for SqliteStore {
         // changes under it): every SKU is marked, each group is loaded
         // once, and the order sums are compared at the end. Without
         // repair, nothing is written and the marks are rolled back.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.writing().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
             .fetch_one(&mut *tx)
             .await?;
@@ -305,13 +376,13 @@ impl Store for SqliteStore {
         )
         .bind(options.recalculate_on_status_change)
         .bind(options.defer_new_orders)
-        .execute(&self.pool)
+        .execute(&mut *self.writing().await?)
         .await?;
         Ok(())
     }
 
     async fn enqueue(&self, job: &crate::queue::RecalcJob) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writing().await?;
         ingest::push_job(&mut conn, job).await
     }
 

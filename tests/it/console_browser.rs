@@ -1,0 +1,289 @@
+//! The admin console in a real browser: headless Chromium driven through
+//! chromedriver (WebDriver, the fantoccini client) against the real `serve`
+//! on a real SQLite database. One browser for the whole walk, the way an
+//! admin would go: sign in, filter the backorders, open an order, override
+//! a line, recalculate it back, and see a form without its CSRF token
+//! refused. Needs Debian's `chromium` and `chromium-driver` (.ci/run
+//! installs them).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::console_support::{TOKEN, free_port, serve_book};
+use crate::daemon_support::block_on;
+
+/// chromedriver on a free loopback port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (Debian package chromium-driver, see .ci/run)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium with a fresh profile, offline-friendly flags.
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = json!({
+        "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("chromedriver starts a Chromium session")
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The order ids the backorder table lists, in order.
+async fn listed(client: &Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    for link in client
+        .find_all(Locator::Css("#backorders tbody th a"))
+        .await
+        .unwrap()
+    {
+        ids.push(link.text().await.unwrap());
+    }
+    ids
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Clicks what navigates (a submit button, a link) and waits until the
+/// next page replaced this one: a click returns before the navigation
+/// it starts, and the old page's elements would go stale under us.
+async fn follow(client: &Client, css: &str) {
+    let old = client.find(Locator::Css("html")).await.unwrap();
+    click(client, css).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while old.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "{css} did not load a page");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn path(client: &Client) -> String {
+    let url = client.current_url().await.unwrap();
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Line 1-1's stored backorder qty as the order page shows it.
+async fn line_backordered(client: &Client) -> String {
+    text(client, r#"tr[data-line="1-1"] td.backordered"#).await
+}
+
+#[test]
+fn an_admin_signs_in_filters_overrides_and_recalculates_in_chromium() {
+    let (_db, _daemon, base) = serve_book(Some(TOKEN));
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    block_on(async {
+        let client = browser(&driver, profile.path()).await;
+        walk(&client, &base).await;
+        client.close().await.unwrap();
+    });
+}
+
+async fn walk(c: &Client, base: &str) {
+    // Sign in: a wrong token is refused, the right one lands where we asked.
+    c.goto(&format!("{base}/backorders")).await.unwrap();
+    assert_eq!(path(c).await, "/sign-in?next=/backorders");
+    let token = c.find(Locator::Css("#token")).await.unwrap();
+    token.send_keys("not-the-token").await.unwrap();
+    follow(c, "main button[type=submit]").await;
+    assert!(text(c, "p.error").await.contains("That token is wrong"));
+    let token = c.find(Locator::Css("#token")).await.unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    follow(c, "main button[type=submit]").await;
+    assert_eq!(path(c).await, "/backorders");
+    assert_eq!(listed(c).await, ["1", "2", "3", "4"], "oldest first");
+
+    // Filter: status, SKU, warehouse, date range.
+    let status = c.find(Locator::Css("#status")).await.unwrap();
+    status.select_by_value("partial").await.unwrap();
+    follow(c, "form.filters button").await;
+    assert_eq!(listed(c).await, ["1"]);
+    let status = c.find(Locator::Css("#status")).await.unwrap();
+    status.select_by_value("any").await.unwrap();
+    c.find(Locator::Css("#sku"))
+        .await
+        .unwrap()
+        .send_keys("COFFEE")
+        .await
+        .unwrap();
+    follow(c, "form.filters button").await;
+    assert_eq!(listed(c).await, ["3", "4"]);
+    c.find(Locator::Css("#warehouse"))
+        .await
+        .unwrap()
+        .send_keys("EAST")
+        .await
+        .unwrap();
+    follow(c, "form.filters button").await;
+    assert_eq!(listed(c).await, ["3"]);
+    c.find(Locator::Css("#sku"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#warehouse"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    // Date inputs take typing in the browser's locale: set them as a picker would.
+    c.execute(
+        "document.getElementById('from').value = '2026-11-02';
+         document.getElementById('to').value = '2026-11-03';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    follow(c, "form.filters button").await;
+    assert_eq!(listed(c).await, ["2", "3"]);
+    assert!(
+        path(c).await.contains("from=2026-11-02"),
+        "{}",
+        path(c).await
+    );
+
+    // Open order 1 from the list.
+    c.goto(&format!("{base}/backorders")).await.unwrap();
+    follow(c, r#"#backorders a[href="/orders/1"]"#).await;
+    assert_eq!(path(c).await, "/orders/1");
+    assert_eq!(line_backordered(c).await, "2");
+    assert!(text(c, "#backorder-status").await.starts_with("partial"));
+    assert!(text(c, "#override-warning").await.contains("overwrites"));
+
+    // Manage Backorder: Mark BackOrder (all of it), then a quantity of its own.
+    follow(
+        c,
+        r#"form[aria-label="Manage line 1-1"] button[value="mark"]"#,
+    )
+    .await;
+    assert_eq!(path(c).await, "/orders/1?changed=1-1");
+    assert_eq!(line_backordered(c).await, "3");
+    assert!(text(c, "#backorder-status").await.starts_with("full"));
+    let qty = c.find(Locator::Css("#qty-1-1")).await.unwrap();
+    qty.clear().await.unwrap();
+    qty.send_keys("1").await.unwrap();
+    follow(
+        c,
+        r#"form[aria-label="Manage line 1-1"] button[value="set"]"#,
+    )
+    .await;
+    assert_eq!(line_backordered(c).await, "1");
+    assert!(text(c, "#history").await.contains("console-override"));
+
+    // A POST from the page without the CSRF token is refused, session or not.
+    let refused = c
+        .execute_async(
+            "const done = arguments[0];
+             fetch('/orders/1/lines', {method: 'POST',
+                 headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: 'line_id=1-1&action=unmark'}).then(r => done(r.status));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, json!(403));
+    c.goto(&format!("{base}/orders/1")).await.unwrap();
+    assert_eq!(
+        line_backordered(c).await,
+        "1",
+        "the refused form changed nothing"
+    );
+
+    // Recalculate this order's SKUs: the page follows the progress until
+    // written back, and the engine's value is restored.
+    follow(c, "#recalc-title + form button").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(progress) = c.find(Locator::Css("#progress")).await
+            && progress
+                .text()
+                .await
+                .is_ok_and(|t| t.starts_with("Recalculated"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no written-back notice");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(line_backordered(c).await, "2");
+    assert!(text(c, "#backorder-status").await.starts_with("partial"));
+
+    // Signing out ends the session.
+    follow(c, "form.sign-out button").await;
+    assert_eq!(path(c).await, "/sign-in");
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(c).await, "/sign-in?next=/");
+}
