@@ -184,10 +184,10 @@ impl Templates {
 /// minijinja's error with the template and line it names.
 fn detail(err: &minijinja::Error) -> String {
     let mut text = err.to_string();
-    if let Some(line) = err.line() {
-        if !text.contains(&format!(":{line}")) {
-            text.push_str(&format!(" (line {line})"));
-        }
+    if let Some(line) = err.line()
+        && !text.contains(&format!(":{line}"))
+    {
+        text.push_str(&format!(" (line {line})"));
     }
     text
 }
