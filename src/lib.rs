@@ -5,6 +5,7 @@
 //! - [`bookgen`]: synthetic books for trials and benchmarks.
 //! - [`cli`]: the command line, a thin layer over the rest.
 //! - [`api`]: the HTTP API of `serve`, another thin layer.
+//! - [`delivery`]: change messages and their delivery by webhook and e-mail.
 //! - [`audit`]: the report of `backorderd audit`: stored values against the contract's answer.
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod bookgen;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod delivery;
 pub mod engine;
 pub mod events;
 pub mod explain;

@@ -107,17 +107,39 @@ fn render(loaded: &Loaded) -> String {
     let Ok(Value::Object(top)) = serde_json::to_value(&loaded.settings) else {
         unreachable!("the settings are a table")
     };
-    let (tables, keys): (Vec<_>, Vec<_>) = top.iter().partition(|(_, value)| value.is_object());
+    let is_table_array = |value: &Value| {
+        value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_object))
+    };
+    let (tables, keys): (Vec<_>, Vec<_>) = top
+        .iter()
+        .partition(|(_, value)| value.is_object() || is_table_array(value));
     render_keys(loaded, "", keys, &mut out);
     for (section, table) in tables {
-        let _ = writeln!(out, "\n[{section}]");
-        if let Value::Object(table) = table {
-            render_keys(
-                loaded,
-                &format!("{section}."),
-                table.iter().collect(),
-                &mut out,
-            );
+        match table {
+            Value::Object(table) => {
+                let _ = writeln!(out, "\n[{section}]");
+                render_keys(
+                    loaded,
+                    &format!("{section}."),
+                    table.iter().collect(),
+                    &mut out,
+                );
+            }
+            // `[[webhooks]]`: one table per item.
+            Value::Array(items) => {
+                for item in items.iter().filter_map(Value::as_object) {
+                    let _ = writeln!(out, "\n[[{section}]]");
+                    render_keys(
+                        loaded,
+                        &format!("{section}[]."),
+                        item.iter().collect(),
+                        &mut out,
+                    );
+                }
+            }
+            _ => {}
         }
     }
     out

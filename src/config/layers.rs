@@ -130,6 +130,7 @@ pub fn load_from_with_origins(
     };
     let settings = serde_path_to_error::deserialize(config)
         .map_err(|err| origins.invalid(&key(err.path()), without_origin(err.inner())))?;
+    super::delivery::check_templates(&settings, &origins)?;
     Ok(Loaded { settings, origins })
 }
 
@@ -149,14 +150,33 @@ fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
 /// The merged value at `key` (dotted), with its origin.
 fn value_at<'t>(tree: &'t config::Map<String, Value>, key: &str) -> Option<&'t Value> {
     let mut segments = key.split('.');
-    let mut value = tree.get(segments.next()?)?;
+    let (first, index) = indexed(segments.next()?);
+    let mut value = element(tree.get(first)?, index)?;
     for segment in segments {
         let ValueKind::Table(table) = &value.kind else {
             return None;
         };
-        value = table.get(segment)?;
+        let (name, index) = indexed(segment);
+        value = element(table.get(name)?, index)?;
     }
     Some(value)
+}
+
+/// `webhooks[0]` as (`webhooks`, Some(0)), as serde_path_to_error names
+/// an array's item.
+fn indexed(segment: &str) -> (&str, Option<usize>) {
+    match segment.strip_suffix(']').and_then(|s| s.split_once('[')) {
+        Some((name, index)) => (name, index.parse().ok()),
+        None => (segment, None),
+    }
+}
+
+fn element(value: &Value, index: Option<usize>) -> Option<&Value> {
+    match (index, &value.kind) {
+        (None, _) => Some(value),
+        (Some(i), ValueKind::Array(items)) => items.get(i),
+        (Some(_), _) => None,
+    }
 }
 
 /// The message of a deserialization error without the "for key ... in ..."

@@ -14,6 +14,7 @@
 //! here, its default in `config/default.toml`, its row in the README (the
 //! tests check that the three agree).
 
+mod delivery;
 mod layers;
 mod syntax;
 mod values;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub use delivery::{EmailSettings, NotifySettings, WebhookSettings};
 pub use layers::{Loaded, Origins, load, load_from, load_from_with_origins, load_with_origins};
 pub use values::LogFormat;
 use values::{Count, Millis, Secs, database_url, token};
@@ -51,6 +53,13 @@ pub struct Settings {
     pub service: ServiceSettings,
     pub log: LogSettings,
     pub http: HttpSettings,
+    pub notify: NotifySettings,
+    /// `[[webhooks]]`, in the file only (an array of tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookSettings>,
+    /// `[email]`: no mail without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailSettings>,
 }
 
 impl Default for Settings {

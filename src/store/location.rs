@@ -202,7 +202,9 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Replaces the value of every query parameter whose name says it is
-/// secret (`password`, `sslpassword`, `token`, `secret`, `…key`).
+/// secret (`password`, `sslpassword`, `token`, `secret`, `…key`), and of
+/// every parameter whose value holds such a `name=` itself: a libpq string
+/// pasted into a URL (`?host=db password=…`) keeps its password there.
 fn redact_query(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else {
         return url.to_owned();
@@ -210,11 +212,24 @@ fn redact_query(url: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+            Some((name, value)) if is_secret_name(name) || names_a_secret(value) => {
+                format!("{name}=***")
+            }
             _ => pair.to_owned(),
         })
         .collect();
     format!("{base}?{}", pairs.join("&"))
+}
+
+/// Whether a (percent-encoded) parameter value holds `secret_name=`.
+fn names_a_secret(value: &str) -> bool {
+    let decoded: String = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    decoded
+        .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
+        .filter_map(|word| word.split_once('=').map(|(name, _)| name))
+        .any(is_secret_name)
 }
 
 /// Whether a setting or parameter of this name holds a secret.
@@ -322,6 +337,14 @@ mod tests {
             ("mysql://app:hunter2@db/x", "mysql:…"),
             ("p*stgres://app:hunter2@db/x", "(not a valid scheme):…"),
             ("host=db password=hunter2", "(a key=value string)"),
+            (
+                "postgres://app@db/x?host=db%20password=hunter2=x&sslmode=disable",
+                "postgres://app@db/x?host=***&sslmode=disable",
+            ),
+            (
+                "postgres://app@db/x?options=-c%20statement_timeout=5",
+                "postgres://app@db/x?options=-c%20statement_timeout=5",
+            ),
         ] {
             assert_eq!(redact(url), shown, "{url}");
         }
