@@ -239,6 +239,14 @@ impl Store for AnyStore {
         each_backend!(self, s => s.dirty_count(skus))
     }
 
+    async fn recalc_ticket(&self) -> Result<i64, StoreError> {
+        each_backend!(self, s => s.recalc_ticket())
+    }
+
+    async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
+        each_backend!(self, s => s.waiting_count(skus, ticket))
+    }
+
     async fn publish_options(&self, options: IngestOptions) -> Result<(), StoreError> {
         each_backend!(self, s => s.publish_options(options))
     }

@@ -249,6 +249,20 @@ pub trait Store {
         &self,
         skus: Option<&[String]>,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// What a waiter reads once its events have committed: every
+    /// recalculation batch that begins later gets a higher tick.
+    fn recalc_ticket(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// How many of `skus` (all when `None`) still wait for a recalculation
+    /// that includes what committed before `ticket` was read: dirty or set
+    /// aside, and not recalculated since by a batch of a higher tick (so a
+    /// SKU that newer events keep marking is done once one batch that began
+    /// after the ticket wrote it back). All SKUs (`None`) also wait for the
+    /// orders a full run left to set from their lines (`stale_orders`).
+    fn waiting_count(
+        &self,
+        skus: Option<&[String]>,
+        ticket: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Records the daemon's options, which [`Store::ingest`] then follows
     /// whichever process sends the events.
     fn publish_options(

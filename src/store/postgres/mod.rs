@@ -277,6 +277,40 @@ impl Store for PgStore {
         Ok(count)
     }
 
+    async fn recalc_ticket(&self) -> Result<i64, StoreError> {
+        // Not nextval: a waiter draws nothing, it reads the last value
+        // any batch drew (none yet: 0).
+        Ok(sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM recalc_clock",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
+        let count = match skus {
+            None => sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
+                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $1))
+                      + (EXISTS (SELECT 1 FROM stale_orders))::int8",
+            )
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await?,
+            Some(skus) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT s AS sku FROM unnest($1::text[]) s) w
+                 WHERE (EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = w.sku)
+                        OR EXISTS (SELECT 1 FROM set_aside_skus a WHERE a.sku = w.sku))
+                   AND NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $2)",
+            )
+            .bind(skus)
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await?,
+        };
+        Ok(count)
+    }
+
     async fn publish_options(&self, options: IngestOptions) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO service_options (id, recalculate_on_status_change, defer_new_orders)

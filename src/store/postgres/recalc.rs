@@ -45,10 +45,11 @@ impl RecalcDialect for PgConnection {
         &mut self,
         max_skus: usize,
         line_budget: usize,
+        after: Option<&str>,
     ) -> Result<Vec<Mark>, StoreError> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT sku, cause, marked_seq, (SELECT COUNT(*) FROM order_lines l WHERE l.sku = next_dirty.sku)
-             FROM (SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT $3) next_dirty
+             FROM (SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY sku LIMIT $3) next_dirty
              WHERE pg_try_advisory_xact_lock($1, hashtext(sku) & ($2 - 1))
              LIMIT $4",
         )
@@ -56,6 +57,8 @@ impl RecalcDialect for PgConnection {
         .bind(SKU_LOCK_STRIPES)
         .bind(4 * max_skus as i64)
         .bind(max_skus as i64)
+        // Every SKU sorts after the empty string.
+        .bind(after.unwrap_or(""))
         .fetch_all(&mut *self)
         .await?;
         // The stripes of those left out stay held to the commit: harmless.
@@ -64,6 +67,66 @@ impl RecalcDialect for PgConnection {
             .into_iter()
             .take_while(|m| budget.admit(m.lines))
             .collect())
+    }
+
+    async fn begin_tick(&mut self) -> Result<i64, StoreError> {
+        // Drawn before the batch's first read: at READ COMMITTED each later
+        // statement sees whatever committed before this value was drawn.
+        Ok(sqlx::query_scalar("SELECT nextval('recalc_clock')")
+            .fetch_one(&mut *self)
+            .await?)
+    }
+
+    async fn record_tick(&mut self, skus: &[String], tick: i64) -> Result<(), StoreError> {
+        let mut sorted: Vec<&str> = skus.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sqlx::query(
+            "INSERT INTO recalc_ticks (sku, tick) SELECT s, $2 FROM unnest($1::text[]) s
+             ON CONFLICT (sku) DO UPDATE SET tick = GREATEST(recalc_ticks.tick, excluded.tick)",
+        )
+        .bind(&sorted)
+        .bind(tick)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_lines(&mut self, changes: &Changes, at: &str) -> Result<usize, StoreError> {
+        writeback::write_line_changes(self, changes, at).await
+    }
+
+    async fn defer_orders(&mut self, orders: &[(String, String)]) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let (ids, causes): (Vec<&str>, Vec<&str>) = orders
+            .iter()
+            .map(|(id, cause)| (id.as_str(), cause.as_str()))
+            .unzip();
+        sqlx::query(
+            "INSERT INTO stale_orders (order_id, cause) SELECT * FROM unnest($1::text[], $2::text[])",
+        )
+        .bind(&ids)
+        .bind(&causes)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn stale_orders(&mut self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT seq, order_id, cause FROM stale_orders")
+                .fetch_all(&mut *self)
+                .await?,
+        )
+    }
+
+    async fn drop_stale_orders(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM stale_orders WHERE seq = ANY($1)")
+            .bind(seqs)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
     }
 
     async fn take(&mut self, skus: &[String]) -> Result<Option<Vec<Mark>>, StoreError> {

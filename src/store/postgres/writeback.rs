@@ -59,6 +59,24 @@ pub(super) async fn write_changes(
     Ok(written)
 }
 
+/// Lines and their history only (a full run's batch: its orders are set
+/// from their lines at its end); how many lines were written.
+pub(super) async fn write_line_changes(
+    conn: &mut PgConnection,
+    changes: &Changes,
+    at: &str,
+) -> Result<usize, StoreError> {
+    if changes.lines.is_empty() {
+        return Ok(0);
+    }
+    let mut lines = changes.lines.clone();
+    lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
+    let ids = write_lines(conn, &lines).await?;
+    lines.retain(|l| ids.contains(l.line_id.as_str()));
+    write_history(conn, &lines, &[], at).await?;
+    Ok(lines.len())
+}
+
 /// The ids of the lines written: those still as read, in the same order
 /// (an event may have moved a line to another order, or changed it).
 async fn write_lines(

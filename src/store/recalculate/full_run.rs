@@ -80,6 +80,10 @@ pub struct FullRun {
     /// An audit keeps what it found.
     findings: Option<(Vec<LineChange>, FxHashMap<String, OrderChange>)>,
     pub lines_seen: usize,
+    /// The bulk run's last claimed SKU: one pass in key order, so marks an
+    /// event raises behind it are the drain's (with the pool cache), and a
+    /// steady stream of events cannot keep the run going.
+    pub(super) cursor: Option<String>,
 }
 
 impl FullRun {
@@ -91,6 +95,7 @@ impl FullRun {
             orders: FxHashMap::default(),
             findings: None,
             lines_seen: 0,
+            cursor: None,
         }
     }
 

@@ -91,11 +91,44 @@ pub trait RecalcDialect: Send {
     /// The next dirty SKUs in key order: up to `max_skus`, no more than
     /// `line_budget` lines (but at least one SKU), each one this
     /// transaction may recalculate now.
+    /// `after`: only SKUs after this one (a full run's single pass).
     fn claim(
         &mut self,
         max_skus: usize,
         line_budget: usize,
+        after: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Mark>, StoreError>> + Send;
+    /// The batch's tick, drawn before it reads anything: higher than every
+    /// tick a waiter read before this batch began (`Store::recalc_ticket`).
+    fn begin_tick(&mut self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Records that the batch of `tick` recalculated `skus`.
+    fn record_tick(
+        &mut self,
+        skus: &[String],
+        tick: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes lines and their history only: a full run's batch leaves the
+    /// orders' totals to [`RecalcDialect::defer_orders`]. How many lines.
+    fn write_lines(
+        &mut self,
+        changes: &Changes,
+        at: &str,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Appends `(order id, cause)` to the orders to set from their lines
+    /// later (`stale_orders`).
+    fn defer_orders(
+        &mut self,
+        orders: &[(String, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every deferred order, `(seq, order id, cause)`.
+    fn stale_orders(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<(i64, String, String)>, StoreError>> + Send;
+    /// Forgets the deferred orders `seqs` (those read), once they are set.
+    fn drop_stale_orders(
+        &mut self,
+        seqs: &[i64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Makes `skus` this transaction's to recalculate (a worker holding one
     /// of them makes it `None`) and returns their dirty marks, if any.
     fn take(
@@ -203,9 +236,11 @@ pub async fn batch<D: RecalcDialect>(
     cache: Option<&PoolCache>,
     mut run: Option<&mut FullRun>,
 ) -> Result<Attempt, StoreError> {
+    let tick = db.begin_tick().await?;
+    let after = run.as_deref().and_then(|r| r.cursor.clone());
     let listed = run.as_deref_mut().and_then(|r| r.queue.as_mut());
     let mut marks = match listed {
-        None => db.claim(max_skus, line_budget).await?,
+        None => db.claim(max_skus, line_budget, after.as_deref()).await?,
         Some(queue) => {
             let next = queue.next_skus();
             if next.is_empty() {
@@ -220,6 +255,12 @@ pub async fn batch<D: RecalcDialect>(
     };
     if marks.is_empty() {
         return Ok(Attempt::Done(None));
+    }
+    if let Some(run) = run.as_deref_mut()
+        && run.queue.is_none()
+    {
+        // Claimed in key order: the next batch starts after the last.
+        run.cursor = marks.iter().map(|m| m.sku.clone()).max();
     }
     let settings = db.settings().await?;
     let mut skus: Vec<String> = marks.iter().map(|m| m.sku.clone()).collect();
@@ -266,7 +307,7 @@ pub async fn batch<D: RecalcDialect>(
         whole_orders: false,
         totals: run.is_some(),
     };
-    let changes = match cache {
+    let mut changes = match cache {
         // A full run reads every pool anyway and tallies orders: the cache
         // serves the drain's repeated recalculations of hot pools.
         Some(cache) if run.is_none() => {
@@ -287,17 +328,32 @@ pub async fn batch<D: RecalcDialect>(
     let lines_seen = changes.lines_seen;
     let at = format_timestamp(&as_of);
     let full_run = run.is_some();
+    let bulk = run.as_deref().is_some_and(|r| r.queue.is_none());
     if let Some(run) = run {
         run.tally(&changes);
     }
     if full_run {
         db.pause_pool_log().await?;
     }
-    let (lines_changed, orders_changed) = db.write_changes(&changes, &at).await?;
+    let (lines_changed, orders_changed) = if bulk {
+        // Each order written now would rewrite pages all over the orders
+        // table (and its history index) in every bounded transaction; the
+        // run's end sets them from their lines in id order instead.
+        let deferred: Vec<(String, String)> = std::mem::take(&mut changes.orders)
+            .into_iter()
+            .map(|o| (o.order_id, o.cause))
+            .chain(std::mem::take(&mut changes.drifted))
+            .collect();
+        db.defer_orders(&deferred).await?;
+        (db.write_lines(&changes, &at).await?, 0)
+    } else {
+        db.write_changes(&changes, &at).await?
+    };
     if full_run {
         db.end_pool_log_pause().await?;
     }
     db.clear_marks(&marks).await?;
+    db.record_tick(&skus, tick).await?;
 
     let mut cause_list: Vec<String> = marks.into_iter().map(|m| m.cause).collect();
     cause_list.sort_unstable();

@@ -72,9 +72,17 @@ where
                 .await?;
         let cache = store.pool_cache();
         match batch(&mut *tx, max_skus, LINES_PER_BATCH, as_of, cache, None).await {
-            Ok(Attempt::Done(report)) => {
+            Ok(Attempt::Done(Some(report))) => {
                 tx.commit().await?;
-                return Ok(report);
+                return Ok(Some(report));
+            }
+            Ok(Attempt::Done(None)) => {
+                tx.commit().await?;
+                drop(conn);
+                // Orders a full run deferred and did not set (it stopped,
+                // or its process died): the drain sets them now.
+                set_stale_orders(store, &[], &format_timestamp(&as_of)).await?;
+                return Ok(None);
             }
             // The worker holding the rest of the group drains it too.
             Ok(Attempt::Busy) if attempt >= ATTEMPTS => return Ok(None),
@@ -140,8 +148,43 @@ where
         attempt += 1;
         backoff(attempt).await;
     }
-    let at = format_timestamp(&as_of);
-    for chunk in run.off_their_lines().chunks(REFRESH_CHUNK) {
+    set_stale_orders(store, &run.off_their_lines(), &format_timestamp(&as_of)).await?;
+    Ok(())
+}
+
+/// Sets from their stored lines, under their row locks, the orders a full
+/// run deferred (`stale_orders`) and `also`, in id order (so each
+/// transaction's writes fall on neighbouring pages), `REFRESH_CHUNK` per
+/// transaction; then forgets the deferred ones it read. A run that dies
+/// on the way leaves them for the next drain (`recalculate_dirty` when
+/// nothing is dirty): setting an order from its
+/// lines twice changes nothing the second time.
+async fn set_stale_orders<S: RecalcStore>(
+    store: &S,
+    also: &[(String, String)],
+    at: &str,
+) -> Result<(), StoreError>
+where
+    <S::Db as sqlx::Database>::Connection: RecalcDialect,
+{
+    let stale = {
+        let mut conn = store.connection().await?;
+        conn.stale_orders().await?
+    };
+    if stale.is_empty() && also.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i64> = stale.iter().map(|s| s.0).collect();
+    let mut orders: Vec<(String, String)> = stale
+        .into_iter()
+        .map(|(_, id, cause)| (id, cause))
+        .chain(also.iter().cloned())
+        .collect();
+    // By id, each once (its last cause).
+    orders.reverse();
+    orders.sort_by(|a, b| a.0.cmp(&b.0));
+    orders.dedup_by(|a, b| a.0 == b.0);
+    for chunk in orders.chunks(REFRESH_CHUNK) {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -149,8 +192,15 @@ where
             let mut tx =
                 sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned()))
                     .await?;
-            match tx.refresh_orders(chunk, &at).await {
-                Ok(_) => {
+            // As in the run's batches: a log row per order and SKU would
+            // double the writes; one epoch bump instead.
+            let set = async {
+                tx.pause_pool_log().await?;
+                tx.refresh_orders(chunk, at).await?;
+                tx.end_pool_log_pause().await
+            };
+            match set.await {
+                Ok(()) => {
                     tx.commit().await?;
                     break;
                 }
@@ -161,6 +211,11 @@ where
             drop(conn);
             backoff(attempt).await;
         }
+    }
+    if !seqs.is_empty() {
+        // Exactly the rows read: another run's, committed meanwhile, stay.
+        let mut conn = store.connection().await?;
+        conn.drop_stale_orders(&seqs).await?;
     }
     Ok(())
 }

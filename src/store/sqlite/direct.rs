@@ -131,15 +131,24 @@ pub(super) async fn claim(
     conn: &mut SqliteConnection,
     max_skus: usize,
     line_budget: usize,
+    after: Option<&str>,
 ) -> Result<Vec<Mark>, StoreError> {
     with_rusqlite(conn, |db| {
         let claim = || -> rusqlite::Result<Vec<Mark>> {
-            let mut dirty =
-                db.prepare("SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1")?;
+            // Two statements, so that each walks the key's index.
+            let mut dirty = db.prepare(match after {
+                None => "SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1",
+                Some(_) => {
+                    "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > ?2 ORDER BY sku LIMIT ?1"
+                }
+            })?;
             let mut count = db.prepare("SELECT COUNT(*) FROM order_lines WHERE sku = ?1")?;
             let mut budget = ClaimBudget::new(line_budget);
             let mut claimed = Vec::new();
-            let mut rows = dirty.query([max_skus as i64])?;
+            let mut rows = match after {
+                None => dirty.query([max_skus as i64])?,
+                Some(after) => dirty.query(rusqlite::params![max_skus as i64, after])?,
+            };
             while let Some(r) = rows.next()? {
                 let sku: String = r.get(0)?;
                 let lines: i64 = count.query_row([&sku], |c| c.get(0))?;
@@ -255,6 +264,52 @@ pub(super) async fn group_stock(
             .map(assemble::purchase_order)
             .collect::<Result<Vec<PurchaseOrder>, _>>()?;
         Ok((products, inventory, purchase_orders))
+    })
+    .await
+}
+
+/// The stored totals and `(qty, backorder_qty)` lines of the orders
+/// `order_ids` (unknown ones are left out): two prepared statements
+/// stepped per order, since a full run's end sets hundreds of thousands.
+pub(super) async fn orders_with_lines(
+    conn: &mut SqliteConnection,
+    order_ids: &[String],
+) -> Result<Vec<crate::store::ingest::OrderLines>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let read = || -> rusqlite::Result<Vec<crate::store::ingest::OrderLines>> {
+            let mut header = db.prepare(
+                "SELECT backorder_qty, lines_open, lines_backordered, lines_whole FROM orders WHERE id = ?1",
+            )?;
+            let mut lines =
+                db.prepare("SELECT qty, backorder_qty FROM order_lines WHERE order_id = ?1")?;
+            let mut orders = Vec::with_capacity(order_ids.len());
+            for order_id in order_ids {
+                let mut rows = header.query([order_id])?;
+                let Some(row) = rows.next()? else {
+                    continue;
+                };
+                let (backorder_qty, counts) = (
+                    row.get(0)?,
+                    LineCounts {
+                        open: row.get(1)?,
+                        backordered: row.get(2)?,
+                        whole: row.get(3)?,
+                    },
+                );
+                drop(rows);
+                let lines = lines
+                    .query_map([order_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+                orders.push(crate::store::ingest::OrderLines {
+                    order_id: order_id.clone(),
+                    backorder_qty,
+                    counts,
+                    lines,
+                });
+            }
+            Ok(orders)
+        };
+        read().map_err(db_error)
     })
     .await
 }

@@ -26,8 +26,79 @@ impl RecalcDialect for SqliteConnection {
         &mut self,
         max_skus: usize,
         line_budget: usize,
+        after: Option<&str>,
     ) -> Result<Vec<Mark>, StoreError> {
-        direct::claim(self, max_skus, line_budget).await
+        direct::claim(self, max_skus, line_budget, after).await
+    }
+
+    async fn begin_tick(&mut self) -> Result<i64, StoreError> {
+        // The caller's BEGIN IMMEDIATE holds the write lock: no waiter's
+        // events commit between this tick and what the batch reads.
+        Ok(sqlx::query_scalar(
+            "UPDATE recalc_clock SET tick = tick + 1 WHERE id = 1 RETURNING tick",
+        )
+        .fetch_one(&mut *self)
+        .await?)
+    }
+
+    async fn record_tick(&mut self, skus: &[String], tick: i64) -> Result<(), StoreError> {
+        with_rusqlite(self, |db| {
+            let record = || -> rusqlite::Result<()> {
+                let mut upsert = db.prepare(
+                    "INSERT INTO recalc_ticks (sku, tick) VALUES (?1, ?2)
+                     ON CONFLICT (sku) DO UPDATE SET tick = excluded.tick",
+                )?;
+                for sku in skus {
+                    upsert.execute(params![sku, tick])?;
+                }
+                Ok(())
+            };
+            record().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn write_lines(&mut self, changes: &Changes, at: &str) -> Result<usize, StoreError> {
+        super::writeback::write_line_changes(self, &changes.lines, at).await?;
+        Ok(changes.lines.len())
+    }
+
+    async fn defer_orders(&mut self, orders: &[(String, String)]) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        with_rusqlite(self, |db| {
+            let defer = || -> rusqlite::Result<()> {
+                let mut insert =
+                    db.prepare("INSERT INTO stale_orders (order_id, cause) VALUES (?1, ?2)")?;
+                for (id, cause) in orders {
+                    insert.execute(params![id, cause])?;
+                }
+                Ok(())
+            };
+            defer().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn stale_orders(&mut self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        with_rusqlite(self, |db| {
+            let read = || -> rusqlite::Result<Vec<(i64, String, String)>> {
+                let mut all = db.prepare("SELECT seq, order_id, cause FROM stale_orders")?;
+                all.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            };
+            read().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn drop_stale_orders(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM stale_orders WHERE seq IN (SELECT value FROM json_each(?))")
+            .bind(json_list(seqs))
+            .execute(&mut *self)
+            .await?;
+        Ok(())
     }
 
     async fn take(&mut self, skus: &[String]) -> Result<Option<Vec<Mark>>, StoreError> {

@@ -27,6 +27,19 @@ pub(super) async fn write_changes(
     .await
 }
 
+/// Lines and their history only (a full run's batch: its orders are set
+/// from their lines at its end).
+pub(super) async fn write_line_changes(
+    conn: &mut SqliteConnection,
+    lines: &[LineChange],
+    at: &str,
+) -> Result<(), StoreError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    with_rusqlite(conn, |db| write_lines(db, lines, at).map_err(db_error)).await
+}
+
 pub(super) async fn write_order_changes(
     conn: &mut SqliteConnection,
     changes: &[OrderChange],
