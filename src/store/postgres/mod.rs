@@ -292,7 +292,7 @@ impl Store for PgStore {
             None => sqlx::query_scalar(
                 "SELECT (SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
                          WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $1))
-                      + (EXISTS (SELECT 1 FROM stale_orders))::int8",
+                      + CASE WHEN EXISTS (SELECT 1 FROM stale_orders) THEN 1 ELSE 0 END",
             )
             .bind(ticket)
             .fetch_one(&self.pool)
