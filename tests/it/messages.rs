@@ -757,8 +757,14 @@ fn messages_past_the_retention_are_pruned(backend: Backend) {
     import(&db, &book(), false);
     let daemon = Daemon::start(&db, &[]);
     wait_idle(&db, IDLE);
-    send(&db, json!({"id": "r1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": 5}));
-    send(&db, json!({"id": "a1", "type": "inventory_adjusted", "sku": "TEA", "warehouse": "MAIN", "delta": 2}));
+    send(
+        &db,
+        json!({"id": "r1", "type": "po_received", "sku": "TEA", "warehouse": "MAIN", "qty": 5}),
+    );
+    send(
+        &db,
+        json!({"id": "a1", "type": "inventory_adjusted", "sku": "TEA", "warehouse": "MAIN", "delta": 2}),
+    );
     drop(daemon);
     let before = feed(&db);
     assert_eq!(before.len(), 2, "{before:?}");
@@ -775,7 +781,10 @@ fn messages_past_the_retention_are_pruned(backend: Backend) {
             assert_eq!(now[0], before[1], "the recent message stays");
             break;
         }
-        assert!(Instant::now() < deadline, "the old message was not pruned: {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the old message was not pruned: {now:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

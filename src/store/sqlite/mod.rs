@@ -171,7 +171,7 @@ impl Store for SqliteStore {
             .iter()
             .filter(|o| o.customer.is_some())
             .collect();
-        super::customers::sqlite::write(&mut *tx, &with_customer).await?;
+        super::customers::sqlite::write(&mut tx, &with_customer).await?;
         let marked = sqlx::query(
             "INSERT INTO dirty_skus (sku, marked_seq, cause)
              SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
@@ -245,7 +245,7 @@ impl Store for SqliteStore {
             .fetch(&mut *conn),
         )
         .await?;
-        let customers = super::customers::sqlite::read(&mut *conn).await?;
+        let customers = super::customers::sqlite::read(&mut conn).await?;
         super::customers::attach(&mut orders, customers);
 
         Ok(Snapshot {
