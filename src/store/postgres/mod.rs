@@ -24,6 +24,7 @@ mod locks;
 mod queries;
 mod recalc;
 mod snapshot_io;
+mod what_if;
 mod writeback;
 
 use super::writer::{WriteDialect, Writer};
