@@ -122,8 +122,19 @@ pub fn parse_settings(value: serde_json::Value) -> Result<SettingsPatch, Request
     if !value.is_object() {
         return Err(refused("settings: must be an object".into()));
     }
-    let settings: SettingsPatch =
-        serde_json::from_value(value).map_err(|e| refused(format!("settings: {e}")))?;
+    let settings: SettingsPatch = serde_json::from_value(value.clone()).map_err(|e| {
+        // serde names an unknown key but not the key of a bad value: find it.
+        let bad_key = value.as_object().into_iter().flatten().find(|(k, v)| {
+            let one = serde_json::json!({ k.as_str(): v });
+            serde_json::from_value::<SettingsPatch>(one).is_err()
+        });
+        match bad_key {
+            Some((key, _)) if !e.to_string().contains(key.as_str()) => {
+                refused(format!("settings.{key}: {e}"))
+            }
+            _ => refused(format!("settings: {e}")),
+        }
+    })?;
     // The same bounds a settings_changed event is held to.
     let event = settings_event(PREVIEW_EVENT_ID, settings);
     crate::events::check(&event).map_err(|e| refused(format!("settings: {e}")))?;
@@ -450,6 +461,9 @@ mod tests {
         assert!(err.message.contains("warehouse_bsaed"), "{err}");
         let err = parse_request(br#"{"settings": {"max_days_back": 99999}}"#).unwrap_err();
         assert!(err.message.contains("max_days_back"), "{err}");
+        let err = parse_request(br#"{"settings": {"prioritize_rush": true, "max_days_back": -1}}"#)
+            .unwrap_err();
+        assert!(err.message.contains("settings.max_days_back"), "{err}");
         let err =
             parse_request(br#"{"settings": {}, "events": [{"id": "e9", "type": "po_received"}]}"#)
                 .unwrap_err();
