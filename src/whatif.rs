@@ -152,6 +152,9 @@ pub fn settings_event(id: &str, settings: SettingsPatch) -> Event {
     }
 }
 
+/// Each listed line's SKU and its order's stored status, by line id.
+pub type LineFacts = FxHashMap<String, (String, BackorderStatus)>;
+
 /// What the store's preview run saw: the audit's findings on the state
 /// the batch left, and for the lines listed their SKU and their order's
 /// stored status, by line id.
@@ -159,7 +162,7 @@ pub fn settings_event(id: &str, settings: SettingsPatch) -> Event {
 pub struct PreviewFindings {
     pub findings: Findings,
     pub ingest: IngestReport,
-    pub line_facts: FxHashMap<String, (String, BackorderStatus)>,
+    pub line_facts: LineFacts,
 }
 
 /// Orders the findings as the report lists them (by order, then line), so

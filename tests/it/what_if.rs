@@ -56,8 +56,13 @@ fn imported(backend: Backend, snapshot: &Value) -> TempDatabase {
 
 /// Every line's `(backorder_qty, eta)` and every order's `(status, qty)`,
 /// straight from the tables, and the number of events received.
-type Lines = BTreeMap<String, (i64, Option<String>)>;
-type Orders = BTreeMap<String, (String, i64)>;
+type LineValues = (i64, Option<String>);
+type OrderValues = (String, i64);
+type Lines = BTreeMap<String, LineValues>;
+type Orders = BTreeMap<String, OrderValues>;
+/// Before and after, by id.
+type LineMoves = BTreeMap<String, (LineValues, LineValues)>;
+type OrderMoves = BTreeMap<String, (OrderValues, OrderValues)>;
 
 fn stored(db: &TempDatabase) -> (Lines, Orders, i64) {
     let lines: Vec<(String, i64, Option<String>)> =
@@ -79,9 +84,7 @@ fn what_if(db: &TempDatabase, args: &[&str]) -> Value {
 }
 
 /// The preview's lines as `line id -> ((qty, eta) before, (qty, eta) after)`.
-fn preview_lines(
-    report: &Value,
-) -> BTreeMap<String, ((i64, Option<String>), (i64, Option<String>))> {
+fn preview_lines(report: &Value) -> LineMoves {
     let eta = |v: &Value| v.as_str().map(str::to_owned);
     report["lines"]
         .as_array()
@@ -105,7 +108,7 @@ fn preview_lines(
         .collect()
 }
 
-fn preview_orders(report: &Value) -> BTreeMap<String, ((String, i64), (String, i64))> {
+fn preview_orders(report: &Value) -> OrderMoves {
     report["orders"]
         .as_array()
         .unwrap()
@@ -125,10 +128,7 @@ fn preview_orders(report: &Value) -> BTreeMap<String, ((String, i64), (String, i
 }
 
 /// What changed between two reads of the tables.
-fn line_diff(
-    before: &Lines,
-    after: &Lines,
-) -> BTreeMap<String, ((i64, Option<String>), (i64, Option<String>))> {
+fn line_diff(before: &Lines, after: &Lines) -> LineMoves {
     after
         .iter()
         .filter(|(id, v)| before.get(*id) != Some(v))
@@ -136,7 +136,7 @@ fn line_diff(
         .collect()
 }
 
-fn order_diff(before: &Orders, after: &Orders) -> BTreeMap<String, ((String, i64), (String, i64))> {
+fn order_diff(before: &Orders, after: &Orders) -> OrderMoves {
     after
         .iter()
         .filter(|(id, v)| before.get(*id) != Some(v))
@@ -252,7 +252,7 @@ fn the_preview_is_exactly_what_applying_the_change_writes(backend: Backend) {
         let previewed = preview_orders(&report);
         // An order can change only its line counts (same status and qty):
         // listed by the preview, invisible in this diff.
-        let moved: BTreeMap<_, _> = previewed
+        let moved: OrderMoves = previewed
             .iter()
             .filter(|(_, (b, a))| b != a)
             .map(|(k, v)| (k.clone(), v.clone()))

@@ -74,10 +74,6 @@ const DATE_KEY: &str = "rtrim(o.order_date, 'Z')";
 
 /// The statement of [`backorders`]; `?1` statuses (JSON), `?2` SKU, `?3`
 /// `?4` the cursor, `?5` limit, `?6` warehouse, `?7` `?8` date keys.
-fn backorders_statement() -> String {
-    backorders_statement_from(false)
-}
-
 /// The page's statement. By date (`by_sku` false), it walks the partial
 /// index of backordered orders in order and stops at the page's end: fast
 /// unless a filter rejects most orders. By SKU, it starts from the SKU's
@@ -216,7 +212,7 @@ mod tests {
         let plan_of = |sku: Option<&'static str>, warehouse: Option<&'static str>| {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "EXPLAIN QUERY PLAN {}",
-                super::backorders_statement()
+                super::backorders_statement_from(false)
             )))
             .bind(r#"["full"]"#)
             .bind(sku)

@@ -40,7 +40,7 @@ impl SqliteStore {
 async fn line_facts(
     conn: &mut SqliteConnection,
     ids: &[String],
-) -> Result<rustc_hash::FxHashMap<String, (String, crate::engine::BackorderStatus)>, StoreError> {
+) -> Result<crate::whatif::LineFacts, StoreError> {
     let ids_json = serde_json::to_string(ids).expect("strings serialize");
     let rows = sqlx::query(
         "SELECT l.id, l.sku, o.backorder_status
