@@ -28,4 +28,5 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod wake;
+pub mod whatif;
 pub mod worker;

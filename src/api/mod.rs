@@ -5,6 +5,7 @@
 //!
 //! - `handlers`: one function per endpoint;
 //! - `audit`: `GET /v1/audit`;
+//! - `what_if`: `POST /v1/what-if`;
 //! - `auth`: the bearer token;
 //! - `error`: every error answered as JSON;
 //! - `bodies`: the JSON answers no other module owns;
@@ -22,6 +23,7 @@ mod handlers;
 mod limits;
 pub mod openapi;
 mod server;
+mod what_if;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,6 +114,7 @@ pub fn router<S: crate::console::ConsoleStore + FeedStore + Send + Sync + 'stati
         .route("/v1/backorders", get(handlers::backorders::<S>))
         .route("/v1/products/{sku}", get(handlers::product::<S>))
         .route("/v1/audit", get(audit::audit::<S>))
+        .route("/v1/what-if", post(what_if::what_if::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -30,6 +30,7 @@ use super::handlers;
         handlers::backorders,
         handlers::product,
         super::audit::audit,
+        super::what_if::what_if,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,

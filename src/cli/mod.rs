@@ -8,6 +8,7 @@ mod generate;
 mod messages;
 mod simulate;
 mod storage;
+mod what_if;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -186,6 +187,16 @@ pub enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Show what a settings change would change on the stored state, writing nothing.
+    ///
+    /// Applies the settings (and the events of --events) and recalculates every SKU, as
+    /// a `settings_changed` event makes the daemon do, inside a transaction it then
+    /// rolls back; prints one JSON document: how many lines and orders would change,
+    /// how many orders would become or stop being backordered, and the changed lines
+    /// (order, line, SKU, backorder qty, ETA and the order's status, before and after)
+    /// and orders. On a terminal a one-line summary goes to standard error.
+    /// Exit codes: 0 done; 2 a setting or event refused (named); 1 any other failure.
+    WhatIf(what_if::WhatIfArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -225,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::WhatIf(args) => block_on(what_if::run(&settings()?, &args)),
         Command::CheckConfig => {
             check_config::run(cli.config.as_deref(), cli.database_url.as_deref())
         }

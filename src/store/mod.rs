@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod set_aside;
 pub mod sqlite;
 mod views;
+mod what_if;
 mod writer;
 
 pub use any::AnyStore;

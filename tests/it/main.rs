@@ -23,5 +23,6 @@ mod secrets;
 mod simulate;
 mod storage;
 mod support;
+mod what_if;
 mod worker;
 mod writer;

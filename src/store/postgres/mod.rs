@@ -25,6 +25,7 @@ mod messages;
 mod queries;
 mod recalc;
 mod snapshot_io;
+mod what_if;
 mod writeback;
 
 use super::writer::{WriteDialect, Writer};

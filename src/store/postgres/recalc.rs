@@ -303,7 +303,7 @@ pub(super) async fn audit(
     }
 }
 
-async fn audit_in(
+pub(super) async fn audit_in(
     conn: &mut PgConnection,
     repair: bool,
     as_of: DateTime<Utc>,

@@ -11,6 +11,7 @@ mod ingest;
 mod messages;
 mod queries;
 mod recalc;
+mod what_if;
 mod writeback;
 
 use chrono::{DateTime, Utc};
@@ -317,39 +318,12 @@ impl Store for SqliteStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        // The bulk run over every SKU, in one write transaction (so nothing
-        // changes under it): every SKU is marked, each group is loaded
-        // once, and the order sums are compared at the end. Without
-        // repair, nothing is written and the marks are rolled back.
         let mut conn = self.writing().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO dirty_skus (sku, marked_seq, cause)
-             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
-             ON CONFLICT (sku) DO UPDATE SET cause = excluded.cause",
-        )
-        .bind(crate::audit::CAUSE)
-        .execute(&mut *tx)
-        .await?;
-        let mut cache = recalc::HeaderCache::for_audit(direct::all_headers(&mut tx).await?, repair);
-        let mut findings = crate::audit::Findings {
-            dirty_skus,
-            orders_checked: cache.orders(),
-            ..Default::default()
-        };
-        while let Some(batch) =
-            recalc::recalculate_dirty(&mut tx, 2000, as_of, Some(&mut cache)).await?
-        {
-            findings.lines_checked += batch.lines_seen;
-        }
-        findings.orders = cache.take_order_changes();
-        findings.lines = cache.line_changes.take().unwrap_or_default();
+        let findings = audit_in(&mut tx, repair, as_of).await?;
         if repair {
-            writeback::write_order_changes(&mut tx, &findings.orders, &format_timestamp(&as_of))
-                .await?;
+            // audit_in wrote the order changes; their messages go last,
+            // just before the commit, as in every write-back.
             let messages =
                 super::messages::for_write_back(&mut *tx, &findings.lines, &findings.orders)
                     .await?;
@@ -538,6 +512,46 @@ const IMPORT_CHUNK: usize = 20_000;
 /// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
+
+/// The audit's run inside the caller's write transaction (so nothing
+/// changes under it): every SKU is marked, each group is loaded once, and
+/// the order sums are compared at the end. Without repair nothing is
+/// written but the marks, which the caller rolls back.
+async fn audit_in(
+    tx: &mut SqliteConnection,
+    repair: bool,
+    as_of: DateTime<Utc>,
+) -> Result<crate::audit::Findings, StoreError> {
+    let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO dirty_skus (sku, marked_seq, cause)
+         SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
+         ON CONFLICT (sku) DO UPDATE SET cause = excluded.cause",
+    )
+    .bind(crate::audit::CAUSE)
+    .execute(&mut *tx)
+    .await?;
+    let mut cache = recalc::HeaderCache::for_audit(direct::all_headers(&mut *tx).await?, repair);
+    let mut findings = crate::audit::Findings {
+        dirty_skus,
+        orders_checked: cache.orders(),
+        ..Default::default()
+    };
+    while let Some(batch) =
+        recalc::recalculate_dirty(&mut *tx, 2000, as_of, Some(&mut cache)).await?
+    {
+        findings.lines_checked += batch.lines_seen;
+    }
+    findings.orders = cache.take_order_changes();
+    findings.lines = cache.line_changes.take().unwrap_or_default();
+    if repair {
+        writeback::write_order_changes(&mut *tx, &findings.orders, &format_timestamp(&as_of))
+            .await?;
+    }
+    Ok(findings)
+}
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
     super::ingest::IngestBackend::load_settings(conn).await
