@@ -16,6 +16,7 @@
 mod audit;
 mod auth;
 mod bodies;
+mod delivery;
 mod error;
 mod handlers;
 mod limits;
@@ -97,7 +98,9 @@ impl<S> AppState<S> {
 /// token; the admin console (src/console/) answers outside `/v1` with its
 /// own sign-in and sessions. Each API route has a `#[utoipa::path]` on its handler, listed in
 /// `openapi::ApiDoc` (the test `openapi_lists_every_route` checks).
-pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
+pub fn router<
+    S: crate::console::ConsoleStore + crate::store::DeliveryStore + Send + Sync + 'static,
+>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
 ) -> Router {
@@ -108,6 +111,10 @@ pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
         .route("/v1/backorders", get(handlers::backorders::<S>))
         .route("/v1/products/{sku}", get(handlers::product::<S>))
         .route("/v1/audit", get(audit::audit::<S>))
+        .route("/v1/status", get(delivery::status::<S>))
+        .route("/v1/dead", get(delivery::dead::<S>))
+        .route("/v1/dead/{id}/redeliver", post(delivery::redeliver::<S>))
+        .route("/v1/destinations/enable", post(delivery::enable::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -145,7 +152,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Serves until `shutdown` turns true, then lets the requests in hand
 /// finish (the caller bounds that with the grace period).
-pub async fn serve<S: crate::console::ConsoleStore + Send + Sync + 'static>(
+pub async fn serve<
+    S: crate::console::ConsoleStore + crate::store::DeliveryStore + Send + Sync + 'static,
+>(
     listener: tokio::net::TcpListener,
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,

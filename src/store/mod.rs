@@ -6,10 +6,13 @@ mod assemble;
 mod coalesce;
 mod codec;
 pub mod daemons;
+pub mod delivery;
+mod delivery_any;
 mod group;
 pub mod history;
 mod ingest;
 mod location;
+pub mod messages;
 pub mod postgres;
 pub mod set_aside;
 pub mod sqlite;
@@ -17,6 +20,7 @@ mod views;
 mod writer;
 
 pub use any::AnyStore;
+pub use delivery_any::DeliveryStore;
 pub use location::{Location, UrlError, is_secret_name, locate};
 pub use writer::WriterLimits;
 
