@@ -30,7 +30,7 @@ pub struct NewMessage {
 pub const MESSAGE_LOG_LOCK: (i32, i32) = (0x626f_0d00, -2);
 
 macro_rules! message_log {
-    ($conn:ty, $lock:literal, |$at:ident| $created:expr) => {
+    ($conn:ty, $(lock = $lock:literal,)? |$at:ident| $created:expr) => {
         /// Appends `messages` on `conn` (inside the caller's transaction),
         /// all created at `created_at`, in the order given; returns them
         /// as stored (id, seq), in the same order.
@@ -42,13 +42,13 @@ macro_rules! message_log {
             if messages.is_empty() {
                 return Ok(Vec::new());
             }
-            if !$lock.is_empty() {
+            $(
                 sqlx::query($lock)
                     .bind(MESSAGE_LOG_LOCK.0)
                     .bind(MESSAGE_LOG_LOCK.1)
                     .execute(&mut *conn)
                     .await?;
-            }
+            )?
             let mut stored = Vec::with_capacity(messages.len());
             for NewMessage { draft, causes } in messages {
                 let (seq,): (i64,) = sqlx::query_as(
@@ -87,7 +87,7 @@ macro_rules! message_log {
 
 pub mod sqlite {
     use super::*;
-    message_log!(sqlx::SqliteConnection, "", |at| at
+    message_log!(sqlx::SqliteConnection, |at| at
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
 }
 
@@ -95,7 +95,7 @@ pub mod postgres {
     use super::*;
     message_log!(
         sqlx::PgConnection,
-        "SELECT pg_advisory_xact_lock($1, $2)",
+        lock = "SELECT pg_advisory_xact_lock($1, $2)",
         |at| at
     );
 }

@@ -181,9 +181,19 @@ fn a_dead_endpoint_does_not_delay_another_then_its_messages_die_and_are_redelive
     let (_, metrics) = http("GET", port, "/metrics");
     let metrics = metrics.as_str().unwrap().to_owned();
     for part in [
-        format!("backorderd_deliveries_total{{destination=\"webhook:{}\",outcome=\"delivered\"}} {}", good.url(), messages.len()),
-        format!("backorderd_deliveries_total{{destination=\"{destination}\",outcome=\"dead\"}} {}", messages.len()),
-        format!("backorderd_dead_messages{{destination=\"{destination}\"}} {}", messages.len()),
+        format!(
+            "backorderd_deliveries_total{{destination=\"webhook:{}\",outcome=\"delivered\"}} {}",
+            good.url(),
+            messages.len()
+        ),
+        format!(
+            "backorderd_deliveries_total{{destination=\"{destination}\",outcome=\"dead\"}} {}",
+            messages.len()
+        ),
+        format!(
+            "backorderd_dead_messages{{destination=\"{destination}\"}} {}",
+            messages.len()
+        ),
         "backorderd_delivery_lag_seconds_bucket".to_owned(),
     ] {
         assert!(metrics.contains(&part), "{part} missing:\n{metrics}");

@@ -195,7 +195,11 @@ async fn serve(
         key: message["key"].as_str().unwrap_or_default().to_owned(),
         seq: message["seq"].as_u64().unwrap_or_default(),
         verified: verified && message["id"].as_str() == Some(id.as_str()),
-        answer: if answer == Answer::SlowOk { Answer::Ok } else { answer },
+        answer: if answer == Answer::SlowOk {
+            Answer::Ok
+        } else {
+            answer
+        },
         start,
         end,
     });
@@ -377,6 +381,20 @@ pub fn assert_in_order_per_key(hits: &[Hit], messages: &[Message]) {
         hits.iter().all(|h| h.verified),
         "a signature did not verify"
     );
+    let stored: HashMap<&str, (&str, u64)> = messages
+        .iter()
+        .map(|m| (m.id.as_str(), (m.key.as_str(), m.seq)))
+        .collect();
+    for hit in hits {
+        if let Some((key, seq)) = stored.get(hit.id.as_str()) {
+            assert_eq!(
+                (hit.key.as_str(), hit.seq),
+                (*key, *seq),
+                "the body of {}",
+                hit.id
+            );
+        }
+    }
     let mut first_success: HashMap<String, Instant> = HashMap::new();
     for hit in hits.iter().filter(|h| h.answer == Answer::Ok) {
         let at = first_success.entry(hit.id.clone()).or_insert(hit.end);
