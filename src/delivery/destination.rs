@@ -27,8 +27,9 @@ pub enum Outcome {
     Retry(String),
 }
 
+/// Both boxed: the HTTP client and the SMTP transport differ much in size.
 enum Channel {
-    Webhook { endpoint: Endpoint, sender: Sender },
+    Webhook(Box<(Endpoint, Sender)>),
     Mail(Box<Mailer>),
 }
 
@@ -65,14 +66,14 @@ impl Destination {
                 name,
                 types: webhook.types.clone(),
                 lease: webhook.timeout * 2 + Duration::from_secs(5),
-                channel: Channel::Webhook {
-                    endpoint: Endpoint {
+                channel: Channel::Webhook(Box::new((
+                    Endpoint {
                         url: webhook.url.clone(),
                         key: webhook.key(),
                         timeout: webhook.timeout,
                     },
-                    sender: sender.clone(),
-                },
+                    sender.clone(),
+                ))),
             }));
         }
         if let Some(email) = &settings.email {
@@ -106,7 +107,7 @@ impl Destination {
             return false;
         }
         match &self.channel {
-            Channel::Webhook { .. } => true,
+            Channel::Webhook(_) => true,
             Channel::Mail(_) => match serde_json::from_str::<Message>(&message.body) {
                 Ok(Message {
                     data: Data::Order(order),
@@ -127,7 +128,8 @@ impl Destination {
     /// One attempt at the message `id` whose JSON is `body`.
     pub async fn attempt(&self, id: &str, body: String) -> Outcome {
         match &self.channel {
-            Channel::Webhook { endpoint, sender } => {
+            Channel::Webhook(webhook) => {
+                let (endpoint, sender) = &**webhook;
                 let now = chrono::Utc::now().timestamp();
                 match sender.attempt(endpoint, id, now, Bytes::from(body)).await {
                     Attempt::Delivered { .. } => Outcome::Delivered,
