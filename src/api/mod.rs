@@ -18,6 +18,7 @@ mod audit;
 mod auth;
 mod bodies;
 mod changes;
+mod delivery;
 mod error;
 mod handlers;
 mod limits;
@@ -101,7 +102,9 @@ impl<S> AppState<S> {
 /// token; the admin console (src/console/) answers outside `/v1` with its
 /// own sign-in and sessions. Each API route has a `#[utoipa::path]` on its handler, listed in
 /// `openapi::ApiDoc` (the test `openapi_lists_every_route` checks).
-pub fn router<S: crate::console::ConsoleStore + FeedStore + Send + Sync + 'static>(
+pub fn router<
+    S: crate::console::ConsoleStore + crate::store::DeliveryStore + FeedStore + Send + Sync + 'static,
+>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
 ) -> Router {
@@ -115,6 +118,10 @@ pub fn router<S: crate::console::ConsoleStore + FeedStore + Send + Sync + 'stati
         .route("/v1/products/{sku}", get(handlers::product::<S>))
         .route("/v1/audit", get(audit::audit::<S>))
         .route("/v1/what-if", post(what_if::what_if::<S>))
+        .route("/v1/status", get(delivery::status::<S>))
+        .route("/v1/dead", get(delivery::dead::<S>))
+        .route("/v1/dead/{id}/redeliver", post(delivery::redeliver::<S>))
+        .route("/v1/destinations/enable", post(delivery::enable::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -152,7 +159,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Serves until `shutdown` turns true, then lets the requests in hand
 /// finish (the caller bounds that with the grace period).
-pub async fn serve<S: crate::console::ConsoleStore + FeedStore + Send + Sync + 'static>(
+pub async fn serve<
+    S: crate::console::ConsoleStore + crate::store::DeliveryStore + FeedStore + Send + Sync + 'static,
+>(
     listener: tokio::net::TcpListener,
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,

@@ -31,6 +31,10 @@ use super::handlers;
         handlers::product,
         super::audit::audit,
         super::what_if::what_if,
+        super::delivery::dead,
+        super::delivery::redeliver,
+        super::delivery::enable,
+        super::delivery::status,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
@@ -40,6 +44,7 @@ use super::handlers;
     tags(
         (name = "events", description = "What happened: applied in one transaction per request"),
         (name = "reads", description = "The stored state, and why"),
+        (name = "delivery", description = "Messages given up on, their redelivery, disabled destinations"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )
 )]

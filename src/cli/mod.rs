@@ -4,6 +4,7 @@
 mod audit;
 mod check_config;
 mod daemon;
+mod delivery;
 mod generate;
 mod messages;
 mod simulate;
@@ -197,6 +198,37 @@ pub enum Command {
     /// and orders. On a terminal a one-line summary goes to standard error.
     /// Exit codes: 0 done; 2 a setting or event refused (named); 1 any other failure.
     WhatIf(what_if::WhatIfArgs),
+    /// List the messages given up on after their retry window, per
+    /// destination, with the last attempt's error, as JSON.
+    Dead {
+        /// Only this destination's (`webhook:<url>` or `email`; `status` lists them).
+        #[arg(long, value_name = "DESTINATION")]
+        destination: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// Put dead messages back on their way, with a new retry window.
+    ///
+    /// A message is sent after the message of its key in hand, if any.
+    /// Exit 2 when the message is not dead (for that destination).
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
+    Redeliver {
+        /// The message id (`backorderd dead` lists them).
+        id: Option<String>,
+        /// Every dead message (of the destination, when given).
+        #[arg(long)]
+        all: bool,
+        /// Only for this destination (else every one where it is dead).
+        #[arg(long, value_name = "DESTINATION")]
+        destination: Option<String>,
+    },
+    /// Re-enable a destination disabled after it answered 410 Gone: its
+    /// waiting messages are sent again. Exit 2 for an unknown destination.
+    EnableDestination {
+        /// `webhook:<url>` or `email`, as `status` shows it.
+        destination: String,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -237,6 +269,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::WhatIf(args) => block_on(what_if::run(&settings()?, &args)),
+        Command::Dead { destination, limit } => {
+            block_on(delivery::dead(&settings()?, destination.as_deref(), limit))
+        }
+        Command::Redeliver {
+            id,
+            all: _,
+            destination,
+        } => block_on(delivery::redeliver(
+            &settings()?,
+            id.as_deref(),
+            destination.as_deref(),
+        )),
+        Command::EnableDestination { destination } => {
+            block_on(delivery::enable(&settings()?, &destination))
+        }
         Command::CheckConfig => {
             check_config::run(cli.config.as_deref(), cli.database_url.as_deref())
         }

@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::StoreError;
 use super::codec::{self, Record};
 use crate::delivery::message::{
-    Customer, Draft, LineState, OrderState, new_message_id, order_message,
+    Customer, Draft, LineState, Message, OrderState, new_message_id, order_message,
 };
 use crate::engine::snapshot::OrderStatus;
 use crate::recalc::{LineChange, OrderChange};
@@ -270,8 +270,47 @@ pub(in crate::store) async fn append<B: MessageLog>(
     pending: Vec<PendingMessage>,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
+    append_rows(db, pending, now).await.map(|rows| rows.len())
+}
+
+/// [`append`] on a transaction a tool opened on its own SQLite connection
+/// (the delivery tests and bench fill the log this way); returns the
+/// messages as stored.
+pub async fn append_on_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    pending: Vec<PendingMessage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Message>, StoreError> {
+    as_stored(append_rows(conn, pending, now).await?)
+}
+
+/// [`append_on_sqlite`] for PostgreSQL.
+pub async fn append_on_postgres(
+    conn: &mut sqlx::PgConnection,
+    pending: Vec<PendingMessage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Message>, StoreError> {
+    as_stored(append_rows(conn, pending, now).await?)
+}
+
+fn as_stored(rows: Vec<MessageRow>) -> Result<Vec<Message>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            serde_json::from_str(&row.body).map_err(|e| StoreError::Corrupt {
+                record: format!("message {}", row.id),
+                problem: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+async fn append_rows<B: MessageLog>(
+    db: &mut B,
+    pending: Vec<PendingMessage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<MessageRow>, StoreError> {
     if pending.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut counts: Vec<(String, i64)> = Vec::new();
     let mut slot: FxHashMap<String, usize> = FxHashMap::default();
@@ -311,7 +350,7 @@ pub(in crate::store) async fn append<B: MessageLog>(
         });
     }
     db.insert_messages(&rows).await?;
-    Ok(rows.len())
+    Ok(rows)
 }
 
 #[cfg(test)]

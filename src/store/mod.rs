@@ -7,6 +7,8 @@ mod coalesce;
 mod codec;
 mod customers;
 pub mod daemons;
+pub mod delivery;
+mod delivery_any;
 pub mod feed;
 mod group;
 pub mod history;
@@ -21,6 +23,7 @@ mod what_if;
 mod writer;
 
 pub use any::AnyStore;
+pub use delivery_any::DeliveryStore;
 pub use location::{Location, UrlError, is_secret_name, locate};
 pub use writer::WriterLimits;
 

@@ -49,7 +49,9 @@ async fn preview_in(
     limit: usize,
 ) -> Result<PreviewFindings, StoreError> {
     locks::take(&mut *conn, &locks::EventLocks::everything()).await?;
-    let ingest = crate::store::ingest::apply_batch(&mut *conn, events, options).await?;
+    // The events' own messages are never appended: the preview rolls back.
+    let (ingest, _messages) =
+        crate::store::ingest::apply_batch(&mut *conn, events, options).await?;
     let mut findings = recalc::audit_in(&mut *conn, false, as_of).await?;
     sort_findings(&mut findings);
     let ids = listed_line_ids(&findings, limit);

@@ -22,7 +22,9 @@ impl SqliteStore {
     ) -> Result<PreviewFindings, StoreError> {
         let mut conn = self.writing().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let ingest = crate::store::ingest::apply_batch(&mut *tx, events, options).await?;
+        // The events' own messages are never appended: the preview rolls back.
+        let (ingest, _messages) =
+            crate::store::ingest::apply_batch(&mut *tx, events, options).await?;
         let mut findings = super::audit_in(&mut tx, false, as_of).await?;
         sort_findings(&mut findings);
         let ids = listed_line_ids(&findings, limit);
