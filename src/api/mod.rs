@@ -5,6 +5,7 @@
 //!
 //! - `handlers`: one function per endpoint;
 //! - `audit`: `GET /v1/audit`;
+//! - `feed`: `GET /v1/availability[/{sku}]`, `GET /v1/purchasing`;
 //! - `auth`: the bearer token;
 //! - `error`: every error answered as JSON;
 //! - `bodies`: the JSON answers no other module owns;
@@ -17,6 +18,7 @@ mod audit;
 mod auth;
 mod bodies;
 mod error;
+mod feed;
 mod handlers;
 mod limits;
 pub mod openapi;
@@ -108,6 +110,9 @@ pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
         .route("/v1/backorders", get(handlers::backorders::<S>))
         .route("/v1/products/{sku}", get(handlers::product::<S>))
         .route("/v1/audit", get(audit::audit::<S>))
+        .route("/v1/availability", get(feed::availability::<S>))
+        .route("/v1/availability/{sku}", get(feed::availability_of::<S>))
+        .route("/v1/purchasing", get(feed::purchasing_report::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
