@@ -106,7 +106,13 @@ fn product(sku: &'static str) -> impl Strategy<Value = Product> {
 fn snapshot() -> impl Strategy<Value = Snapshot> {
     let inventory = prop::collection::vec((sku(), warehouse(), -6i64..16), 0..10);
     let purchase_orders = prop::collection::vec(
-        (sku(), warehouse(), 0i64..10, 0i64..6, prop::option::of(0i64..4)),
+        (
+            sku(),
+            warehouse(),
+            0i64..10,
+            0i64..6,
+            prop::option::of(0i64..4),
+        ),
         0..6,
     );
     let products = (
@@ -138,16 +144,18 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
             purchase_orders: pos
                 .into_iter()
                 .enumerate()
-                .map(|(i, (sku, warehouse, qty_ordered, qty_received, d))| PurchaseOrder {
-                    id: format!("PO{i}"),
-                    sku,
-                    warehouse,
-                    qty_ordered,
-                    qty_received,
-                    expected_date: d.map(|d| {
-                        NaiveDate::from_ymd_opt(2026, 12, 1).unwrap() + Duration::days(d * 7)
-                    }),
-                })
+                .map(
+                    |(i, (sku, warehouse, qty_ordered, qty_received, d))| PurchaseOrder {
+                        id: format!("PO{i}"),
+                        sku,
+                        warehouse,
+                        qty_ordered,
+                        qty_received,
+                        expected_date: d.map(|d| {
+                            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap() + Duration::days(d * 7)
+                        }),
+                    },
+                )
                 .collect(),
             orders,
         },
@@ -205,14 +213,17 @@ fn pool_of<'a>(s: &Snapshot, ship_from: Option<&'a str>) -> Option<&'a str> {
 /// Section 3 of allocation.md, literally, and what each pool's own lines
 /// took from it: `min(size, their demand)`, as every line takes what is
 /// left in priority order.
-fn pools<'a>(s: &'a Snapshot, f: &[LineFact<'a>]) -> BTreeMap<(&'a str, Option<&'a str>), (i64, i64, i64)> {
+fn pools<'a>(
+    s: &'a Snapshot,
+    f: &[LineFact<'a>],
+) -> BTreeMap<(&'a str, Option<&'a str>), (i64, i64, i64)> {
     // (size, own demand, allocated to own lines)
     let mut keys: BTreeSet<(&str, Option<&str>)> = BTreeSet::new();
     for l in f {
         keys.insert((l.sku, pool_of(s, l.ship_from)));
     }
     for r in &s.inventory {
-        keys.insert((&r.sku, pool_of(s, Some(&r.warehouse))));
+        keys.insert((r.sku.as_str(), pool_of(s, Some(r.warehouse.as_str()))));
     }
     keys.into_iter()
         .map(|(sku, w)| {
@@ -231,7 +242,10 @@ fn pools<'a>(s: &'a Snapshot, f: &[LineFact<'a>]) -> BTreeMap<(&'a str, Option<&
                 .map(|l| l.qty - l.stored.clamp(0, l.qty))
                 .sum();
             let size = (stock.max(0) - held).max(0);
-            let active = f.iter().filter(in_pool).filter(|l| l.scope == Scope::Active);
+            let active = f
+                .iter()
+                .filter(in_pool)
+                .filter(|l| l.scope == Scope::Active);
             let demand: i64 = active.clone().map(|l| l.qty).sum();
             let allocated: i64 = active.map(|l| l.qty - l.backorder).sum();
             ((sku, w), (size, demand, allocated))
@@ -269,8 +283,14 @@ fn expected_free(s: &Snapshot, f: &[LineFact], sku: &str, w: Option<&str>) -> i6
 
 fn check_entry(s: &Snapshot, f: &[LineFact], e: &FeedEntry) -> Result<(), TestCaseError> {
     let sku = e.sku.as_str();
-    let active = || f.iter().filter(|l| l.sku == sku && l.scope == Scope::Active);
-    prop_assert_eq!(e.allocated, active().map(|l| l.qty - l.backorder).sum::<i64>());
+    let active = || {
+        f.iter()
+            .filter(|l| l.sku == sku && l.scope == Scope::Active)
+    };
+    prop_assert_eq!(
+        e.allocated,
+        active().map(|l| l.qty - l.backorder).sum::<i64>()
+    );
     prop_assert_eq!(e.backordered, active().map(|l| l.backorder).sum::<i64>());
     let on_hand: i64 = s
         .inventory
@@ -333,8 +353,11 @@ fn check_entry(s: &Snapshot, f: &[LineFact], e: &FeedEntry) -> Result<(), TestCa
 }
 
 fn check_report(s: &Snapshot, f: &[LineFact], entries: &[FeedEntry]) -> Result<(), TestCaseError> {
-    let report = purchasing::report(&FeedSource::from_allocation(s, &engine::allocate(s, as_of())), None)
-        .expect("no vendor filter");
+    let report = purchasing::report(
+        &FeedSource::from_allocation(s, &engine::allocate(s, as_of())),
+        None,
+    )
+    .expect("no vendor filter");
     let listed: BTreeMap<&str, (&Option<String>, &purchasing::SkuShortfall)> = report
         .vendors
         .iter()
@@ -399,7 +422,8 @@ proptest! {
         }
         for e in &entries {
             check_entry(&s, &f, e)?;
-            prop_assert_eq!(feed::entry(&source, &e.sku).as_ref(), Some(e));
+            let alone = feed::entry(&source, &e.sku);
+            prop_assert_eq!(alone.as_ref(), Some(e));
         }
         check_report(&s, &f, &entries)?;
     }
@@ -445,7 +469,11 @@ fn a_bad_filter_or_vendor_is_refused_naming_it() {
     assert_eq!(refused(filter(None, Some(-2), None)), "backordered_max");
     assert_eq!(refused(filter(Some(3), Some(2), None)), "backordered_min");
     assert_eq!(refused(filter(None, None, Some("EAST"))), "warehouse");
-    assert!(filter(Some(0), Some(0), Some("MAIN")).check(&s.warehouses).is_ok());
+    assert!(
+        filter(Some(0), Some(0), Some("MAIN"))
+            .check(&s.warehouses)
+            .is_ok()
+    );
     let source = FeedSource::from_stored(&s, as_of());
     let err = purchasing::report(&source, Some("ACME")).unwrap_err();
     assert_eq!(err.parameter, "vendor");

@@ -60,7 +60,11 @@ pub async fn availability(settings: &Settings, args: AvailabilityArgs) -> anyhow
     Ok(())
 }
 
-pub async fn purchasing(settings: &Settings, vendor: Option<String>, csv: bool) -> anyhow::Result<()> {
+pub async fn purchasing(
+    settings: &Settings,
+    vendor: Option<String>,
+    csv: bool,
+) -> anyhow::Result<()> {
     let store = super::storage::open(settings).await?;
     let report = availability::purchasing(&store, vendor)
         .await

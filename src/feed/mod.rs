@@ -93,7 +93,10 @@ pub struct QueryError {
 impl FeedFilter {
     /// Refuses negative bounds, a minimum above the maximum and a
     /// warehouse the book does not know.
-    pub fn check(&self, warehouses: &[crate::engine::snapshot::Warehouse]) -> Result<(), QueryError> {
+    pub fn check(
+        &self,
+        warehouses: &[crate::engine::snapshot::Warehouse],
+    ) -> Result<(), QueryError> {
         for (parameter, bound) in [
             ("backordered_min", self.backordered_min),
             ("backordered_max", self.backordered_max),
@@ -257,7 +260,11 @@ fn pools<'a>(g: &Gathered<'a>, source: &FeedSource) -> BTreeMap<PoolKey<'a>, Poo
     for (&sku, acc) in &g.skus {
         if source.settings.warehouse_based {
             for (&w, wacc) in &acc.warehouses {
-                let stock = if g.eligible(w) { wacc.on_hand.max(0) } else { 0 };
+                let stock = if g.eligible(w) {
+                    wacc.on_hand.max(0)
+                } else {
+                    0
+                };
                 pools.insert(
                     (sku, Some(w)),
                     PoolFigures {
@@ -345,8 +352,11 @@ pub fn entries(source: &FeedSource) -> Vec<FeedEntry> {
     g.skus
         .iter()
         .map(|(&sku, acc)| {
-            let backordered_in =
-                |w: &str| acc.warehouses.get(w).map_or(0, |wacc| wacc.lines.backordered);
+            let backordered_in = |w: &str| {
+                acc.warehouses
+                    .get(w)
+                    .map_or(0, |wacc| wacc.lines.backordered)
+            };
             let mut warehouses = Vec::with_capacity(acc.warehouses.len());
             let (mut on_hand, mut on_order, mut next_eta) = (0i64, 0i64, None::<NaiveDate>);
             let mut over_threshold = false;
@@ -392,7 +402,10 @@ pub fn entries(source: &FeedSource) -> Vec<FeedEntry> {
             }
             let lines = acc.all_lines();
             let free = if warehouse_based {
-                acc.warehouses.keys().map(|&w| free_of((sku, Some(w)))).sum()
+                acc.warehouses
+                    .keys()
+                    .map(|&w| free_of((sku, Some(w))))
+                    .sum()
             } else {
                 free_of((sku, None))
             };

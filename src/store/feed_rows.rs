@@ -57,14 +57,13 @@ where
     .into_iter()
     .map(assemble::product)
     .collect::<Result<_, _>>()?;
-    let inventory = sqlx::query_as::<_, (String, String, i64)>(
-        "SELECT sku, warehouse, on_hand FROM inventory",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(assemble::inventory_row)
-    .collect::<Result<_, _>>()?;
+    let inventory =
+        sqlx::query_as::<_, (String, String, i64)>("SELECT sku, warehouse, on_hand FROM inventory")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(assemble::inventory_row)
+            .collect::<Result<_, _>>()?;
     let purchase_orders = sqlx::query_as::<_, PurchaseOrderRow>(
         "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date FROM purchase_orders
          WHERE qty_ordered > qty_received",

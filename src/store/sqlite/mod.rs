@@ -190,16 +190,15 @@ impl Store for SqliteStore {
         let settings = load_settings(&mut conn).await?;
         let warehouses = load_warehouses(&mut conn).await?;
 
-        let products =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM products ORDER BY position",
-                assemble::PRODUCT_COLUMNS
-            )))
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .map(assemble::product)
-                .collect::<Result<_, _>>()?;
+        let products = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM products ORDER BY position",
+            assemble::PRODUCT_COLUMNS
+        )))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(assemble::product)
+        .collect::<Result<_, _>>()?;
         let inventory =
             sqlx::query_as("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
                 .fetch_all(&mut *conn)
