@@ -258,6 +258,10 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         cause.downcast_ref::<InputError>().is_some()
             || cause.downcast_ref::<crate::feed::QueryError>().is_some()
             || matches!(
+                cause.downcast_ref::<crate::availability::FeedError>(),
+                Some(crate::availability::FeedError::Query(_))
+            )
+            || matches!(
                 cause.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::Refused(_))
             )
