@@ -80,6 +80,7 @@ pub fn generate(shape: BookShape) -> Snapshot {
             rush: rng.random_bool(0.05),
             picked: rng.random_bool(0.02),
             ship_from: Some(warehouses[rng.random_range(0..warehouses.len())].to_owned()),
+            customer: None,
             lines,
         });
     }

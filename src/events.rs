@@ -309,6 +309,7 @@ pub fn check(event: &Event) -> Result<(), String> {
         EventKind::OrderUpserted { order } => records_check(Snapshot {
             orders: vec![Order {
                 ship_from: None,
+                customer: None,
                 ..order.clone()
             }],
             ..lone_records()

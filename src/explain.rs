@@ -518,6 +518,7 @@ mod tests {
             rush: false,
             picked: false,
             ship_from: Some(ship_from.into()),
+            customer: None,
             lines: lines
                 .iter()
                 .map(|&(id, sku, qty, backorder_qty)| Line {

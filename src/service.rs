@@ -77,6 +77,7 @@ async fn report_presence(
     state: Arc<WorkerState>,
     mut daemon: crate::store::daemons::DaemonInfo,
     every: Duration,
+    retention: Duration,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,7 +101,43 @@ async fn report_presence(
         if let Err(e) = resume_left_work(&store).await {
             warn!(error = %e, "could not check for work left without a job");
         }
+        if let Err(e) = prune_messages(&store, retention).await {
+            warn!(error = %e, "could not prune expired change messages");
+        }
     }
+}
+
+/// Messages pruned per statement: a short write, however many expired.
+const PRUNE_BATCH: i64 = 10_000;
+/// At most this many batches per heartbeat, so a large backlog of expired
+/// messages (a first start after a long retention change) is pruned over
+/// several heartbeats without holding up the rest.
+const PRUNE_BATCHES_PER_BEAT: usize = 10;
+
+/// Deletes the messages older than `notify.retention_secs`, in bounded batches.
+async fn prune_messages(
+    store: &AnyStore,
+    retention: Duration,
+) -> Result<(), crate::store::StoreError> {
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        return Ok(());
+    };
+    let before = chrono::Utc::now() - retention;
+    let mut pruned = 0;
+    for _ in 0..PRUNE_BATCHES_PER_BEAT {
+        let deleted = store.prune_expired_messages(before, PRUNE_BATCH).await?;
+        pruned += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    if pruned > 0 {
+        info!(
+            messages = pruned,
+            "pruned change messages past notify.retention_secs"
+        );
+    }
+    Ok(())
 }
 
 /// Set-aside SKUs whose retry time has come are marked dirty again, and
@@ -233,6 +270,7 @@ pub async fn serve(
     store: AnyStore,
     settings: &ServiceSettings,
     http: &HttpSettings,
+    retention: Duration,
 ) -> anyhow::Result<()> {
     let mut signals = shutdown_signals()?;
     let listener = crate::api::bind(http.listen).await?;
@@ -331,6 +369,7 @@ pub async fn serve(
         state.clone(),
         daemon,
         settings.heartbeat,
+        retention,
     ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();

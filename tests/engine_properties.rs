@@ -98,6 +98,7 @@ fn order(index: usize) -> impl Strategy<Value = Order> {
                     rush,
                     picked,
                     ship_from,
+                    customer: None,
                 }
             },
         )

@@ -17,6 +17,7 @@
 mod audit;
 mod auth;
 mod bodies;
+mod changes;
 mod error;
 mod feed;
 mod handlers;
@@ -40,6 +41,7 @@ use crate::config::HttpSettings;
 use crate::store::IngestOptions;
 
 pub(crate) use auth::same as same_secret;
+pub use changes::FeedStore;
 pub use error::ApiError;
 pub(crate) use handlers::date_bound;
 pub use limits::MAX_URI_BYTES;
@@ -99,7 +101,7 @@ impl<S> AppState<S> {
 /// token; the admin console (src/console/) answers outside `/v1` with its
 /// own sign-in and sessions. Each API route has a `#[utoipa::path]` on its handler, listed in
 /// `openapi::ApiDoc` (the test `openapi_lists_every_route` checks).
-pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
+pub fn router<S: crate::console::ConsoleStore + FeedStore + Send + Sync + 'static>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
 ) -> Router {
@@ -107,6 +109,8 @@ pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
         .route("/v1/events", post(handlers::events::<S>))
         .route("/v1/recalculate", post(handlers::recalculate::<S>))
         .route("/v1/orders/{id}", get(handlers::order::<S>))
+        .route("/v1/orders/{id}/history", get(changes::history::<S>))
+        .route("/v1/changes", get(changes::changes::<S>))
         .route("/v1/backorders", get(handlers::backorders::<S>))
         .route("/v1/products/{sku}", get(handlers::product::<S>))
         .route("/v1/audit", get(audit::audit::<S>))
@@ -150,7 +154,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Serves until `shutdown` turns true, then lets the requests in hand
 /// finish (the caller bounds that with the grace period).
-pub async fn serve<S: crate::console::ConsoleStore + Send + Sync + 'static>(
+pub async fn serve<S: crate::console::ConsoleStore + FeedStore + Send + Sync + 'static>(
     listener: tokio::net::TcpListener,
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,

@@ -25,6 +25,8 @@ use super::handlers;
         handlers::events,
         handlers::recalculate,
         handlers::order,
+        super::changes::history,
+        super::changes::changes,
         handlers::backorders,
         handlers::product,
         super::audit::audit,

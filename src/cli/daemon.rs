@@ -162,7 +162,7 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> 
     http.check_exposure()?;
     crate::telemetry::init(&settings.log);
     let store = open(settings).await?;
-    crate::service::serve(store, &settings.service, &http).await
+    crate::service::serve(store, &settings.service, &http, settings.notify.retention).await
 }
 
 pub async fn status(settings: &Settings) -> anyhow::Result<()> {

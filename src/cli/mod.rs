@@ -6,6 +6,7 @@ mod check_config;
 mod daemon;
 mod feed;
 mod generate;
+mod messages;
 mod simulate;
 mod storage;
 
@@ -72,9 +73,15 @@ pub enum Command {
     ///
     /// The snapshot's stored backorder quantities are kept as they are until the
     /// recalculation writes new ones. A refused snapshot (exit 2) changes nothing.
+    ///
+    /// The import's recalculation emits no change message unless --notify is given
+    /// (a bulk load must not mail every customer).
     Import {
         /// The snapshot file; `-` reads standard input.
         file: PathBuf,
+        /// Let the import's recalculation emit change messages (cause `import`).
+        #[arg(long)]
+        notify: bool,
     },
     /// Print the stored state as a snapshot, stored backorder quantities in the lines.
     ///
@@ -128,6 +135,29 @@ pub enum Command {
     /// (`log.format = "json"` for JSON lines). It also answers HTTP on
     /// `http.listen` (docs/reference/http.md).
     Serve(daemon::ServeArgs),
+    /// Print the change messages (the pull feed) as JSON Lines, in commit order.
+    ///
+    /// Reads the database directly. Prints the messages after --after (from the
+    /// oldest kept one without it), then `next cursor: C` on standard error: pass C
+    /// as --after to continue. With --follow it keeps printing new messages until
+    /// stopped.
+    Changes {
+        /// Print the messages after this cursor (the `next` of an earlier read).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// At most this many messages.
+        #[arg(long, value_name = "N")]
+        limit: Option<i64>,
+        /// Keep printing messages as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print every change of an order and its lines (old and new values, cause,
+    /// time), newest first, as JSON; exit 2 for an unknown order.
+    History {
+        /// The order's id.
+        order_id: String,
+    },
     /// Print the queue's state as JSON: pending, running and failed jobs, and
     /// the SKUs waiting for a recalculation.
     Status,
@@ -188,7 +218,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate { file, pretty } => simulate::run(&file, pretty),
         Command::Generate(args) => generate::run(&args),
         Command::Migrate => block_on(storage::migrate(&settings()?)),
-        Command::Import { file } => block_on(storage::import(&settings()?, &file)),
+        Command::Import { file, notify } => block_on(storage::import(&settings()?, &file, notify)),
+        Command::Changes {
+            after,
+            limit,
+            follow,
+        } => block_on(messages::changes(
+            &settings()?,
+            after.as_deref(),
+            limit,
+            follow,
+        )),
+        Command::History { order_id } => block_on(messages::history(&settings()?, &order_id)),
         Command::Export { pretty } => block_on(storage::export(&settings()?, pretty)),
         Command::Event { file, wait } => block_on(daemon::event(&settings()?, &file, &wait)),
         Command::Recalc {

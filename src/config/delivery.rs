@@ -30,6 +30,10 @@ pub struct NotifySettings {
     /// that have not taken it.
     #[serde(rename = "retry_window_secs", with = "Secs::<1, YEAR>")]
     pub retry_window: Duration,
+    /// How long a message is kept (for the pull feed) from its creation;
+    /// then it is pruned.
+    #[serde(rename = "retention_secs", with = "Secs::<60, YEAR>")]
+    pub retention: Duration,
 }
 
 /// One `[[webhooks]]` table.

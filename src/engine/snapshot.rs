@@ -259,7 +259,21 @@ pub struct Order {
     pub picked: bool,
     #[serde(default)]
     pub ship_from: Option<String>,
+    /// Who placed the order: carried in its change messages (and the
+    /// address their e-mails go to). No part of the allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Customer>,
     pub lines: Vec<Line>,
+}
+
+/// An order's `customer`: both fields optional strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

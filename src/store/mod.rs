@@ -5,12 +5,15 @@ mod any;
 mod assemble;
 mod coalesce;
 mod codec;
+mod customers;
 pub mod daemons;
+pub mod feed;
 mod feed_rows;
 mod group;
 pub mod history;
 mod ingest;
 mod location;
+pub mod messages;
 pub mod postgres;
 pub mod set_aside;
 pub mod sqlite;
@@ -201,9 +204,13 @@ pub trait Store {
     /// Replaces the stored state with `snapshot` (stored backorder
     /// quantities included) and marks every SKU for recalculation, in one
     /// transaction. The snapshot must have passed `engine::validate`.
+    /// Without `notify` that recalculation emits no change message
+    /// (cause [`messages::QUIET_IMPORT_CAUSE`]); with it, as any other
+    /// (cause `import`).
     fn import(
         &self,
         snapshot: &Snapshot,
+        notify: bool,
     ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send;
     /// The stored state as a snapshot, `as_of` left for the caller.
     fn export(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;

@@ -16,6 +16,7 @@ mod delivery_webhook;
 mod deploy;
 mod http;
 mod http_edges;
+mod messages;
 mod openapi;
 mod postgres;
 mod scale_out;

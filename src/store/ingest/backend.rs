@@ -16,7 +16,9 @@ use crate::store::{IngestOptions, StoreError};
 /// The statements of one backend, each run in the batch's transaction.
 /// Checks against the state (unknown order...) are the caller's: these
 /// report what they find.
-pub(in crate::store) trait IngestBackend: Send {
+pub(in crate::store) trait IngestBackend:
+    Send + crate::store::messages::MessageLog
+{
     /// The options the running daemon recorded, if one ever did.
     fn stored_options(
         &mut self,
@@ -94,6 +96,11 @@ pub(in crate::store) trait IngestBackend: Send {
         &mut self,
         order: &Order,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the order's `customer` (none: clears it).
+    fn set_customer(
+        &mut self,
+        order: &Order,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Adds a new order after every stored one, with the totals of its lines.
     fn insert_order(
         &mut self,
@@ -155,8 +162,7 @@ pub(in crate::store) trait IngestBackend: Send {
         &mut self,
         order_ids: &[String],
     ) -> impl Future<Output = Result<Vec<OrderLines>, StoreError>> + Send;
-    /// Writes orders' new totals, a history row each and the outbox rows
-    /// they call for.
+    /// Writes orders' new totals and a history row each.
     fn write_order_changes(
         &mut self,
         changes: &[OrderChange],

@@ -21,6 +21,7 @@ use sqlx::{Connection, PgConnection, Postgres};
 
 mod ingest;
 mod locks;
+mod messages;
 mod queries;
 mod recalc;
 mod snapshot_io;
@@ -157,12 +158,13 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
+    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+        let cause = super::messages::import_cause(notify);
         let mut tx = self.pool.begin().await?;
         // Replaces everything: no batch of events applies meanwhile.
         locks::take(&mut tx, &locks::EventLocks::everything()).await?;
-        let summary = snapshot_io::import(&mut tx, snapshot).await?;
-        push_job(&mut tx, &RecalcJob::new(vec!["import".into()], &[], true)).await?;
+        let summary = snapshot_io::import(&mut tx, snapshot, cause).await?;
+        push_job(&mut tx, &RecalcJob::new(vec![cause.into()], &[], true)).await?;
         tx.commit().await?;
         Ok(summary)
     }

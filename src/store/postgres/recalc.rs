@@ -195,6 +195,8 @@ async fn recalculate_claimed(
     let lines_seen = changes.lines_seen;
     let written = writeback::write_changes(conn, changes, &format_timestamp(&as_of)).await?;
     clear_marks(conn, &claimed).await?;
+    // Last: the message log's lock is held from here to the commit.
+    crate::store::messages::append(&mut *conn, written.messages, Utc::now()).await?;
 
     let mut cause_list: Vec<String> = claimed.into_iter().map(|c| c.cause).collect();
     cause_list.sort_unstable();
@@ -358,8 +360,9 @@ async fn audit_in(
         orders: changes.orders.clone(),
     };
     if repair {
-        writeback::write_changes(conn, changes, &format_timestamp(&as_of)).await?;
+        let written = writeback::write_changes(conn, changes, &format_timestamp(&as_of)).await?;
         clear_marks(conn, &claimed).await?;
+        crate::store::messages::append(&mut *conn, written.messages, Utc::now()).await?;
     }
     Ok(findings)
 }

@@ -25,6 +25,7 @@ const COPY_CHUNK: usize = 1 << 20;
 pub(super) async fn import(
     conn: &mut PgConnection,
     snapshot: &Snapshot,
+    cause: &str,
 ) -> Result<ImportSummary, StoreError> {
     // The two large tables are loaded without their foreign keys and
     // secondary indexes, which are re-created afterwards: checking a key
@@ -184,13 +185,20 @@ pub(super) async fn import(
     skus.dedup();
     let marked = sqlx::query(
         "INSERT INTO dirty_skus (sku, marked_seq, cause)
-         SELECT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), 'import' FROM unnest($1::text[]) AS s (sku)
+         SELECT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), $2 FROM unnest($1::text[]) AS s (sku)
          ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
     )
     .bind(&skus)
+    .bind(cause)
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    let with_customer: Vec<&Order> = snapshot
+        .orders
+        .iter()
+        .filter(|o| o.customer.is_some())
+        .collect();
+    crate::store::customers::postgres::write(&mut *conn, &with_customer).await?;
     // The tables changed wholesale: fresh statistics let the recalculation
     // that follows plan its reads for the new sizes at once.
     sqlx::query("ANALYZE orders, order_lines")
@@ -255,6 +263,8 @@ pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreErr
         .fetch(&mut *conn),
     )
     .await?;
+    let customers = crate::store::customers::postgres::read(&mut *conn).await?;
+    crate::store::customers::attach(&mut orders, customers);
 
     Ok(Snapshot {
         as_of: None,

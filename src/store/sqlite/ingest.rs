@@ -155,6 +155,10 @@ impl IngestBackend for SqliteConnection {
         Ok(orders)
     }
 
+    async fn set_customer(&mut self, order: &Order) -> Result<(), StoreError> {
+        crate::store::customers::sqlite::write(self, &[order]).await
+    }
+
     async fn write_order_changes(
         &mut self,
         changes: &[OrderChange],

@@ -8,6 +8,7 @@ use sqlx::{Connection, Sqlite, Transaction};
 
 mod direct;
 mod ingest;
+mod messages;
 mod queries;
 mod recalc;
 mod writeback;
@@ -147,7 +148,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
+    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+        let cause = super::messages::import_cause(notify);
         let mut conn = self.writing().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         for table in [
@@ -164,17 +166,24 @@ impl Store for SqliteStore {
                 .await?;
         }
         insert_state(&mut tx, snapshot).await?;
+        let with_customer: Vec<&Order> = snapshot
+            .orders
+            .iter()
+            .filter(|o| o.customer.is_some())
+            .collect();
+        super::customers::sqlite::write(&mut tx, &with_customer).await?;
         let marked = sqlx::query(
             "INSERT INTO dirty_skus (sku, marked_seq, cause)
-             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), 'import' FROM order_lines WHERE true
+             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
              ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
         )
+        .bind(cause)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         ingest::push_job(
             &mut tx,
-            &crate::queue::RecalcJob::new(vec!["import".into()], &[], true),
+            &crate::queue::RecalcJob::new(vec![cause.into()], &[], true),
         )
         .await?;
         tx.commit().await?;
@@ -238,6 +247,8 @@ impl Store for SqliteStore {
             .fetch(&mut *conn),
         )
         .await?;
+        let customers = super::customers::sqlite::read(&mut conn).await?;
+        super::customers::attach(&mut orders, customers);
 
         Ok(Snapshot {
             as_of: None,
@@ -295,6 +306,10 @@ impl Store for SqliteStore {
         }
         let orders = cache.take_order_changes();
         writeback::write_order_changes(&mut tx, &orders, &format_timestamp(&as_of)).await?;
+        let lines = cache.line_changes.take().unwrap_or_default();
+        let messages = super::messages::for_write_back(&mut *tx, &lines, &orders).await?;
+        drop(lines);
+        super::messages::append(&mut *tx, messages, Utc::now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -337,6 +352,10 @@ impl Store for SqliteStore {
         if repair {
             writeback::write_order_changes(&mut tx, &findings.orders, &format_timestamp(&as_of))
                 .await?;
+            let messages =
+                super::messages::for_write_back(&mut *tx, &findings.lines, &findings.orders)
+                    .await?;
+            super::messages::append(&mut *tx, messages, Utc::now()).await?;
             tx.commit().await?;
         } else {
             tx.rollback().await?;

@@ -40,7 +40,8 @@ pub(super) struct HeaderCache {
     every_sku: bool,
     /// An audit without repair: batches write nothing.
     pub(super) dry_run: bool,
-    /// When set, every batch's line changes are kept here (an audit).
+    /// When set, every batch's line changes are kept here: for an audit's
+    /// report, and for the messages made at the end of the run.
     pub(super) line_changes: Option<Vec<LineChange>>,
 }
 
@@ -82,7 +83,7 @@ impl HeaderCache {
             causes: Vec::new(),
             every_sku: false,
             dry_run: false,
-            line_changes: None,
+            line_changes: Some(Vec::new()),
         }
     }
 
@@ -245,8 +246,15 @@ pub(super) async fn recalculate_dirty(
         }
         dry_run = cache.dry_run;
     }
+    let mut messages = Vec::new();
     if !dry_run {
         write_changes(conn, &changes, &format_timestamp(&as_of)).await?;
+        // A bulk run's orders change at its end: its messages are made there.
+        if cache.is_none() {
+            messages =
+                crate::store::messages::for_write_back(&mut *conn, &changes.lines, &changes.orders)
+                    .await?;
+        }
     }
     // Every SKU of the group was loaded under the write lock, so the marks
     // of the replacement group are done too: each SKU is loaded once per
@@ -255,6 +263,7 @@ pub(super) async fn recalculate_dirty(
         .bind(&sku_list)
         .execute(&mut *conn)
         .await?;
+    crate::store::messages::append(&mut *conn, messages, Utc::now()).await?;
 
     let mut cause_list: Vec<String> = claimed.into_iter().map(|c| c.1).collect();
     cause_list.sort_unstable();
