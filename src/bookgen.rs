@@ -111,10 +111,7 @@ pub fn generate(shape: BookShape) -> Snapshot {
             });
         }
         if sku + 1 < skus && rng.random_bool(0.02) {
-            products.push(Product {
-                sku: sku_name(sku),
-                replacement_sku: Some(sku_name(sku + 1)),
-            });
+            products.push(Product::new(sku_name(sku), Some(sku_name(sku + 1))));
         }
     }
 

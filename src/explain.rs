@@ -550,10 +550,7 @@ mod tests {
                         kind: WarehouseKind::Dropship,
                     },
                 ],
-                products: vec![Product {
-                    sku: "TEA".into(),
-                    replacement_sku: Some("TEA2".into()),
-                }],
+                products: vec![Product::new("TEA".into(), Some("TEA2".into()))],
                 inventory: stock
                     .iter()
                     .map(|&(sku, warehouse, on_hand)| InventoryRow {

@@ -133,10 +133,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 .iter()
                 .zip(replacements)
                 .filter(|(sku, r)| r.as_deref() != Some(**sku))
-                .map(|(sku, replacement_sku)| Product {
-                    sku: (*sku).into(),
-                    replacement_sku,
-                })
+                .map(|(sku, replacement_sku)| Product::new((*sku).into(), replacement_sku))
                 .collect(),
             inventory: inventory
                 .into_iter()

@@ -6,6 +6,7 @@
 //! - `handlers`: one function per endpoint;
 //! - `audit`: `GET /v1/audit`;
 //! - `what_if`: `POST /v1/what-if`;
+//! - `feed`: `GET /v1/availability[/{sku}]`, `GET /v1/purchasing`;
 //! - `auth`: the bearer token;
 //! - `error`: every error answered as JSON;
 //! - `bodies`: the JSON answers no other module owns;
@@ -20,6 +21,7 @@ mod bodies;
 mod changes;
 mod delivery;
 mod error;
+mod feed;
 mod handlers;
 mod limits;
 pub mod openapi;
@@ -122,6 +124,9 @@ pub fn router<
         .route("/v1/dead", get(delivery::dead::<S>))
         .route("/v1/dead/{id}/redeliver", post(delivery::redeliver::<S>))
         .route("/v1/destinations/enable", post(delivery::enable::<S>))
+        .route("/v1/availability", get(feed::availability::<S>))
+        .route("/v1/availability/{sku}", get(feed::availability_of::<S>))
+        .route("/v1/purchasing", get(feed::purchasing_report::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -5,6 +5,7 @@ mod audit;
 mod check_config;
 mod daemon;
 mod delivery;
+mod feed;
 mod generate;
 mod messages;
 mod simulate;
@@ -169,6 +170,26 @@ pub enum Command {
     /// parses and that the file's directory exists and is writable (and the
     /// file, if there); it opens no database and runs no migration. The
     /// systemd unit runs it before `serve` (ExecStartPre).
+    /// Prints the availability feed of the stored state: per SKU and warehouse,
+    /// on hand, allocated, backordered, free, on order, next ETA, sellable and
+    /// whether a backorder threshold is exceeded (docs/reference/feed.md).
+    ///
+    /// Without SKU: every SKU's entry, by SKU, as one JSON array (or --jsonl),
+    /// filtered by --backordered-min/--backordered-max (in --warehouse when
+    /// given). A bad filter (negative, min above max, unknown warehouse) exits 2.
+    Availability(feed::AvailabilityArgs),
+    /// Prints the purchasing report: per vendor, each SKU whose backordered
+    /// units no open purchase order covers (its shortfall), with its
+    /// backordered and on-order units, the oldest waiting order's date and the
+    /// number of waiting orders. A vendor no product names exits 2.
+    Purchasing {
+        /// Only this vendor's SKUs.
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
+        /// CSV (one row per SKU) instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
     CheckConfig,
     /// Compare every stored line and order with the contract's answer for
     /// the stored state; with --repair, write the answer.
@@ -284,6 +305,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::EnableDestination { destination } => {
             block_on(delivery::enable(&settings()?, &destination))
         }
+        Command::Availability(args) => block_on(feed::availability(&settings()?, args)),
+        Command::Purchasing { vendor, csv } => {
+            block_on(feed::purchasing(&settings()?, vendor, csv))
+        }
         Command::CheckConfig => {
             check_config::run(cli.config.as_deref(), cli.database_url.as_deref())
         }
@@ -331,6 +356,11 @@ pub fn describe(err: &anyhow::Error) -> String {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let refused = |cause: &(dyn std::error::Error + 'static)| {
         cause.downcast_ref::<InputError>().is_some()
+            || cause.downcast_ref::<crate::feed::QueryError>().is_some()
+            || matches!(
+                cause.downcast_ref::<crate::availability::FeedError>(),
+                Some(crate::availability::FeedError::Query(_))
+            )
             || matches!(
                 cause.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::Refused(_))

@@ -296,6 +296,13 @@ impl Store for AnyStore {
         each_backend!(self, s => s.order_view(id))
     }
 
+    async fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::feed::FeedSource, StoreError> {
+        each_backend!(self, s => s.feed_source(as_of))
+    }
+
     async fn pool_state(
         &self,
         skus: &[String],

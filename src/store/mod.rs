@@ -10,6 +10,7 @@ pub mod daemons;
 pub mod delivery;
 mod delivery_any;
 pub mod feed;
+mod feed_rows;
 mod group;
 pub mod history;
 mod ingest;
@@ -282,6 +283,13 @@ pub trait Store {
         skus: &[String],
         with_replacements: bool,
     ) -> impl Future<Output = Result<PoolState, StoreError>> + Send;
+    /// What the availability feed and the purchasing report are computed
+    /// from, for the whole book, from the stored backorder quantities
+    /// (store/feed_rows.rs), orders scoped as of `as_of`.
+    fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::feed::FeedSource, StoreError>> + Send;
     /// A page of orders whose stored status is backordered, oldest first.
     fn backorders(
         &self,

@@ -2,6 +2,7 @@
 //! binary the way a user would.
 
 mod audit;
+mod availability;
 mod bounds;
 mod console;
 mod console_browser;

@@ -65,6 +65,17 @@ pub(in crate::store) trait IngestBackend:
         &mut self,
         po: &PurchaseOrder,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The stored replacement SKU of a product (`None`: no product row or
+    /// no replacement).
+    fn replacement_sku(
+        &mut self,
+        sku: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Replaces a product row whole, or adds it after every stored one.
+    fn upsert_product(
+        &mut self,
+        product: &crate::engine::snapshot::Product,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The distinct SKUs of an order's lines; `None` for an unknown order.
     fn order_skus(
         &mut self,

@@ -8,6 +8,7 @@
 mod backend;
 mod orders;
 mod portable;
+mod products;
 mod purchase_orders;
 mod settings;
 mod splits;
@@ -267,6 +268,7 @@ async fn apply<B: IngestBackend>(
         EventKind::PurchaseOrderUpserted { purchase_order } => {
             purchase_orders::upsert_purchase_order(db, purchase_order).await
         }
+        EventKind::ProductUpserted { product } => products::upsert_product(db, product).await,
         EventKind::OrderUpserted { order } => orders::upsert_order(db, order, options).await,
         EventKind::OrderStatusChanged { order_id, status } => {
             let skus = orders::require_order(db, order_id).await?;

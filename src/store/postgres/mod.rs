@@ -307,6 +307,25 @@ impl Store for PgStore {
         Ok(view)
     }
 
+    async fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::feed::FeedSource, StoreError> {
+        let mut tx = read_transaction(&self.pool).await?;
+        let settings = load_settings(&mut tx).await?;
+        let warehouses = load_warehouses(&mut tx).await?;
+        let source = super::feed_rows::feed_source::<sqlx::Postgres>(
+            &mut tx,
+            settings,
+            warehouses,
+            r#"(rtrim(o.order_date, 'Z') COLLATE "C")"#,
+            as_of,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(source)
+    }
+
     async fn pool_state(
         &self,
         skus: &[String],

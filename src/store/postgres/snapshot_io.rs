@@ -75,12 +75,15 @@ pub(super) async fn import(
     .await?;
     copy_in(
         conn,
-        "products (sku, position, replacement_sku)",
+        "products (sku, position, replacement_sku, vendor, allow_backorders, backorder_thresholds)",
         snapshot.products.iter().enumerate(),
         |row, (position, p)| {
             row.text(&p.sku)
                 .int(position as i64)
                 .opt_text(p.replacement_sku.as_deref())
+                .opt_text(p.vendor.as_deref())
+                .text(if p.allow_backorders { "t" } else { "f" })
+                .opt_text(assemble::thresholds_column(p).as_deref())
                 .end_row();
         },
     )
@@ -214,7 +217,10 @@ pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreErr
     let warehouses = super::load_warehouses(conn).await?;
     let products = map_rows(
         conn,
-        sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position"),
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM products ORDER BY position",
+            assemble::PRODUCT_COLUMNS
+        ))),
         assemble::product,
     )
     .await?;

@@ -200,13 +200,15 @@ impl Store for SqliteStore {
         let settings = load_settings(&mut conn).await?;
         let warehouses = load_warehouses(&mut conn).await?;
 
-        let products =
-            sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position")
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .map(assemble::product)
-                .collect::<Result<_, _>>()?;
+        let products = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM products ORDER BY position",
+            assemble::PRODUCT_COLUMNS
+        )))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(assemble::product)
+        .collect::<Result<_, _>>()?;
         let inventory =
             sqlx::query_as("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
                 .fetch_all(&mut *conn)
@@ -406,6 +408,25 @@ impl Store for SqliteStore {
         Ok(view)
     }
 
+    async fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::feed::FeedSource, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let settings = load_settings(&mut tx).await?;
+        let warehouses = load_warehouses(&mut tx).await?;
+        let source = super::feed_rows::feed_source::<Sqlite>(
+            &mut tx,
+            settings,
+            warehouses,
+            "rtrim(o.order_date, 'Z')",
+            as_of,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(source)
+    }
+
     async fn pool_state(
         &self,
         skus: &[String],
@@ -455,10 +476,16 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
             .await?;
     }
     for (position, p) in s.products.iter().enumerate() {
-        sqlx::query("INSERT INTO products (sku, position, replacement_sku) VALUES (?, ?, ?)")
-            .bind(&p.sku)
-            .bind(position as i64)
-            .bind(&p.replacement_sku)
+        sqlx::query(
+            "INSERT INTO products (sku, position, replacement_sku, vendor, allow_backorders, backorder_thresholds)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.sku)
+        .bind(position as i64)
+        .bind(&p.replacement_sku)
+        .bind(&p.vendor)
+        .bind(p.allow_backorders)
+        .bind(assemble::thresholds_column(p))
             .execute(&mut **tx)
             .await?;
     }
