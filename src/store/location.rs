@@ -165,8 +165,21 @@ fn postgres(url: &str) -> Result<PgConnectOptions, UrlError> {
             return Err(invalid(format!("unknown connection parameter `{key}`")));
         }
     }
-    // The parsed URL: its scheme is lowercase, which sqlx needs.
-    PgConnectOptions::from_str(parsed.as_str()).map_err(|err| invalid(err.to_string()))
+    // The parsed URL: its scheme is lowercase, which sqlx needs. sqlx's
+    // message quotes the value it refused (`unknown value "…" for
+    // ssl_mode`), which may be a mistyped secret: values are cut out.
+    PgConnectOptions::from_str(parsed.as_str()).map_err(|err| {
+        let mut problem = err.to_string();
+        let values = parsed.query_pairs().map(|(_, value)| value.into_owned());
+        let user = [
+            parsed.username().to_owned(),
+            parsed.password().unwrap_or("").to_owned(),
+        ];
+        for value in values.chain(user).filter(|v| !v.is_empty()) {
+            problem = problem.replace(&value, "…");
+        }
+        invalid(problem)
+    })
 }
 
 /// `url` as messages, logs and `check-config` may show it: a password, in
@@ -309,6 +322,8 @@ mod tests {
         assert!(refused("postgres://app@db/x?passwd=hunter2").contains("`passwd`"));
         assert!(refused("postgres://app@db:notaport/x").contains("postgres://"));
         assert!(refused("sqlite://x.db?key=hunter2").contains("`key`"));
+        // sqlx quotes a refused value; a mistyped secret must not show.
+        assert!(refused("postgres://app@db/x?sslmode=dis:hunter2@able").contains("ssl"));
     }
 
     #[test]
