@@ -158,6 +158,12 @@ fn postgres(url: &str) -> Result<PgConnectOptions, UrlError> {
         };
         invalid(format!("{err}{hint}"))
     })?;
+    if parsed.fragment().is_some() {
+        return Err(invalid(
+            "it holds a `#` (a user name or password with / ? # @ : or % must be percent-encoded, e.g. # as %23)"
+                .to_owned(),
+        ));
+    }
     for (key, _) in parsed.query_pairs() {
         let known =
             PG_PARAMETERS.contains(&&*key) || (key.starts_with("options[") && key.ends_with(']'));
@@ -193,9 +199,12 @@ pub fn redact(url: &str) -> String {
             Ok(parsed) if !parsed.has_host() => format!("{}://…", parsed.scheme()),
             // An `@` past the host means a mistyped URL whose real password
             // may sit in the path or the query: show none of it either.
+            // A `#` starts a fragment, which a database URL never has: an
+            // unencoded `#` in a user name or password hides the rest there.
             Ok(parsed)
                 if parsed.path().contains('@')
-                    || parsed.query().is_some_and(|q| q.contains('@')) =>
+                    || parsed.query().is_some_and(|q| q.contains('@'))
+                    || parsed.fragment().is_some() =>
             {
                 format!("{}://…", parsed.scheme())
             }
@@ -324,6 +333,7 @@ mod tests {
         assert!(refused("sqlite://x.db?key=hunter2").contains("`key`"));
         // sqlx quotes a refused value; a mistyped secret must not show.
         assert!(refused("postgres://app@db/x?sslmode=dis:hunter2@able").contains("ssl"));
+        assert!(refused("postgres://a#pp:hunter2@db/x").contains("%23"));
     }
 
     #[test]
@@ -340,6 +350,7 @@ mod tests {
             ("postgres://u:p@h/db?x=a@b", "postgres://…"),
             ("postgres://h:/x//u:hunter2@db/x", "postgres://…"),
             ("postgres:u:hunter2@db/x", "postgres://…"),
+            ("postgres://a#pp:hunter2@db/x", "postgres://…"),
             (
                 "postgres://app@db/x?password=hunter2&sslmode=require",
                 "postgres://app@db/x?password=***&sslmode=require",
