@@ -205,7 +205,9 @@ async fn serve(
     });
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<(HashMap<String, String>, Vec<u8>)> {
+/// A request's head and body, read by hand so a receiver can also hang
+/// or drop the connection.
+pub async fn read_request(stream: &mut TcpStream) -> Option<(HashMap<String, String>, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
