@@ -80,6 +80,7 @@ pub fn generate(shape: BookShape) -> Snapshot {
             rush: rng.random_bool(0.05),
             picked: rng.random_bool(0.02),
             ship_from: Some(warehouses[rng.random_range(0..warehouses.len())].to_owned()),
+            customer: None,
             lines,
         });
     }
@@ -110,10 +111,7 @@ pub fn generate(shape: BookShape) -> Snapshot {
             });
         }
         if sku + 1 < skus && rng.random_bool(0.02) {
-            products.push(Product {
-                sku: sku_name(sku),
-                replacement_sku: Some(sku_name(sku + 1)),
-            });
+            products.push(Product::new(sku_name(sku), Some(sku_name(sku + 1))));
         }
     }
 

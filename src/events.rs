@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::snapshot::{
-    Order, OrderStatus, PaymentStatus, PurchaseOrder, Settings, Snapshot,
+    Order, OrderStatus, PaymentStatus, Product, PurchaseOrder, Settings, Snapshot,
 };
 use crate::engine::time_format::timestamp_opt;
 use crate::engine::validate;
@@ -43,6 +43,9 @@ pub enum EventKind {
     },
     PurchaseOrderUpserted {
         purchase_order: PurchaseOrder,
+    },
+    ProductUpserted {
+        product: Product,
     },
     OrderUpserted {
         order: Order,
@@ -85,6 +88,7 @@ impl EventKind {
             EventKind::InventoryAdjusted { .. } => "inventory_adjusted",
             EventKind::InventorySet { .. } => "inventory_set",
             EventKind::PurchaseOrderUpserted { .. } => "purchase_order_upserted",
+            EventKind::ProductUpserted { .. } => "product_upserted",
             EventKind::OrderUpserted { .. } => "order_upserted",
             EventKind::OrderStatusChanged { .. } => "order_status_changed",
             EventKind::OrderPaymentChanged { .. } => "order_payment_changed",
@@ -298,9 +302,14 @@ pub fn check(event: &Event) -> Result<(), String> {
             purchase_orders: vec![purchase_order.clone()],
             ..lone_records()
         }),
+        EventKind::ProductUpserted { product } => records_check(Snapshot {
+            products: vec![product.clone()],
+            ..lone_records()
+        }),
         EventKind::OrderUpserted { order } => records_check(Snapshot {
             orders: vec![Order {
                 ship_from: None,
+                customer: None,
                 ..order.clone()
             }],
             ..lone_records()

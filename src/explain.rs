@@ -518,6 +518,7 @@ mod tests {
             rush: false,
             picked: false,
             ship_from: Some(ship_from.into()),
+            customer: None,
             lines: lines
                 .iter()
                 .map(|&(id, sku, qty, backorder_qty)| Line {
@@ -549,10 +550,7 @@ mod tests {
                         kind: WarehouseKind::Dropship,
                     },
                 ],
-                products: vec![Product {
-                    sku: "TEA".into(),
-                    replacement_sku: Some("TEA2".into()),
-                }],
+                products: vec![Product::new("TEA".into(), Some("TEA2".into()))],
                 inventory: stock
                     .iter()
                     .map(|&(sku, warehouse, on_hand)| InventoryRow {

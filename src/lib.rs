@@ -6,10 +6,12 @@
 //! - [`cli`]: the command line, a thin layer over the rest.
 //! - [`api`]: the HTTP API of `serve`, another thin layer.
 //! - [`delivery`]: change messages and their delivery by webhook and e-mail.
+//! - [`feed`]: the availability feed and the purchasing report, pure.
 //! - [`audit`]: the report of `backorderd audit`: stored values against the contract's answer.
 
 pub mod api;
 pub mod audit;
+pub mod availability;
 pub mod bookgen;
 pub mod cli;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod delivery;
 pub mod engine;
 pub mod events;
 pub mod explain;
+pub mod feed;
 pub mod health;
 pub mod input;
 pub mod meter;
@@ -28,4 +31,5 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod wake;
+pub mod whatif;
 pub mod worker;

@@ -61,6 +61,7 @@ pub fn handle() -> &'static PrometheusHandle {
 
 fn describe() {
     describe_counter!(JOBS, "Recalculation jobs run, by outcome (done, failed).");
+    crate::delivery::deliver::describe_metrics();
     describe_histogram!(
         RECALC_SECONDS,
         metrics::Unit::Seconds,

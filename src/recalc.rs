@@ -102,19 +102,6 @@ fn line_totals<'a>(lines: impl Iterator<Item = (i64, i64)> + 'a) -> (LineCounts,
     (counts, sum)
 }
 
-impl OrderChange {
-    /// The outbox notification this change calls for, if any.
-    pub fn notification(&self) -> Option<&'static str> {
-        let was = self.old_status != BackorderStatus::None;
-        let is = self.new_status != BackorderStatus::None;
-        match (was, is) {
-            (false, true) => Some("backordered"),
-            (true, false) => Some("no_longer_backordered"),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
     pub lines: Vec<LineChange>,
@@ -330,6 +317,7 @@ mod tests {
             rush: false,
             picked: false,
             ship_from: None,
+            customer: None,
             lines: lines
                 .iter()
                 .map(|&(id, sku, qty, backorder_qty)| Line {
@@ -401,7 +389,6 @@ mod tests {
         );
         assert_eq!(out.orders.len(), 1);
         assert_eq!(out.orders[0].new_status, BackorderStatus::Full);
-        assert_eq!(out.orders[0].notification(), Some("backordered"));
     }
 
     #[test]

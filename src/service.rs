@@ -77,6 +77,7 @@ async fn report_presence(
     state: Arc<WorkerState>,
     mut daemon: crate::store::daemons::DaemonInfo,
     every: Duration,
+    retention: Duration,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,7 +101,43 @@ async fn report_presence(
         if let Err(e) = resume_left_work(&store).await {
             warn!(error = %e, "could not check for work left without a job");
         }
+        if let Err(e) = prune_messages(&store, retention).await {
+            warn!(error = %e, "could not prune expired change messages");
+        }
     }
+}
+
+/// Messages pruned per statement: a short write, however many expired.
+const PRUNE_BATCH: i64 = 10_000;
+/// At most this many batches per heartbeat, so a large backlog of expired
+/// messages (a first start after a long retention change) is pruned over
+/// several heartbeats without holding up the rest.
+const PRUNE_BATCHES_PER_BEAT: usize = 10;
+
+/// Deletes the messages older than `notify.retention_secs`, in bounded batches.
+async fn prune_messages(
+    store: &AnyStore,
+    retention: Duration,
+) -> Result<(), crate::store::StoreError> {
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        return Ok(());
+    };
+    let before = chrono::Utc::now() - retention;
+    let mut pruned = 0;
+    for _ in 0..PRUNE_BATCHES_PER_BEAT {
+        let deleted = store.prune_expired_messages(before, PRUNE_BATCH).await?;
+        pruned += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    if pruned > 0 {
+        info!(
+            messages = pruned,
+            "pruned change messages past notify.retention_secs"
+        );
+    }
+    Ok(())
 }
 
 /// Set-aside SKUs whose retry time has come are marked dirty again, and
@@ -229,10 +266,39 @@ async fn run_queue_worker(
     unreachable!("the incarnations outnumber u32")
 }
 
+/// The destinations `serve` delivers the message log to, and how.
+pub struct Delivery {
+    pub destinations: Vec<Arc<crate::delivery::destination::Destination>>,
+    pub settings: crate::delivery::deliver::LoopSettings,
+    /// How long messages are kept (`notify.retention_secs`).
+    pub retention: Duration,
+}
+
+impl Delivery {
+    pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Delivery> {
+        let destinations = crate::delivery::destination::Destination::all(settings)
+            .map_err(|e| anyhow::anyhow!("cannot set up the delivery destinations: {e}"))?;
+        Ok(Delivery {
+            destinations,
+            retention: settings.notify.retention,
+            settings: crate::delivery::deliver::LoopSettings {
+                retry_window: settings.notify.retry_window,
+                retry_base: settings.notify.retry_base,
+                concurrency: settings.notify.concurrency.get(),
+                poll: settings
+                    .service
+                    .poll_interval
+                    .clamp(Duration::from_millis(10), Duration::from_millis(100)),
+            },
+        })
+    }
+}
+
 pub async fn serve(
     store: AnyStore,
     settings: &ServiceSettings,
     http: &HttpSettings,
+    delivery: Delivery,
 ) -> anyhow::Result<()> {
     let mut signals = shutdown_signals()?;
     let listener = crate::api::bind(http.listen).await?;
@@ -254,6 +320,14 @@ pub async fn serve(
     });
 
     store.publish_options(settings.ingest_options()).await?;
+    // Before "ready": a destination seen for the first time takes every
+    // message committed from here on.
+    for destination in &delivery.destinations {
+        store
+            .delivery_ensure(&destination.name)
+            .await
+            .with_context(|| format!("cannot record the destination {}", destination.name))?;
+    }
     // Marks left by a crash or by events sent while no daemon ran.
     let dirty = store.dirty_count(None).await?;
     if dirty > 0 {
@@ -331,10 +405,27 @@ pub async fn serve(
         state.clone(),
         daemon,
         settings.heartbeat,
+        delivery.retention,
     ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();
     crate::systemd::spawn_watchdog(health.clone(), store.clone());
+
+    // One task per destination: a slow or dead one holds up only itself.
+    let (stop_delivery_tx, stop_delivery_rx) = tokio::sync::watch::channel(false);
+    let delivery_tasks: Vec<_> = delivery
+        .destinations
+        .into_iter()
+        .map(|destination| {
+            tokio::spawn(crate::delivery::deliver::run(
+                store.clone(),
+                destination,
+                delivery.settings,
+                stop_delivery_rx.clone(),
+                settings.shutdown_grace,
+            ))
+        })
+        .collect();
 
     let periodic = settings
         .full_recalculation_interval
@@ -354,6 +445,7 @@ pub async fn serve(
         waker.abort();
     }
     let _ = stop_worker_tx.send(true);
+    let _ = stop_delivery_tx.send(true);
     match tokio::time::timeout_at(deadline, worker_task).await {
         Ok(Ok(Ok(()))) => info!("stopped"),
         Ok(Ok(Err(e))) => warn!(error = %e, "the queue worker stopped with an error"),
@@ -370,6 +462,13 @@ pub async fn serve(
         Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP server stopped with an error"),
         Ok(Err(e)) => error!(error = %e, "the HTTP server panicked"),
         Err(_) => warn!("HTTP requests still in hand at the end of the grace period were cut"),
+    }
+    for task in delivery_tasks {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            warn!(
+                "deliveries still in hand at the end of the grace period were cut; they are sent again after their lease"
+            );
+        }
     }
     if let Err(e) = store.remove_daemon(&name).await {
         warn!(error = %e, "could not remove this daemon from the list of live ones; it drops out after three heartbeats");

@@ -98,6 +98,7 @@ fn order(index: usize) -> impl Strategy<Value = Order> {
                     rush,
                     picked,
                     ship_from,
+                    customer: None,
                 }
             },
         )
@@ -132,10 +133,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 .iter()
                 .zip(replacements)
                 .filter(|(sku, r)| r.as_deref() != Some(**sku))
-                .map(|(sku, replacement_sku)| Product {
-                    sku: (*sku).into(),
-                    replacement_sku,
-                })
+                .map(|(sku, replacement_sku)| Product::new((*sku).into(), replacement_sku))
                 .collect(),
             inventory: inventory
                 .into_iter()

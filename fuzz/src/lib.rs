@@ -304,6 +304,13 @@ fn apply(state: &mut Snapshot, event: &Event) -> Option<()> {
             state.purchase_orders.retain(|p| p.id != purchase_order.id);
             state.purchase_orders.push(purchase_order.clone());
         }
+        EventKind::ProductUpserted { product } => {
+            for warehouse in product.backorder_thresholds.keys() {
+                known_warehouse(state, warehouse)?;
+            }
+            state.products.retain(|p| p.sku != product.sku);
+            state.products.push(product.clone());
+        }
         EventKind::OrderUpserted { order } => {
             state.orders.retain(|o| o.id != order.id);
             state.orders.push(order.clone());

@@ -600,13 +600,21 @@ pub async fn readyz<S: Store + Send + Sync + 'static>(State(state): Shared<S>) -
     ),
     security((), ("bearer" = [])),
 )]
-pub async fn metrics<S: Store + Send + Sync + 'static>(State(state): Shared<S>) -> Response {
+pub async fn metrics<S: Store + crate::store::DeliveryStore + Send + Sync + 'static>(
+    State(state): Shared<S>,
+) -> Response {
     match state.store.queue_status().await {
         Ok(queue) => {
             let oldest = state.store.oldest_dirty_mark().await.ok().flatten();
             crate::meter::set_queue(&queue, oldest, Utc::now());
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the queue's state"),
+    }
+    match state.store.destinations_status().await {
+        Ok(destinations) => {
+            crate::delivery::deliver::set_gauges(&destinations, crate::store::daemons::now_ms())
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the delivery state"),
     }
     state.metrics.run_upkeep();
     (

@@ -5,6 +5,8 @@
 //!
 //! - `handlers`: one function per endpoint;
 //! - `audit`: `GET /v1/audit`;
+//! - `what_if`: `POST /v1/what-if`;
+//! - `feed`: `GET /v1/availability[/{sku}]`, `GET /v1/purchasing`;
 //! - `auth`: the bearer token;
 //! - `error`: every error answered as JSON;
 //! - `bodies`: the JSON answers no other module owns;
@@ -16,11 +18,15 @@
 mod audit;
 mod auth;
 mod bodies;
+mod changes;
+mod delivery;
 mod error;
+mod feed;
 mod handlers;
 mod limits;
 pub mod openapi;
 mod server;
+mod what_if;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +44,7 @@ use crate::config::HttpSettings;
 use crate::store::IngestOptions;
 
 pub(crate) use auth::same as same_secret;
+pub use changes::FeedStore;
 pub use error::ApiError;
 pub(crate) use handlers::date_bound;
 pub use limits::MAX_URI_BYTES;
@@ -97,7 +104,9 @@ impl<S> AppState<S> {
 /// token; the admin console (src/console/) answers outside `/v1` with its
 /// own sign-in and sessions. Each API route has a `#[utoipa::path]` on its handler, listed in
 /// `openapi::ApiDoc` (the test `openapi_lists_every_route` checks).
-pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
+pub fn router<
+    S: crate::console::ConsoleStore + crate::store::DeliveryStore + FeedStore + Send + Sync + 'static,
+>(
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,
 ) -> Router {
@@ -105,9 +114,19 @@ pub fn router<S: crate::console::ConsoleStore + Send + Sync + 'static>(
         .route("/v1/events", post(handlers::events::<S>))
         .route("/v1/recalculate", post(handlers::recalculate::<S>))
         .route("/v1/orders/{id}", get(handlers::order::<S>))
+        .route("/v1/orders/{id}/history", get(changes::history::<S>))
+        .route("/v1/changes", get(changes::changes::<S>))
         .route("/v1/backorders", get(handlers::backorders::<S>))
         .route("/v1/products/{sku}", get(handlers::product::<S>))
         .route("/v1/audit", get(audit::audit::<S>))
+        .route("/v1/what-if", post(what_if::what_if::<S>))
+        .route("/v1/status", get(delivery::status::<S>))
+        .route("/v1/dead", get(delivery::dead::<S>))
+        .route("/v1/dead/{id}/redeliver", post(delivery::redeliver::<S>))
+        .route("/v1/destinations/enable", post(delivery::enable::<S>))
+        .route("/v1/availability", get(feed::availability::<S>))
+        .route("/v1/availability/{sku}", get(feed::availability_of::<S>))
+        .route("/v1/purchasing", get(feed::purchasing_report::<S>))
         .route("/metrics", get(handlers::metrics::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -145,7 +164,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Serves until `shutdown` turns true, then lets the requests in hand
 /// finish (the caller bounds that with the grace period).
-pub async fn serve<S: crate::console::ConsoleStore + Send + Sync + 'static>(
+pub async fn serve<
+    S: crate::console::ConsoleStore + crate::store::DeliveryStore + FeedStore + Send + Sync + 'static,
+>(
     listener: tokio::net::TcpListener,
     state: Arc<AppState<S>>,
     body_limit_bytes: usize,

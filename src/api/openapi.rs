@@ -25,9 +25,19 @@ use super::handlers;
         handlers::events,
         handlers::recalculate,
         handlers::order,
+        super::changes::history,
+        super::changes::changes,
         handlers::backorders,
         handlers::product,
         super::audit::audit,
+        super::what_if::what_if,
+        super::delivery::dead,
+        super::delivery::redeliver,
+        super::delivery::enable,
+        super::delivery::status,
+        super::feed::availability,
+        super::feed::availability_of,
+        super::feed::purchasing_report,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
@@ -37,6 +47,7 @@ use super::handlers;
     tags(
         (name = "events", description = "What happened: applied in one transaction per request"),
         (name = "reads", description = "The stored state, and why"),
+        (name = "delivery", description = "Messages given up on, their redelivery, disabled destinations"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )
 )]

@@ -164,7 +164,8 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> 
     http.check_exposure()?;
     crate::telemetry::init(&settings.log);
     let store = open(settings).await?;
-    crate::service::serve(store, &settings.service, &http).await
+    let delivery = crate::service::Delivery::from_settings(settings)?;
+    crate::service::serve(store, &settings.service, &http, delivery).await
 }
 
 pub async fn status(settings: &Settings) -> anyhow::Result<()> {
@@ -201,8 +202,25 @@ pub async fn status(settings: &Settings) -> anyhow::Result<()> {
             })
         })
         .collect();
+    let now = crate::store::daemons::now_ms();
+    let destinations: Vec<serde_json::Value> =
+        crate::store::DeliveryStore::destinations_status(&store)
+            .await?
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "destination": d.destination,
+                    "backlog": d.pending + d.unscanned,
+                    "oldest_undelivered_age_secs": d.oldest_pending_ms.map(|ms| (now - ms).max(0) as f64 / 1000.0),
+                    "dead": d.dead,
+                    "disabled_at": d.disabled_at_ms.map(crate::store::daemons::ms_to_rfc3339),
+                    "disabled_reason": d.disabled_reason,
+                })
+            })
+            .collect();
     print_json(&serde_json::json!({
         "backend": store.backend_name(),
+        "destinations": destinations,
         "queue": { "pending": queue.pending, "running": queue.running, "failed": queue.failed },
         "dirty_skus": queue.dirty_skus,
         "set_aside": set_aside,

@@ -4,9 +4,13 @@
 mod audit;
 mod check_config;
 mod daemon;
+mod delivery;
+mod feed;
 mod generate;
+mod messages;
 mod simulate;
 mod storage;
+mod what_if;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,9 +75,15 @@ pub enum Command {
     ///
     /// The snapshot's stored backorder quantities are kept as they are until the
     /// recalculation writes new ones. A refused snapshot (exit 2) changes nothing.
+    ///
+    /// The import's recalculation emits no change message unless --notify is given
+    /// (a bulk load must not mail every customer).
     Import {
         /// The snapshot file; `-` reads standard input.
         file: PathBuf,
+        /// Let the import's recalculation emit change messages (cause `import`).
+        #[arg(long)]
+        notify: bool,
     },
     /// Print the stored state as a snapshot, stored backorder quantities in the lines.
     ///
@@ -127,6 +137,29 @@ pub enum Command {
     /// (`log.format = "json"` for JSON lines). It also answers HTTP on
     /// `http.listen` (docs/reference/http.md).
     Serve(daemon::ServeArgs),
+    /// Print the change messages (the pull feed) as JSON Lines, in commit order.
+    ///
+    /// Reads the database directly. Prints the messages after --after (from the
+    /// oldest kept one without it), then `next cursor: C` on standard error: pass C
+    /// as --after to continue. With --follow it keeps printing new messages until
+    /// stopped.
+    Changes {
+        /// Print the messages after this cursor (the `next` of an earlier read).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// At most this many messages.
+        #[arg(long, value_name = "N")]
+        limit: Option<i64>,
+        /// Keep printing messages as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print every change of an order and its lines (old and new values, cause,
+    /// time), newest first, as JSON; exit 2 for an unknown order.
+    History {
+        /// The order's id.
+        order_id: String,
+    },
     /// Print the queue's state as JSON: pending, running and failed jobs, and
     /// the SKUs waiting for a recalculation.
     Status,
@@ -137,6 +170,26 @@ pub enum Command {
     /// parses and that the file's directory exists and is writable (and the
     /// file, if there); it opens no database and runs no migration. The
     /// systemd unit runs it before `serve` (ExecStartPre).
+    /// Prints the availability feed of the stored state: per SKU and warehouse,
+    /// on hand, allocated, backordered, free, on order, next ETA, sellable and
+    /// whether a backorder threshold is exceeded (docs/reference/feed.md).
+    ///
+    /// Without SKU: every SKU's entry, by SKU, as one JSON array (or --jsonl),
+    /// filtered by --backordered-min/--backordered-max (in --warehouse when
+    /// given). A bad filter (negative, min above max, unknown warehouse) exits 2.
+    Availability(feed::AvailabilityArgs),
+    /// Prints the purchasing report: per vendor, each SKU whose backordered
+    /// units no open purchase order covers (its shortfall), with its
+    /// backordered and on-order units, the oldest waiting order's date and the
+    /// number of waiting orders. A vendor no product names exits 2.
+    Purchasing {
+        /// Only this vendor's SKUs.
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
+        /// CSV (one row per SKU) instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
     CheckConfig,
     /// Compare every stored line and order with the contract's answer for
     /// the stored state; with --repair, write the answer.
@@ -156,6 +209,47 @@ pub enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Show what a settings change would change on the stored state, writing nothing.
+    ///
+    /// Applies the settings (and the events of --events) and recalculates every SKU, as
+    /// a `settings_changed` event makes the daemon do, inside a transaction it then
+    /// rolls back; prints one JSON document: how many lines and orders would change,
+    /// how many orders would become or stop being backordered, and the changed lines
+    /// (order, line, SKU, backorder qty, ETA and the order's status, before and after)
+    /// and orders. On a terminal a one-line summary goes to standard error.
+    /// Exit codes: 0 done; 2 a setting or event refused (named); 1 any other failure.
+    WhatIf(what_if::WhatIfArgs),
+    /// List the messages given up on after their retry window, per
+    /// destination, with the last attempt's error, as JSON.
+    Dead {
+        /// Only this destination's (`webhook:<url>` or `email`; `status` lists them).
+        #[arg(long, value_name = "DESTINATION")]
+        destination: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// Put dead messages back on their way, with a new retry window.
+    ///
+    /// A message is sent after the message of its key in hand, if any.
+    /// Exit 2 when the message is not dead (for that destination).
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
+    Redeliver {
+        /// The message id (`backorderd dead` lists them).
+        id: Option<String>,
+        /// Every dead message (of the destination, when given).
+        #[arg(long)]
+        all: bool,
+        /// Only for this destination (else every one where it is dead).
+        #[arg(long, value_name = "DESTINATION")]
+        destination: Option<String>,
+    },
+    /// Re-enable a destination disabled after it answered 410 Gone: its
+    /// waiting messages are sent again. Exit 2 for an unknown destination.
+    EnableDestination {
+        /// `webhook:<url>` or `email`, as `status` shows it.
+        destination: String,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -167,7 +261,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate { file, pretty } => simulate::run(&file, pretty),
         Command::Generate(args) => generate::run(&args),
         Command::Migrate => block_on(storage::migrate(&settings()?)),
-        Command::Import { file } => block_on(storage::import(&settings()?, &file)),
+        Command::Import { file, notify } => block_on(storage::import(&settings()?, &file, notify)),
+        Command::Changes {
+            after,
+            limit,
+            follow,
+        } => block_on(messages::changes(
+            &settings()?,
+            after.as_deref(),
+            limit,
+            follow,
+        )),
+        Command::History { order_id } => block_on(messages::history(&settings()?, &order_id)),
         Command::Export { pretty } => block_on(storage::export(&settings()?, pretty)),
         Command::Event { file, wait } => block_on(daemon::event(&settings()?, &file, &wait)),
         Command::Recalc {
@@ -183,6 +288,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(crate::audit::EXIT_DRIFT);
             }
             Ok(())
+        }
+        Command::WhatIf(args) => block_on(what_if::run(&settings()?, &args)),
+        Command::Dead { destination, limit } => {
+            block_on(delivery::dead(&settings()?, destination.as_deref(), limit))
+        }
+        Command::Redeliver {
+            id,
+            all: _,
+            destination,
+        } => block_on(delivery::redeliver(
+            &settings()?,
+            id.as_deref(),
+            destination.as_deref(),
+        )),
+        Command::EnableDestination { destination } => {
+            block_on(delivery::enable(&settings()?, &destination))
+        }
+        Command::Availability(args) => block_on(feed::availability(&settings()?, args)),
+        Command::Purchasing { vendor, csv } => {
+            block_on(feed::purchasing(&settings()?, vendor, csv))
         }
         Command::CheckConfig => {
             check_config::run(cli.config.as_deref(), cli.database_url.as_deref())
@@ -231,6 +356,11 @@ pub fn describe(err: &anyhow::Error) -> String {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let refused = |cause: &(dyn std::error::Error + 'static)| {
         cause.downcast_ref::<InputError>().is_some()
+            || cause.downcast_ref::<crate::feed::QueryError>().is_some()
+            || matches!(
+                cause.downcast_ref::<crate::availability::FeedError>(),
+                Some(crate::availability::FeedError::Query(_))
+            )
             || matches!(
                 cause.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::Refused(_))

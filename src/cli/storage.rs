@@ -36,7 +36,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+pub async fn import(settings: &Settings, file: &Path, notify: bool) -> anyhow::Result<()> {
     let name = super::input_name(file);
     let bytes = super::read_input(file)?;
     let snapshot: Snapshot =
@@ -47,7 +47,7 @@ pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("snapshot {name} refused"))?;
     let store = open(settings).await?;
     let summary = store
-        .import(&snapshot)
+        .import(&snapshot, notify)
         .await
         .context("import failed; the stored state is unchanged")?;
     eprintln!(

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::values::Secs;
+use super::values::{Count, Millis, Secs};
 use super::{ConfigError, Origins, Settings, YEAR};
 use crate::delivery::mail::{self, SmtpTarget, Templates};
 use crate::delivery::message::MessageType;
@@ -30,6 +30,16 @@ pub struct NotifySettings {
     /// that have not taken it.
     #[serde(rename = "retry_window_secs", with = "Secs::<1, YEAR>")]
     pub retry_window: Duration,
+    /// How long a message is kept (for the pull feed) from its creation;
+    /// then it is pruned.
+    #[serde(rename = "retention_secs", with = "Secs::<60, YEAR>")]
+    pub retention: Duration,
+    /// The first retry's pause (5 s); the later ones scale with it.
+    #[serde(rename = "retry_base_ms", with = "Millis::<1, 3_600_000>")]
+    pub retry_base: Duration,
+    /// Messages in flight at once per destination (each of another key).
+    #[serde(with = "Count::<1, 1024>")]
+    pub concurrency: std::num::NonZeroUsize,
 }
 
 /// One `[[webhooks]]` table.

@@ -56,6 +56,7 @@ pub fn page_with(
                             ul {
                                 li { a href="/" { "Overview" } }
                                 li { a href="/backorders" { "Backorders" } }
+                                li { a href="/settings" { "Settings" } }
                             }
                         }
                         @if current.signed_in {

@@ -12,13 +12,15 @@
 //! - `layout`: the page shell, the style sheet, error pages, small helpers;
 //! - `overview`: `/`, the queue, workers, "Recalculate everything now";
 //! - `backorders`: `/backorders`, the filtered list, page by page;
-//! - `order`: `/orders/{id}`, lines with their why, Manage Backorder, history.
+//! - `order`: `/orders/{id}`, lines with their why, Manage Backorder, history;
+//! - `settings`: `/settings`, the settings, the what-if preview, Apply.
 
 mod backorders;
 mod layout;
 mod order;
 mod overview;
 mod session;
+mod settings;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +51,13 @@ pub trait ConsoleStore: Store {
         order_id: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<HistoryRow>, StoreError>> + Send;
+    /// What a settings change would change, computed without writing.
+    fn what_if(
+        &self,
+        request: &crate::whatif::WhatIfRequest,
+        options: crate::store::IngestOptions,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<crate::whatif::WhatIfReport, StoreError>> + Send;
 }
 
 impl ConsoleStore for AnyStore {
@@ -65,6 +74,14 @@ impl ConsoleStore for AnyStore {
     ) -> Result<Vec<HistoryRow>, StoreError> {
         AnyStore::order_history(self, order_id, limit).await
     }
+    async fn what_if(
+        &self,
+        request: &crate::whatif::WhatIfRequest,
+        options: crate::store::IngestOptions,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::whatif::WhatIfReport, StoreError> {
+        AnyStore::what_if(self, request, options, as_of).await
+    }
 }
 
 /// The console's routes, guarded by the session check (sign-in and the
@@ -80,6 +97,9 @@ pub fn router<S: ConsoleStore + Send + Sync + 'static>(
         .route("/orders/{id}", get(order::page::<S>))
         .route("/orders/{id}/lines", post(order::override_line::<S>))
         .route("/orders/{id}/recalculate", post(order::recalculate::<S>))
+        .route("/settings", get(settings::page::<S>))
+        .route("/settings/preview", post(settings::preview::<S>))
+        .route("/settings/apply", post(settings::apply::<S>))
         .route("/sign-out", post(session::sign_out::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state,

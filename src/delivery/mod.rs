@@ -1,12 +1,14 @@
 //! What leaves the daemon (notifications.md sections 1 and 2): change
 //! messages, and their delivery by signed webhooks and by e-mail.
 //!
-//! Built so far: the messages and the rule that makes them
-//! ([`message`]), the webhook signature and one HTTP attempt
-//! ([`webhook`]), the retry schedule ([`retry`]), and mails from templates
-//! with one SMTP attempt ([`mail`]). Not yet: storing messages in the
-//! write-back's transaction and the delivery loop that drives these pieces.
+//! The messages and the rule that makes them ([`message`]), the webhook
+//! signature and one HTTP attempt ([`webhook`]), the retry schedule
+//! ([`retry`]), mails from templates with one SMTP attempt ([`mail`]), the
+//! configured destinations ([`destination`]) and the loop that delivers
+//! the message log to each of them ([`deliver`]).
 
+pub mod deliver;
+pub mod destination;
 pub mod mail;
 pub mod message;
 pub mod retry;

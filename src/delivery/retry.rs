@@ -50,11 +50,26 @@ pub fn next(
     window: Duration,
     jitter: f64,
 ) -> Next {
+    next_scaled(created_at, now, failures, window, jitter, SCHEDULE[0])
+}
+
+/// [`next`] with the whole schedule scaled so that its first pause is
+/// `first_pause` instead of 5 s (`notify.retry_base_ms`: short pauses for
+/// tests and trials).
+pub fn next_scaled(
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    failures: u32,
+    window: Duration,
+    jitter: f64,
+    first_pause: Duration,
+) -> Next {
     let deadline = created_at + window;
     if now >= deadline {
         return Next::Dead;
     }
-    let at = now + pause(failures, jitter);
+    let scale = first_pause.as_secs_f64() / SCHEDULE[0].as_secs_f64();
+    let at = now + pause(failures, jitter).mul_f64(scale);
     Next::RetryAt(at.min(deadline))
 }
 
@@ -112,6 +127,29 @@ mod tests {
         assert_eq!(
             next(created, after(50), 2, secs(60), 0.5),
             Next::RetryAt(after(60))
+        );
+    }
+
+    #[test]
+    fn a_scaled_schedule_keeps_its_proportions_and_the_window() {
+        let created: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let at = |ms: i64| created + chrono::Duration::milliseconds(ms);
+        let base = Duration::from_millis(50);
+        assert_eq!(
+            next_scaled(created, at(0), 1, secs(60), 0.5, base),
+            Next::RetryAt(at(50))
+        );
+        assert_eq!(
+            next_scaled(created, at(1000), 3, secs(60), 0.5, base),
+            Next::RetryAt(at(2200))
+        );
+        assert_eq!(
+            next_scaled(created, at(59_990), 9, secs(60), 0.5, base),
+            Next::RetryAt(at(60_000))
+        );
+        assert_eq!(
+            next_scaled(created, at(60_000), 9, secs(60), 0.5, base),
+            Next::Dead
         );
     }
 

@@ -409,6 +409,7 @@ mod tests {
                 rush: false,
                 picked: false,
                 ship_from: None,
+                customer: None,
                 lines: vec![
                     Line {
                         id: "L1".into(),

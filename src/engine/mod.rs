@@ -37,6 +37,19 @@ pub fn scope_of(
     )
 }
 
+/// Section 2 from an order's header fields (for a caller that has no
+/// [`snapshot::Order`] at hand): `old` is whether the order date lies
+/// before the `max_days_back` cutoff ([`limits::cutoff`]).
+pub fn scope_of_parts(
+    status: snapshot::OrderStatus,
+    payment_status: snapshot::PaymentStatus,
+    ship_from_kind: Option<snapshot::WarehouseKind>,
+    old: bool,
+    settings: &snapshot::Settings,
+) -> Scope {
+    scope::classify_parts(status, payment_status, ship_from_kind, old, settings)
+}
+
 /// Section 4 for two orders: `Less` when `a` is served before `b` (keys 1-4).
 pub fn priority_order(
     a: &snapshot::Order,

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::time_format::{date_opt, timestamp, timestamp_opt};
 
@@ -170,12 +171,44 @@ pub struct Warehouse {
     pub kind: WarehouseKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Product {
     pub sku: String,
     #[serde(default)]
     pub replacement_sku: Option<String>,
+    /// Who supplies it (the purchasing report groups by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// Whether channels may sell it beyond its free stock (the feed's
+    /// `sellable`); never changes the allocation.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub allow_backorders: bool,
+    /// Warehouse id to the most units that may be backordered there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backorder_thresholds: BTreeMap<String, i64>,
+}
+
+impl Product {
+    /// A product row that only names its replacement (the other fields at
+    /// their defaults).
+    pub fn new(sku: String, replacement_sku: Option<String>) -> Self {
+        Product {
+            sku,
+            replacement_sku,
+            vendor: None,
+            allow_backorders: true,
+            backorder_thresholds: BTreeMap::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +259,21 @@ pub struct Order {
     pub picked: bool,
     #[serde(default)]
     pub ship_from: Option<String>,
+    /// Who placed the order: carried in its change messages (and the
+    /// address their e-mails go to). No part of the allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Customer>,
     pub lines: Vec<Line>,
+}
+
+/// An order's `customer`: both fields optional strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

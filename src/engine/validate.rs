@@ -253,6 +253,13 @@ pub fn validate(snapshot: &Snapshot) -> Result<(), Refusal> {
         } else if p.replacement_sku.as_deref() == Some("") {
             c.id("", "replacement_sku", record);
         }
+        if p.vendor.as_deref() == Some("") {
+            c.id("", "vendor", record);
+        }
+        for (warehouse, &threshold) in &p.backorder_thresholds {
+            c.warehouse(&warehouses, warehouse, "backorder_thresholds", record);
+            c.quantity(threshold, "backorder_thresholds", record);
+        }
     }
 
     let mut on_hand_sums: FxHashMap<(&str, &str), (i128, u32)> = FxHashMap::default();

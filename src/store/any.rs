@@ -36,6 +36,35 @@ impl AnyStore {
         })
     }
 
+    /// Up to `limit` change messages after `cursor`, in commit order.
+    pub async fn messages_after(
+        &self,
+        cursor: super::feed::Cursor,
+        limit: i64,
+    ) -> Result<Vec<super::feed::FeedEntry>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::feed::sqlite::after(s.pool(), cursor, limit).await,
+            AnyStore::Postgres(s) => super::feed::postgres::after(s.pool(), cursor, limit).await,
+        }
+    }
+
+    /// Deletes up to `batch` messages created before `before` (see
+    /// [`super::feed::sqlite::prune_expired_messages`]): how many.
+    pub async fn prune_expired_messages(
+        &self,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                super::feed::sqlite::prune_expired_messages(s.write_pool(), before, batch).await
+            }
+            AnyStore::Postgres(s) => {
+                super::feed::postgres::prune_expired_messages(s.pool(), before, batch).await
+            }
+        }
+    }
+
     pub async fn register_daemon(&self, d: &super::daemons::DaemonInfo) -> Result<(), StoreError> {
         match self {
             AnyStore::Sqlite(s) => super::daemons::sqlite::register(s.write_pool(), d).await,
@@ -188,9 +217,10 @@ impl Store for AnyStore {
         each_backend!(self, s => s.migrate())
     }
 
-    async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
-        let summary = each_backend!(self, s => s.import(snapshot))?;
+    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+        let summary = each_backend!(self, s => s.import(snapshot, notify))?;
         crate::wake::wake();
+        super::feed::committed();
         Ok(summary)
     }
 
@@ -206,6 +236,7 @@ impl Store for AnyStore {
         let report = each_backend!(self, s => s.ingest(events, options))?;
         // A worker in this process fetches the job at once.
         crate::wake::wake();
+        super::feed::committed();
         Ok(report)
     }
 
@@ -214,7 +245,11 @@ impl Store for AnyStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
-        each_backend!(self, s => s.recalculate_dirty(max_skus, as_of))
+        let report = each_backend!(self, s => s.recalculate_dirty(max_skus, as_of))?;
+        if report.is_some() {
+            super::feed::committed();
+        }
+        Ok(report)
     }
 
     async fn recalculate_bulk(
@@ -224,7 +259,9 @@ impl Store for AnyStore {
         stop: &std::sync::atomic::AtomicBool,
         on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
-        each_backend!(self, s => s.recalculate_bulk(max_skus, as_of, stop, on_batch))
+        let done = each_backend!(self, s => s.recalculate_bulk(max_skus, as_of, stop, on_batch));
+        super::feed::committed();
+        done
     }
 
     async fn audit(
@@ -232,7 +269,9 @@ impl Store for AnyStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        each_backend!(self, s => s.audit(repair, as_of))
+        let report = each_backend!(self, s => s.audit(repair, as_of));
+        super::feed::committed();
+        report
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
@@ -263,6 +302,13 @@ impl Store for AnyStore {
 
     async fn order_view(&self, id: &str) -> Result<Option<OrderView>, StoreError> {
         each_backend!(self, s => s.order_view(id))
+    }
+
+    async fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::feed::FeedSource, StoreError> {
+        each_backend!(self, s => s.feed_source(as_of))
     }
 
     async fn pool_state(

@@ -33,11 +33,36 @@ pub fn stored_totals(order: &Order) -> (LineCounts, i64) {
     (counts, backorder_qty)
 }
 
-pub fn product((sku, replacement_sku): (String, Option<String>)) -> Result<Product, StoreError> {
+/// `(sku, replacement_sku, vendor, allow_backorders, backorder_thresholds)`,
+/// the thresholds as a JSON object (NULL: none).
+pub type ProductRow = (String, Option<String>, Option<String>, bool, Option<String>);
+
+/// The product columns, in [`ProductRow`]'s order, for a `SELECT`.
+pub const PRODUCT_COLUMNS: &str =
+    "sku, replacement_sku, vendor, allow_backorders, backorder_thresholds";
+
+pub fn product(row: ProductRow) -> Result<Product, StoreError> {
+    let (sku, replacement_sku, vendor, allow_backorders, thresholds) = row;
+    let backorder_thresholds = match thresholds.as_deref() {
+        None => Default::default(),
+        Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+            record: format!("product {sku:?}"),
+            problem: format!("backorder_thresholds is not a JSON object of counts: {e}"),
+        })?,
+    };
     Ok(Product {
         sku,
         replacement_sku,
+        vendor,
+        allow_backorders,
+        backorder_thresholds,
     })
+}
+
+/// A product's thresholds as stored: NULL when it has none.
+pub fn thresholds_column(product: &Product) -> Option<String> {
+    (!product.backorder_thresholds.is_empty())
+        .then(|| serde_json::to_string(&product.backorder_thresholds).expect("a map serializes"))
 }
 
 pub fn inventory_row(

@@ -154,6 +154,7 @@ impl<S: AsRef<str>> HeaderRow<S> {
             rush: rush != 0,
             picked: picked != 0,
             ship_from,
+            customer: None,
             lines: Vec::new(),
             id,
         })

@@ -6,7 +6,7 @@
 use super::StoreError;
 
 /// One change to an order or one of its lines.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct HistoryRow {
     pub at: String,
     /// `None`: the order's own status and total changed.

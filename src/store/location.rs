@@ -158,6 +158,12 @@ fn postgres(url: &str) -> Result<PgConnectOptions, UrlError> {
         };
         invalid(format!("{err}{hint}"))
     })?;
+    if parsed.fragment().is_some() {
+        return Err(invalid(
+            "it holds a `#` (a user name or password with / ? # @ : or % must be percent-encoded, e.g. # as %23)"
+                .to_owned(),
+        ));
+    }
     for (key, _) in parsed.query_pairs() {
         let known =
             PG_PARAMETERS.contains(&&*key) || (key.starts_with("options[") && key.ends_with(']'));
@@ -165,8 +171,21 @@ fn postgres(url: &str) -> Result<PgConnectOptions, UrlError> {
             return Err(invalid(format!("unknown connection parameter `{key}`")));
         }
     }
-    // The parsed URL: its scheme is lowercase, which sqlx needs.
-    PgConnectOptions::from_str(parsed.as_str()).map_err(|err| invalid(err.to_string()))
+    // The parsed URL: its scheme is lowercase, which sqlx needs. sqlx's
+    // message quotes the value it refused (`unknown value "…" for
+    // ssl_mode`), which may be a mistyped secret: values are cut out.
+    PgConnectOptions::from_str(parsed.as_str()).map_err(|err| {
+        let mut problem = err.to_string();
+        let values = parsed.query_pairs().map(|(_, value)| value.into_owned());
+        let user = [
+            parsed.username().to_owned(),
+            parsed.password().unwrap_or("").to_owned(),
+        ];
+        for value in values.chain(user).filter(|v| !v.is_empty()) {
+            problem = problem.replace(&value, "…");
+        }
+        invalid(problem)
+    })
 }
 
 /// `url` as messages, logs and `check-config` may show it: a password, in
@@ -180,9 +199,12 @@ pub fn redact(url: &str) -> String {
             Ok(parsed) if !parsed.has_host() => format!("{}://…", parsed.scheme()),
             // An `@` past the host means a mistyped URL whose real password
             // may sit in the path or the query: show none of it either.
+            // A `#` starts a fragment, which a database URL never has: an
+            // unencoded `#` in a user name or password hides the rest there.
             Ok(parsed)
                 if parsed.path().contains('@')
-                    || parsed.query().is_some_and(|q| q.contains('@')) =>
+                    || parsed.query().is_some_and(|q| q.contains('@'))
+                    || parsed.fragment().is_some() =>
             {
                 format!("{}://…", parsed.scheme())
             }
@@ -309,6 +331,9 @@ mod tests {
         assert!(refused("postgres://app@db/x?passwd=hunter2").contains("`passwd`"));
         assert!(refused("postgres://app@db:notaport/x").contains("postgres://"));
         assert!(refused("sqlite://x.db?key=hunter2").contains("`key`"));
+        // sqlx quotes a refused value; a mistyped secret must not show.
+        assert!(refused("postgres://app@db/x?sslmode=dis:hunter2@able").contains("ssl"));
+        assert!(refused("postgres://a#pp:hunter2@db/x").contains("%23"));
     }
 
     #[test]
@@ -325,6 +350,7 @@ mod tests {
             ("postgres://u:p@h/db?x=a@b", "postgres://…"),
             ("postgres://h:/x//u:hunter2@db/x", "postgres://…"),
             ("postgres:u:hunter2@db/x", "postgres://…"),
+            ("postgres://a#pp:hunter2@db/x", "postgres://…"),
             (
                 "postgres://app@db/x?password=hunter2&sslmode=require",
                 "postgres://app@db/x?password=***&sslmode=require",

@@ -5,19 +5,27 @@ mod any;
 mod assemble;
 mod coalesce;
 mod codec;
+mod customers;
 pub mod daemons;
+pub mod delivery;
+mod delivery_any;
+pub mod feed;
+mod feed_rows;
 mod group;
 pub mod history;
 mod ingest;
 mod location;
+pub mod messages;
 pub mod postgres;
-pub mod recalculate;
+mod recalculate;
 pub mod set_aside;
 pub mod sqlite;
 mod views;
+mod what_if;
 mod writer;
 
 pub use any::AnyStore;
+pub use delivery_any::DeliveryStore;
 pub use location::{Location, UrlError, is_secret_name, locate};
 pub use writer::WriterLimits;
 
@@ -201,9 +209,13 @@ pub trait Store {
     /// Replaces the stored state with `snapshot` (stored backorder
     /// quantities included) and marks every SKU for recalculation, in one
     /// transaction. The snapshot must have passed `engine::validate`.
+    /// Without `notify` that recalculation emits no change message
+    /// (cause [`messages::QUIET_IMPORT_CAUSE`]); with it, as any other
+    /// (cause `import`).
     fn import(
         &self,
         snapshot: &Snapshot,
+        notify: bool,
     ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send;
     /// The stored state as a snapshot, `as_of` left for the caller.
     fn export(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
@@ -256,8 +268,7 @@ pub trait Store {
     /// that includes what committed before `ticket` was read: dirty or set
     /// aside, and not recalculated since by a batch of a higher tick (so a
     /// SKU that newer events keep marking is done once one batch that began
-    /// after the ticket wrote it back). All SKUs (`None`) also wait for the
-    /// orders a full run left to set from their lines (`stale_orders`).
+    /// after the ticket wrote it back).
     fn waiting_count(
         &self,
         skus: Option<&[String]>,
@@ -287,6 +298,13 @@ pub trait Store {
         skus: &[String],
         with_replacements: bool,
     ) -> impl Future<Output = Result<PoolState, StoreError>> + Send;
+    /// What the availability feed and the purchasing report are computed
+    /// from, for the whole book, from the stored backorder quantities
+    /// (store/feed_rows.rs), orders scoped as of `as_of`.
+    fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::feed::FeedSource, StoreError>> + Send;
     /// A page of orders whose stored status is backordered, oldest first.
     fn backorders(
         &self,

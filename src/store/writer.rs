@@ -342,11 +342,13 @@ where
     let mut outcomes = Vec::with_capacity(group.len());
     // One job for the group: the causes and SKUs of its batches.
     let (mut causes, mut skus, mut all) = (Vec::new(), Vec::new(), false);
+    let mut messages = Vec::new();
     for request in group {
         let mut savepoint = Connection::begin(&mut *tx).await?;
         match ingest::apply_batch(&mut *savepoint, &request.events, request.options).await {
-            Ok(report) => {
+            Ok((report, pending)) => {
                 savepoint.commit().await?;
+                messages.extend(pending);
                 if report.all_marked || !report.marked_skus.is_empty() {
                     causes.extend(report.accepted.iter().cloned());
                     skus.extend(report.marked_skus.iter().cloned());
@@ -365,6 +367,8 @@ where
     if all || !skus.is_empty() {
         tx.push_job(&RecalcJob::new(causes, &skus, all)).await?;
     }
+    // Last: on PostgreSQL the message log's lock is held from here to the commit.
+    super::messages::append(&mut *tx, messages, chrono::Utc::now()).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

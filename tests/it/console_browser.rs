@@ -3,7 +3,8 @@
 //! on a real SQLite database. One browser for the whole walk, the way an
 //! admin would go: sign in, filter the backorders, open an order, override
 //! a line, recalculate it back, and see a form without its CSRF token
-//! refused. Needs Debian's `chromium` and `chromium-driver` (.ci/run
+//! refused; and on the settings page, preview a change, apply it and see
+//! the orders move. Needs Debian's `chromium` and `chromium-driver` (.ci/run
 //! installs them).
 
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::console_support::{TOKEN, free_port, serve_book};
+use crate::console_support::{TOKEN, free_port, rush_book, serve_book, serve_snapshot};
 use crate::daemon_support::block_on;
 
 /// chromedriver on a free loopback port; killed when dropped.
@@ -286,4 +287,92 @@ async fn walk(c: &Client, base: &str) {
     assert_eq!(path(c).await, "/sign-in");
     c.goto(&format!("{base}/")).await.unwrap();
     assert_eq!(path(c).await, "/sign-in?next=/");
+}
+
+#[test]
+fn an_admin_previews_and_applies_a_settings_change_in_chromium() {
+    let (_db, _daemon, base) = serve_snapshot(&rush_book(), Some(TOKEN));
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    block_on(async {
+        let client = browser(&driver, profile.path()).await;
+        settings_walk(&client, &base).await;
+        client.close().await.unwrap();
+    });
+}
+
+async fn settings_walk(c: &Client, base: &str) {
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    assert_eq!(path(c).await, "/sign-in?next=/settings");
+    let token = c.find(Locator::Css("#token")).await.unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    follow(c, "main button[type=submit]").await;
+    assert_eq!(path(c).await, "/settings");
+    assert_eq!(text(c, "#now-prioritize_rush").await, "off");
+    assert!(
+        text(c, "#meaning-prioritize_rush")
+            .await
+            .contains("rush orders")
+    );
+    assert_eq!(text(c, "#now-max_days_back").await, "no limit");
+
+    // Preview: exact counts and the lines, nothing written yet.
+    let rush = c.find(Locator::Css("#set-prioritize_rush")).await.unwrap();
+    rush.select_by_value("on").await.unwrap();
+    follow(c, "#preview").await;
+    assert_eq!(text(c, "#lines-changed").await, "2");
+    assert_eq!(text(c, "#orders-changed").await, "2");
+    assert_eq!(text(c, "#orders-newly").await, "1");
+    assert_eq!(text(c, "#orders-cleared").await, "1");
+    let table = text(c, "#preview-lines").await;
+    assert!(table.contains("1-1") && table.contains("2-1"), "{table}");
+    c.goto(&format!("{base}/backorders")).await.unwrap();
+    assert_eq!(listed(c).await, ["2"], "the preview wrote nothing");
+
+    // Apply without the CSRF token: refused.
+    let refused = c
+        .execute_async(
+            "const done = arguments[0];
+             fetch('/settings/apply', {method: 'POST',
+                 headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: 'prioritize_rush=on'}).then(r => done(r.status));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, json!(403));
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    assert_eq!(
+        text(c, "#now-prioritize_rush").await,
+        "off",
+        "the refused form changed nothing"
+    );
+
+    // Preview again, then Apply: the page follows the recalculation.
+    let rush = c.find(Locator::Css("#set-prioritize_rush")).await.unwrap();
+    rush.select_by_value("on").await.unwrap();
+    follow(c, "#preview").await;
+    follow(c, "#apply").await;
+    assert!(
+        path(c).await.starts_with("/settings?applied="),
+        "{}",
+        path(c).await
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(notice) = c.find(Locator::Css("#applied")).await
+            && notice
+                .text()
+                .await
+                .is_ok_and(|t| t.contains("Every SKU is recalculated"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no written-back notice");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text(c, "#now-prioritize_rush").await, "on");
+    // The orders moved: the rush order is served, the older one waits.
+    follow(c, r#"nav a[href="/backorders"]"#).await;
+    assert_eq!(listed(c).await, ["1"]);
 }

@@ -51,8 +51,31 @@ pub fn free_port() -> u16 {
 /// `serve` on a fresh SQLite database holding [`book`], written back,
 /// with `token` when given; returns its base URL.
 pub fn serve_book(token: Option<&str>) -> (TempDatabase, Daemon, String) {
+    serve_snapshot(&book(), token)
+}
+
+/// TEA: 3 on hand for order 1 (3, placed first) and order 2 (3, rush):
+/// order 2 is backordered until rush orders go first.
+pub fn rush_book() -> Value {
+    let order = |id: &str, day: u32, rush: bool| {
+        json!({
+            "id": id,
+            "order_date": format!("2026-11-{day:02}T10:00:00Z"),
+            "rush": rush,
+            "lines": [{"id": format!("{id}-1"), "sku": "TEA", "qty": 3}],
+        })
+    };
+    json!({
+        "warehouses": [{"id": "MAIN", "kind": "normal"}],
+        "inventory": [{"sku": "TEA", "warehouse": "MAIN", "on_hand": 3}],
+        "orders": [order("1", 1, false), order("2", 2, true)],
+    })
+}
+
+/// [`serve_book`] on `snapshot`.
+pub fn serve_snapshot(snapshot: &Value, token: Option<&str>) -> (TempDatabase, Daemon, String) {
     let db = TempDatabase::new();
-    let imported = db.run(&["import", "-"], Some(book().to_string().as_bytes()));
+    let imported = db.run(&["import", "-"], Some(snapshot.to_string().as_bytes()));
     assert_eq!(imported.code, 0, "{}", imported.stderr);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

@@ -12,14 +12,14 @@ use backorderd::delivery::message::{Customer, LineState, Message, OrderState, or
 use backorderd::engine::BackorderStatus;
 
 /// The sink, stopped (its standard input closed) when dropped.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Sink {
-    fn start(fail: Option<&str>) -> Sink {
+    pub(crate) fn start(fail: Option<&str>) -> Sink {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
         let mut cmd = Command::new("python3");
@@ -47,7 +47,7 @@ impl Sink {
     }
 
     /// The mails received, waiting up to 10 s for `count`.
-    fn mails(&self, count: usize) -> Vec<String> {
+    pub(crate) fn mails(&self, count: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())

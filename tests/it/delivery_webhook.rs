@@ -3,14 +3,13 @@
 //! the attempts: a 500, no answer within the timeout, a dropped connection,
 //! then 410 Gone for the endpoint that asks to be disabled.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backorderd::delivery::webhook::{Attempt, Endpoint, Sender, SigningKey, verify};
 use hyper::body::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -31,38 +30,7 @@ struct Seen {
     attempts: Vec<(String, bool, Answer)>,
 }
 
-/// A request's head and body, read by hand so the receiver can also hang
-/// or drop the connection.
-async fn read_request(stream: &mut TcpStream) -> Option<(HashMap<String, String>, Vec<u8>)> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let headers: HashMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let length: usize = headers.get("content-length")?.parse().ok()?;
-    while buffer.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    Some((headers, buffer[head_end..head_end + length].to_vec()))
-}
+use crate::delivery_support::read_request;
 
 /// Serves on 127.0.0.1:0; the n-th request (from 0) gets `script(n)`.
 async fn receiver(script: fn(usize) -> Answer, seen: Arc<Mutex<Seen>>) -> String {

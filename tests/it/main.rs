@@ -2,6 +2,7 @@
 //! binary the way a user would.
 
 mod audit;
+mod availability;
 mod bounds;
 mod console;
 mod console_browser;
@@ -10,11 +11,14 @@ mod daemon;
 mod daemon_options;
 mod daemon_support;
 mod delivery;
+mod delivery_loop;
 mod delivery_mail;
+mod delivery_support;
 mod delivery_webhook;
 mod deploy;
 mod http;
 mod http_edges;
+mod messages;
 mod openapi;
 mod pool_cache;
 mod postgres;
@@ -23,5 +27,6 @@ mod secrets;
 mod simulate;
 mod storage;
 mod support;
+mod what_if;
 mod worker;
 mod writer;

@@ -16,7 +16,9 @@ use crate::store::{IngestOptions, StoreError};
 /// The statements of one backend, each run in the batch's transaction.
 /// Checks against the state (unknown order...) are the caller's: these
 /// report what they find.
-pub(in crate::store) trait IngestBackend: Send {
+pub(in crate::store) trait IngestBackend:
+    Send + crate::store::messages::MessageLog
+{
     /// The options the running daemon recorded, if one ever did.
     fn stored_options(
         &mut self,
@@ -63,6 +65,17 @@ pub(in crate::store) trait IngestBackend: Send {
         &mut self,
         po: &PurchaseOrder,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The stored replacement SKU of a product (`None`: no product row or
+    /// no replacement).
+    fn replacement_sku(
+        &mut self,
+        sku: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Replaces a product row whole, or adds it after every stored one.
+    fn upsert_product(
+        &mut self,
+        product: &crate::engine::snapshot::Product,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The distinct SKUs of an order's lines; `None` for an unknown order.
     fn order_skus(
         &mut self,
@@ -80,6 +93,11 @@ pub(in crate::store) trait IngestBackend: Send {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces a stored order's lines with `order`'s.
     fn replace_lines(
+        &mut self,
+        order: &Order,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the order's `customer` (none: clears it).
+    fn set_customer(
         &mut self,
         order: &Order,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -144,8 +162,7 @@ pub(in crate::store) trait IngestBackend: Send {
         &mut self,
         order_ids: &[String],
     ) -> impl Future<Output = Result<Vec<OrderLines>, StoreError>> + Send;
-    /// Writes orders' new totals, a history row each and the outbox rows
-    /// they call for.
+    /// Writes orders' new totals and a history row each.
     fn write_order_changes(
         &mut self,
         changes: &[OrderChange],

@@ -8,6 +8,7 @@
 mod backend;
 mod orders;
 mod portable;
+mod products;
 mod purchase_orders;
 mod settings;
 mod splits;
@@ -17,11 +18,13 @@ use chrono::Utc;
 use rustc_hash::FxHashMap;
 
 use super::{IngestOptions, IngestReport, StoreError};
+use crate::delivery::message::OrderState;
 use crate::engine::LineCounts;
 use crate::engine::snapshot::Order;
 use crate::engine::time_format::format_timestamp;
 use crate::events::{Event, EventKind, event_record};
 use crate::queue::RecalcJob;
+use crate::store::messages::{self, PendingMessage};
 
 pub(in crate::store) use backend::IngestBackend;
 pub(in crate::store) use orders::{line_totals, refresh_orders};
@@ -105,7 +108,7 @@ pub(super) async fn ingest<B: IngestBackend>(
     events: &[Event],
     options: IngestOptions,
 ) -> Result<IngestReport, StoreError> {
-    let report = apply_batch(db, events, options).await?;
+    let (report, messages) = apply_batch(db, events, options).await?;
     if report.all_marked || !report.marked_skus.is_empty() {
         let job = RecalcJob::new(
             report.accepted.clone(),
@@ -114,15 +117,18 @@ pub(super) async fn ingest<B: IngestBackend>(
         );
         db.push_job(&job).await?;
     }
+    messages::append(db, messages, Utc::now()).await?;
     Ok(report)
 }
 
-/// [`ingest`] without the job: the writer queues one for a whole group.
+/// [`ingest`] without the job and without numbering the messages of the
+/// events' own effects (returned): the writer queues one job for a whole
+/// group and numbers its messages last, before its commit.
 pub(super) async fn apply_batch<B: IngestBackend>(
     db: &mut B,
     events: &[Event],
     options: IngestOptions,
-) -> Result<IngestReport, StoreError> {
+) -> Result<(IngestReport, Vec<PendingMessage>), StoreError> {
     // The running daemon's options decide, whoever sends the events.
     let options = db.stored_options().await?.unwrap_or(options);
     let mut report = IngestReport::default();
@@ -130,6 +136,7 @@ pub(super) async fn apply_batch<B: IngestBackend>(
     let mut marks: FxHashMap<String, (i64, String)> = FxHashMap::default();
     let mut mark_all: Option<(i64, String)> = None;
     let mut refresh: Vec<(String, String)> = Vec::new();
+    let mut touched = Touched::default();
     let now = format_timestamp(&Utc::now());
 
     for (index, event) in events.iter().enumerate() {
@@ -140,6 +147,7 @@ pub(super) async fn apply_batch<B: IngestBackend>(
             report.duplicates.push(event.id.clone());
             continue;
         };
+        touched.before(db, &event.kind, &event.id).await?;
         let effect = apply(db, &event.kind, options).await.map_err(|e| match e {
             StoreError::Refused(problem) => StoreError::Refused(format!(
                 "{}: {problem}",
@@ -186,7 +194,53 @@ pub(super) async fn apply_batch<B: IngestBackend>(
     if !report.all_marked {
         report.marked_skus = marked.into_iter().map(|mark| mark.sku).collect();
     }
-    Ok(report)
+    let messages = messages::for_events(db, touched.orders).await?;
+    Ok((report, messages))
+}
+
+/// The orders a batch's events change by their own effect (a new or
+/// replaced order, a split, an override), each with its state before the
+/// first of them touched it and the events that did.
+#[derive(Default)]
+struct Touched {
+    orders: Vec<(String, Option<OrderState>, Vec<String>)>,
+}
+
+impl Touched {
+    async fn before<B: IngestBackend>(
+        &mut self,
+        db: &mut B,
+        event: &EventKind,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = match event {
+            EventKind::OrderUpserted { order } => vec![order.id.clone()],
+            EventKind::OrderSplit {
+                order_id,
+                new_order_id,
+                ..
+            } => vec![order_id.clone(), new_order_id.clone()],
+            EventKind::BackorderOverride { line_id, .. } => db
+                .stored_lines(std::slice::from_ref(line_id))
+                .await?
+                .into_values()
+                .map(|line| line.order_id)
+                .collect(),
+            _ => return Ok(()),
+        };
+        for id in ids {
+            if let Some(seen) = self.orders.iter_mut().find(|o| o.0 == id) {
+                if !seen.2.iter().any(|c| c == event_id) {
+                    seen.2.push(event_id.to_owned());
+                }
+                continue;
+            }
+            let mut states = messages::order_states(db, std::slice::from_ref(&id)).await?;
+            let before = states.remove(&id);
+            self.orders.push((id, before, vec![event_id.to_owned()]));
+        }
+        Ok(())
+    }
 }
 
 async fn apply<B: IngestBackend>(
@@ -214,6 +268,7 @@ async fn apply<B: IngestBackend>(
         EventKind::PurchaseOrderUpserted { purchase_order } => {
             purchase_orders::upsert_purchase_order(db, purchase_order).await
         }
+        EventKind::ProductUpserted { product } => products::upsert_product(db, product).await,
         EventKind::OrderUpserted { order } => orders::upsert_order(db, order, options).await,
         EventKind::OrderStatusChanged { order_id, status } => {
             let skus = orders::require_order(db, order_id).await?;

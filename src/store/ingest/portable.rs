@@ -107,6 +107,39 @@ macro_rules! portable_statements {
             .await?)
         }
 
+        async fn replacement_sku(
+            &mut self,
+            sku: &str,
+        ) -> Result<Option<String>, $crate::store::StoreError> {
+            let stored: Option<Option<String>> =
+                ::sqlx::query_scalar("SELECT replacement_sku FROM products WHERE sku = $1")
+                    .bind(sku)
+                    .fetch_optional(&mut *self)
+                    .await?;
+            Ok(stored.flatten())
+        }
+
+        async fn upsert_product(
+            &mut self,
+            product: &$crate::engine::snapshot::Product,
+        ) -> Result<(), $crate::store::StoreError> {
+            ::sqlx::query(
+                "INSERT INTO products (sku, position, replacement_sku, vendor, allow_backorders, backorder_thresholds)
+                 VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM products), $2, $3, $4, $5)
+                 ON CONFLICT (sku) DO UPDATE SET replacement_sku = excluded.replacement_sku,
+                     vendor = excluded.vendor, allow_backorders = excluded.allow_backorders,
+                     backorder_thresholds = excluded.backorder_thresholds",
+            )
+            .bind(&product.sku)
+            .bind(&product.replacement_sku)
+            .bind(&product.vendor)
+            .bind(product.allow_backorders)
+            .bind($crate::store::assemble::thresholds_column(product))
+            .execute(&mut *self)
+            .await?;
+            Ok(())
+        }
+
         async fn purchase_order_sku(
             &mut self,
             po_id: &str,

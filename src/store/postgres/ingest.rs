@@ -183,8 +183,11 @@ impl IngestBackend for PgConnection {
         .bind(&whole)
         .execute(&mut *self)
         .await?;
-        super::writeback::write_history(self, &[], changes, at).await?;
-        super::writeback::write_outbox(self, changes, at).await
+        super::writeback::write_history(self, &[], changes, at).await
+    }
+
+    async fn set_customer(&mut self, order: &Order) -> Result<(), StoreError> {
+        crate::store::customers::postgres::write(self, &[order]).await
     }
 
     async fn replace_lines(&mut self, order: &Order) -> Result<(), StoreError> {

@@ -106,7 +106,11 @@ impl EventLocks {
                     self.key("sku", sku);
                 }
             }
-            EventKind::SettingsChanged { .. } => self.exclusive = true,
+            // A product may change the replacement relation that groups SKUs
+            // for a recalculation, as settings may: rare, so exclusive.
+            EventKind::SettingsChanged { .. } | EventKind::ProductUpserted { .. } => {
+                self.exclusive = true
+            }
         }
     }
 }

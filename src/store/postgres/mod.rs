@@ -21,9 +21,11 @@ use sqlx::{Connection, PgConnection, Postgres};
 
 mod ingest;
 mod locks;
+mod messages;
 mod queries;
 mod recalc;
 mod snapshot_io;
+mod what_if;
 mod writeback;
 
 use super::recalculate;
@@ -179,12 +181,13 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
+    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+        let cause = super::messages::import_cause(notify);
         let mut tx = self.pool.begin().await?;
         // Replaces everything: no batch of events applies meanwhile.
         locks::take(&mut tx, &locks::EventLocks::everything()).await?;
-        let summary = snapshot_io::import(&mut tx, snapshot).await?;
-        push_job(&mut tx, &RecalcJob::new(vec!["import".into()], &[], true)).await?;
+        let summary = snapshot_io::import(&mut tx, snapshot, cause).await?;
+        push_job(&mut tx, &RecalcJob::new(vec![cause.into()], &[], true)).await?;
         tx.commit().await?;
         Ok(summary)
     }
@@ -290,9 +293,8 @@ impl Store for PgStore {
     async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
         let count = match skus {
             None => sqlx::query_scalar(
-                "SELECT (SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
-                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $1))
-                      + CASE WHEN EXISTS (SELECT 1 FROM stale_orders) THEN 1 ELSE 0 END",
+                "SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
+                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $1)",
             )
             .bind(ticket)
             .fetch_one(&self.pool)
@@ -356,6 +358,25 @@ impl Store for PgStore {
         let view = queries::order_view(&mut tx, id).await?;
         tx.commit().await?;
         Ok(view)
+    }
+
+    async fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::feed::FeedSource, StoreError> {
+        let mut tx = read_transaction(&self.pool).await?;
+        let settings = load_settings(&mut tx).await?;
+        let warehouses = load_warehouses(&mut tx).await?;
+        let source = super::feed_rows::feed_source::<sqlx::Postgres>(
+            &mut tx,
+            settings,
+            warehouses,
+            r#"(rtrim(o.order_date, 'Z') COLLATE "C")"#,
+            as_of,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(source)
     }
 
     async fn pool_state(

@@ -128,9 +128,10 @@ pub(super) async fn load_stock(
 ) -> Result<crate::store::recalculate::Stock, StoreError> {
     let products = map_rows(
         conn,
-        sqlx::query_as(
-            r#"SELECT sku, replacement_sku FROM products WHERE sku = ANY($1) ORDER BY sku COLLATE "C""#,
-        )
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            r#"SELECT {} FROM products WHERE sku = ANY($1) ORDER BY sku COLLATE "C""#,
+            assemble::PRODUCT_COLUMNS
+        )))
         .bind(skus),
         assemble::product,
     )

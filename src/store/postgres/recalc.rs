@@ -14,7 +14,7 @@ use crate::store::StoreError;
 use crate::store::group::LineRow;
 use crate::store::recalculate::pool_cache::{LogEntry, Versions};
 use crate::store::recalculate::portable;
-use crate::store::recalculate::{ClaimBudget, Mark, RecalcDialect, Stock};
+use crate::store::recalculate::{ClaimBudget, Mark, RecalcDialect, Stock, Written};
 
 /// A deadlock or serialization failure: the transaction did nothing and
 /// may simply be run again.
@@ -91,44 +91,6 @@ impl RecalcDialect for PgConnection {
         Ok(())
     }
 
-    async fn write_lines(&mut self, changes: &Changes, at: &str) -> Result<usize, StoreError> {
-        writeback::write_line_changes(self, changes, at).await
-    }
-
-    async fn defer_orders(&mut self, orders: &[(String, String)]) -> Result<(), StoreError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        let (ids, causes): (Vec<&str>, Vec<&str>) = orders
-            .iter()
-            .map(|(id, cause)| (id.as_str(), cause.as_str()))
-            .unzip();
-        sqlx::query(
-            "INSERT INTO stale_orders (order_id, cause) SELECT * FROM unnest($1::text[], $2::text[])",
-        )
-        .bind(&ids)
-        .bind(&causes)
-        .execute(&mut *self)
-        .await?;
-        Ok(())
-    }
-
-    async fn stale_orders(&mut self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT seq, order_id, cause FROM stale_orders")
-                .fetch_all(&mut *self)
-                .await?,
-        )
-    }
-
-    async fn drop_stale_orders(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM stale_orders WHERE seq = ANY($1)")
-            .bind(seqs)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
-    }
-
     async fn take(&mut self, skus: &[String]) -> Result<Option<Vec<Mark>>, StoreError> {
         let all: Option<bool> = sqlx::query_scalar(
             "SELECT bool_and(pg_try_advisory_xact_lock($1, hashtext(s) & ($2 - 1))) FROM unnest($3::text[]) s",
@@ -172,9 +134,8 @@ impl RecalcDialect for PgConnection {
         &mut self,
         changes: &Changes,
         at: &str,
-    ) -> Result<(usize, usize), StoreError> {
-        let written = writeback::write_changes(self, changes, at).await?;
-        Ok((written.lines, written.orders))
+    ) -> Result<Written, StoreError> {
+        writeback::write_changes(self, changes, at).await
     }
 
     async fn clear_marks(&mut self, marks: &[Mark]) -> Result<(), StoreError> {
@@ -196,7 +157,7 @@ impl RecalcDialect for PgConnection {
         &mut self,
         orders: &[(String, String)],
         at: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<crate::recalc::OrderChange>, StoreError> {
         crate::store::ingest::refresh_orders(self, orders, at).await
     }
 

@@ -26,6 +26,7 @@ const COPY_CHUNK: usize = 1 << 20;
 pub(super) async fn import(
     conn: &mut PgConnection,
     snapshot: &Snapshot,
+    cause: &str,
 ) -> Result<ImportSummary, StoreError> {
     // Every row is rewritten: one epoch bump at the end, not a log row each.
     pool_cache::pause_log::<sqlx::Postgres>(conn).await?;
@@ -77,12 +78,15 @@ pub(super) async fn import(
     .await?;
     copy_in(
         conn,
-        "products (sku, position, replacement_sku)",
+        "products (sku, position, replacement_sku, vendor, allow_backorders, backorder_thresholds)",
         snapshot.products.iter().enumerate(),
         |row, (position, p)| {
             row.text(&p.sku)
                 .int(position as i64)
                 .opt_text(p.replacement_sku.as_deref())
+                .opt_text(p.vendor.as_deref())
+                .text(if p.allow_backorders { "t" } else { "f" })
+                .opt_text(assemble::thresholds_column(p).as_deref())
                 .end_row();
         },
     )
@@ -184,13 +188,20 @@ pub(super) async fn import(
     skus.dedup();
     let marked = sqlx::query(
         "INSERT INTO dirty_skus (sku, marked_seq, cause)
-         SELECT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), 'import' FROM unnest($1::text[]) AS s (sku)
+         SELECT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), $2 FROM unnest($1::text[]) AS s (sku)
          ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
     )
     .bind(&skus)
+    .bind(cause)
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    let with_customer: Vec<&Order> = snapshot
+        .orders
+        .iter()
+        .filter(|o| o.customer.is_some())
+        .collect();
+    crate::store::customers::postgres::write(&mut *conn, &with_customer).await?;
     // The tables changed wholesale: fresh statistics let the recalculation
     // that follows plan its reads for the new sizes at once.
     sqlx::query("ANALYZE orders, order_lines")
@@ -210,7 +221,10 @@ pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreErr
     let warehouses = super::load_warehouses(conn).await?;
     let products = map_rows(
         conn,
-        sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position"),
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM products ORDER BY position",
+            assemble::PRODUCT_COLUMNS
+        ))),
         assemble::product,
     )
     .await?;
@@ -253,6 +267,8 @@ pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreErr
         .fetch(&mut *conn),
     )
     .await?;
+    let customers = crate::store::customers::postgres::read(&mut *conn).await?;
+    crate::store::customers::attach(&mut orders, customers);
 
     Ok(Snapshot {
         as_of: None,

@@ -15,12 +15,9 @@ use crate::engine::LineCounts;
 use crate::engine::time_format::format_date;
 use crate::recalc::{Changes, LineChange, OrderChange};
 use crate::store::StoreError;
+use crate::store::messages::history_cause;
+use crate::store::recalculate::Written;
 
-/// How much a batch wrote.
-pub(super) struct Written {
-    pub lines: usize,
-    pub orders: usize,
-}
 
 pub(super) async fn write_changes(
     conn: &mut PgConnection,
@@ -28,10 +25,12 @@ pub(super) async fn write_changes(
     at: &str,
 ) -> Result<Written, StoreError> {
     let mut lines = changes.lines.clone();
-    let mut written = Written {
-        lines: 0,
-        orders: 0,
-    };
+    // Every order a line of this batch belongs to, locked in key order
+    // before anything is moved: two workers whose batches share orders
+    // then wait for each other rather than deadlock, and each reads its
+    // orders' lines (for their messages) with no other write-back between.
+    lock_orders(conn, &lines).await?;
+    let mut written = Written::default();
     if !lines.is_empty() {
         lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
         let ids = write_lines(conn, &lines).await?;
@@ -45,36 +44,17 @@ pub(super) async fn write_changes(
             .collect();
         let orders = move_orders(conn, &moving).await?;
         write_history(conn, &lines, &orders, at).await?;
-        write_outbox(conn, &orders, at).await?;
-        written.lines = lines.len();
-        written.orders = orders.len();
+        written.orders = orders;
     }
     // What was read may be stale by now; under the order's row lock its
     // lines say what its totals must be (as after an event's refresh).
     if !changes.drifted.is_empty() {
         let repaired =
             crate::store::ingest::refresh_orders(&mut *conn, &changes.drifted, at).await?;
-        written.orders += repaired.len();
+        written.orders.extend(repaired);
     }
+    written.lines = lines;
     Ok(written)
-}
-
-/// Lines and their history only (a full run's batch: its orders are set
-/// from their lines at its end); how many lines were written.
-pub(super) async fn write_line_changes(
-    conn: &mut PgConnection,
-    changes: &Changes,
-    at: &str,
-) -> Result<usize, StoreError> {
-    if changes.lines.is_empty() {
-        return Ok(0);
-    }
-    let mut lines = changes.lines.clone();
-    lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
-    let ids = write_lines(conn, &lines).await?;
-    lines.retain(|l| ids.contains(l.line_id.as_str()));
-    write_history(conn, &lines, &[], at).await?;
-    Ok(lines.len())
 }
 
 /// The ids of the lines written: those still as read, in the same order
@@ -223,7 +203,7 @@ pub(super) async fn write_history(
         new_qty.push(l.new_backorder_qty);
         old_status.push(None);
         new_status.push(None);
-        causes.push(&l.cause);
+        causes.push(history_cause(&l.cause));
     }
     for o in orders {
         order_ids.push(&o.order_id);
@@ -232,7 +212,7 @@ pub(super) async fn write_history(
         new_qty.push(o.new_backorder_qty);
         old_status.push(Some(o.old_status.as_str()));
         new_status.push(Some(o.new_status.as_str()));
-        causes.push(&o.cause);
+        causes.push(history_cause(&o.cause));
     }
     sqlx::query(
         "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause)
@@ -251,41 +231,16 @@ pub(super) async fn write_history(
     Ok(())
 }
 
-pub(super) async fn write_outbox(
-    conn: &mut PgConnection,
-    orders: &[OrderChange],
-    at: &str,
-) -> Result<(), StoreError> {
-    let notified: Vec<(&str, &str, &str, &str)> = orders
-        .iter()
-        .filter_map(|o| {
-            o.notification().map(|kind| {
-                (
-                    o.order_id.as_str(),
-                    kind,
-                    o.old_status.as_str(),
-                    o.new_status.as_str(),
-                )
-            })
-        })
-        .collect();
-    if notified.is_empty() {
+async fn lock_orders(conn: &mut PgConnection, lines: &[LineChange]) -> Result<(), StoreError> {
+    let mut ids: Vec<&str> = lines.iter().map(|l| l.order_id.as_str()).collect();
+    if ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = notified.iter().map(|n| n.0).collect();
-    let kinds: Vec<&str> = notified.iter().map(|n| n.1).collect();
-    let old: Vec<&str> = notified.iter().map(|n| n.2).collect();
-    let new: Vec<&str> = notified.iter().map(|n| n.3).collect();
-    sqlx::query(
-        "INSERT INTO outbox (at, order_id, kind, old_status, new_status)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])",
-    )
-    .bind(at)
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&old)
-    .bind(&new)
-    .execute(&mut *conn)
-    .await?;
+    ids.sort_unstable();
+    ids.dedup();
+    sqlx::query("SELECT 1 FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -25,12 +25,13 @@ use rustc_hash::FxHashMap;
 
 use crate::engine::snapshot::Settings;
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, Changes, Compare, GroupState, replacement_closure};
+use crate::recalc::{self, Changes, Compare, GroupState, LineChange, OrderChange, replacement_closure};
+use crate::store::messages::{self, MessageLog};
 use crate::store::{BatchReport, StoreError};
 
 pub use full_run::FullRun;
 pub use pool_cache::PoolCache;
-pub use run::{RecalcStore, audit, recalculate_bulk, recalculate_dirty};
+pub use run::{RecalcStore, audit, audit_in, recalculate_bulk, recalculate_dirty};
 
 /// At most this many lines per drain transaction, unless one SKU has more.
 pub const LINES_PER_BATCH: usize = 50_000;
@@ -86,8 +87,20 @@ impl ClaimBudget {
     }
 }
 
-/// What one database does for [`batch`], inside the caller's transaction.
-pub trait RecalcDialect: Send {
+/// What a write-back wrote: the lines still as the engine read them (on
+/// PostgreSQL an event may have changed one meanwhile; it is left to the
+/// recalculation that event asked for) and the orders whose totals moved.
+/// The batch's messages are made from these.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub lines: Vec<LineChange>,
+    pub orders: Vec<OrderChange>,
+}
+
+/// What one database does for [`batch`], inside the caller's transaction;
+/// its message statements ([`MessageLog`]) let the batch append the
+/// messages of what it wrote before the caller commits.
+pub trait RecalcDialect: MessageLog + Send {
     /// The next dirty SKUs in key order: up to `max_skus`, no more than
     /// `line_budget` lines (but at least one SKU), each one this
     /// transaction may recalculate now.
@@ -106,28 +119,6 @@ pub trait RecalcDialect: Send {
         &mut self,
         skus: &[String],
         tick: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Writes lines and their history only: a full run's batch leaves the
-    /// orders' totals to [`RecalcDialect::defer_orders`]. How many lines.
-    fn write_lines(
-        &mut self,
-        changes: &Changes,
-        at: &str,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
-    /// Appends `(order id, cause)` to the orders to set from their lines
-    /// later (`stale_orders`).
-    fn defer_orders(
-        &mut self,
-        orders: &[(String, String)],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every deferred order, `(seq, order id, cause)`.
-    fn stale_orders(
-        &mut self,
-    ) -> impl Future<Output = Result<Vec<(i64, String, String)>, StoreError>> + Send;
-    /// Forgets the deferred orders `seqs` (those read), once they are set.
-    fn drop_stale_orders(
-        &mut self,
-        seqs: &[i64],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Makes `skus` this transaction's to recalculate (a worker holding one
     /// of them makes it `None`) and returns their dirty marks, if any.
@@ -148,25 +139,25 @@ pub trait RecalcDialect: Send {
         settings: Settings,
         causes: FxHashMap<String, String>,
     ) -> impl Future<Output = Result<GroupState, StoreError>> + Send;
-    /// Writes lines, orders, history and outbox; how many lines and orders
-    /// were written.
+    /// Writes lines, orders and their history: what was written, for the
+    /// batch's messages.
     fn write_changes(
         &mut self,
         changes: &Changes,
         at: &str,
-    ) -> impl Future<Output = Result<(usize, usize), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
     /// Deletes the marks as read: one an event raised since stays.
     fn clear_marks(
         &mut self,
         marks: &[Mark],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Sets the totals of `orders` `(id, cause)` from their stored lines,
-    /// under their row locks: the ids of those that changed.
+    /// under their row locks: those that changed.
     fn refresh_orders(
         &mut self,
         orders: &[(String, String)],
         at: &str,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<OrderChange>, StoreError>> + Send;
     /// Every SKU that has lines, with how many: what an audit goes through.
     fn sku_line_counts(
         &mut self,
@@ -307,7 +298,7 @@ pub async fn batch<D: RecalcDialect>(
         whole_orders: false,
         totals: run.is_some(),
     };
-    let mut changes = match cache {
+    let changes = match cache {
         // A full run reads every pool anyway and tallies orders: the cache
         // serves the drain's repeated recalculations of hot pools.
         Some(cache) if run.is_none() => {
@@ -328,32 +319,23 @@ pub async fn batch<D: RecalcDialect>(
     let lines_seen = changes.lines_seen;
     let at = format_timestamp(&as_of);
     let full_run = run.is_some();
-    let bulk = run.as_deref().is_some_and(|r| r.queue.is_none());
     if let Some(run) = run {
         run.tally(&changes);
     }
     if full_run {
         db.pause_pool_log().await?;
     }
-    let (lines_changed, orders_changed) = if bulk {
-        // Each order written now would rewrite pages all over the orders
-        // table (and its history index) in every bounded transaction; the
-        // run's end sets them from their lines in id order instead.
-        let deferred: Vec<(String, String)> = std::mem::take(&mut changes.orders)
-            .into_iter()
-            .map(|o| (o.order_id, o.cause))
-            .chain(std::mem::take(&mut changes.drifted))
-            .collect();
-        db.defer_orders(&deferred).await?;
-        (db.write_lines(&changes, &at).await?, 0)
-    } else {
-        db.write_changes(&changes, &at).await?
-    };
+    // A full run's batch writes its orders too, as a drain's does: each
+    // bounded transaction commits lines, their orders and their messages
+    // together, so a run that stops half-way leaves nothing unannounced.
+    let written = db.write_changes(&changes, &at).await?;
     if full_run {
         db.end_pool_log_pause().await?;
     }
     db.clear_marks(&marks).await?;
     db.record_tick(&skus, tick).await?;
+    let (lines_changed, orders_changed) = (written.lines.len(), written.orders.len());
+    append_messages(db, &written).await?;
 
     let mut cause_list: Vec<String> = marks.into_iter().map(|m| m.cause).collect();
     cause_list.sort_unstable();
@@ -365,6 +347,17 @@ pub async fn batch<D: RecalcDialect>(
         lines_changed,
         orders_changed,
     })))
+}
+
+/// The messages of what a write-back wrote, appended last (on PostgreSQL
+/// the log's lock is held from here to the commit).
+pub async fn append_messages<D: RecalcDialect>(
+    db: &mut D,
+    written: &Written,
+) -> Result<(), StoreError> {
+    let pending = messages::for_write_back(db, &written.lines, &written.orders).await?;
+    messages::append(db, pending, Utc::now()).await?;
+    Ok(())
 }
 
 /// The marks of listed SKUs: their dirty marks where they have one, else

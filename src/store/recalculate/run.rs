@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::full_run::{FullRun, SkuQueue};
-use super::{Attempt, LINES_PER_BATCH, PoolCache, RecalcDialect, batch};
+use super::{Attempt, LINES_PER_BATCH, PoolCache, RecalcDialect, Written, append_messages, batch};
 use crate::engine::time_format::format_timestamp;
 use crate::store::{BatchReport, StoreError};
 
@@ -78,10 +78,6 @@ where
             }
             Ok(Attempt::Done(None)) => {
                 tx.commit().await?;
-                drop(conn);
-                // Orders a full run deferred and did not set (it stopped,
-                // or its process died): the drain sets them now.
-                set_stale_orders(store, &[], &format_timestamp(&as_of)).await?;
                 return Ok(None);
             }
             // The worker holding the rest of the group drains it too.
@@ -148,42 +144,22 @@ where
         attempt += 1;
         backoff(attempt).await;
     }
-    set_stale_orders(store, &run.off_their_lines(), &format_timestamp(&as_of)).await?;
+    set_from_lines(store, &run.off_their_lines(), &format_timestamp(&as_of)).await?;
     Ok(())
 }
 
-/// Sets from their stored lines, under their row locks, the orders a full
-/// run deferred (`stale_orders`) and `also`, in id order (so each
-/// transaction's writes fall on neighbouring pages), `REFRESH_CHUNK` per
-/// transaction; then forgets the deferred ones it read. A run that dies
-/// on the way leaves them for the next drain (`recalculate_dirty` when
-/// nothing is dirty): setting an order from its
-/// lines twice changes nothing the second time.
-async fn set_stale_orders<S: RecalcStore>(
+/// Sets from their stored lines, under their row locks, the orders whose
+/// lines a full run saw over several batches and whose totals are off them
+/// (drift), in id order (so each transaction's writes fall on neighbouring
+/// pages), `REFRESH_CHUNK` per transaction, each with its messages.
+async fn set_from_lines<S: RecalcStore>(
     store: &S,
-    also: &[(String, String)],
+    orders: &[(String, String)],
     at: &str,
 ) -> Result<(), StoreError>
 where
     <S::Db as sqlx::Database>::Connection: RecalcDialect,
 {
-    let stale = {
-        let mut conn = store.connection().await?;
-        conn.stale_orders().await?
-    };
-    if stale.is_empty() && also.is_empty() {
-        return Ok(());
-    }
-    let seqs: Vec<i64> = stale.iter().map(|s| s.0).collect();
-    let mut orders: Vec<(String, String)> = stale
-        .into_iter()
-        .map(|(_, id, cause)| (id, cause))
-        .chain(also.iter().cloned())
-        .collect();
-    // By id, each once (its last cause).
-    orders.reverse();
-    orders.sort_by(|a, b| a.0.cmp(&b.0));
-    orders.dedup_by(|a, b| a.0 == b.0);
     for chunk in orders.chunks(REFRESH_CHUNK) {
         let mut attempt = 0;
         loop {
@@ -196,8 +172,13 @@ where
             // double the writes; one epoch bump instead.
             let set = async {
                 tx.pause_pool_log().await?;
-                tx.refresh_orders(chunk, at).await?;
-                tx.end_pool_log_pause().await
+                let orders = tx.refresh_orders(chunk, at).await?;
+                tx.end_pool_log_pause().await?;
+                let written = Written {
+                    lines: Vec::new(),
+                    orders,
+                };
+                append_messages(&mut *tx, &written).await
             };
             match set.await {
                 Ok(()) => {
@@ -211,11 +192,6 @@ where
             drop(conn);
             backoff(attempt).await;
         }
-    }
-    if !seqs.is_empty() {
-        // Exactly the rows read: another run's, committed meanwhile, stay.
-        let mut conn = store.connection().await?;
-        conn.drop_stale_orders(&seqs).await?;
     }
     Ok(())
 }
@@ -259,7 +235,9 @@ where
     }
 }
 
-async fn audit_in<D: RecalcDialect>(
+/// The audit's run inside the caller's transaction: every SKU, every
+/// difference found (and written; the caller commits or rolls back).
+pub async fn audit_in<D: RecalcDialect>(
     db: &mut D,
     as_of: DateTime<Utc>,
 ) -> Result<crate::audit::Findings, StoreError> {
@@ -279,7 +257,15 @@ async fn audit_in<D: RecalcDialect>(
         }
     }
     let off = run.off_their_lines();
-    db.refresh_orders(&off, &format_timestamp(&as_of)).await?;
+    let orders = db.refresh_orders(&off, &format_timestamp(&as_of)).await?;
+    append_messages(
+        db,
+        &Written {
+            lines: Vec::new(),
+            orders,
+        },
+    )
+    .await?;
     let (lines, orders) = run.take_findings();
     Ok(crate::audit::Findings {
         dirty_skus,

@@ -216,16 +216,14 @@ pub(super) async fn group_stock(
     with_rusqlite(conn, |db| {
         let read = || -> rusqlite::Result<_> {
             let mut statement = db.prepare(
-                "SELECT p.sku, p.replacement_sku FROM json_each(?1) j CROSS JOIN products p ON p.sku = j.value",
+                "SELECT p.sku, p.replacement_sku, p.vendor, p.allow_backorders, p.backorder_thresholds
+                 FROM json_each(?1) j CROSS JOIN products p ON p.sku = j.value",
             )?;
             let products = statement
                 .query_map([sku_list], |r| {
-                    Ok(Product {
-                        sku: r.get(0)?,
-                        replacement_sku: r.get(1)?,
-                    })
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<rusqlite::Result<Vec<assemble::ProductRow>>>()?;
             let mut statement = db.prepare(
                 "SELECT i.sku, i.warehouse, i.on_hand FROM json_each(?1) j CROSS JOIN inventory i ON i.sku = j.value
                  ORDER BY i.sku, i.warehouse",
@@ -259,6 +257,10 @@ pub(super) async fn group_stock(
             Ok((products, inventory, purchase_orders))
         };
         let (products, inventory, rows) = read().map_err(db_error)?;
+        let products = products
+            .into_iter()
+            .map(assemble::product)
+            .collect::<Result<Vec<Product>, _>>()?;
         let purchase_orders = rows
             .into_iter()
             .map(assemble::purchase_order)

@@ -128,6 +128,10 @@ impl IngestBackend for SqliteConnection {
         super::direct::orders_with_lines(self, order_ids).await
     }
 
+    async fn set_customer(&mut self, order: &Order) -> Result<(), StoreError> {
+        crate::store::customers::sqlite::write(self, &[order]).await
+    }
+
     async fn write_order_changes(
         &mut self,
         changes: &[OrderChange],

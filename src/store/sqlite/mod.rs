@@ -8,8 +8,10 @@ use sqlx::{Connection, Sqlite, Transaction};
 
 mod direct;
 mod ingest;
+mod messages;
 mod queries;
 mod recalc;
+mod what_if;
 mod writeback;
 
 use chrono::{DateTime, Utc};
@@ -178,7 +180,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &Snapshot) -> Result<ImportSummary, StoreError> {
+    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+        let cause = super::messages::import_cause(notify);
         let mut conn = self.writing().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
@@ -196,17 +199,24 @@ impl Store for SqliteStore {
                 .await?;
         }
         insert_state(&mut tx, snapshot).await?;
+        let with_customer: Vec<&Order> = snapshot
+            .orders
+            .iter()
+            .filter(|o| o.customer.is_some())
+            .collect();
+        super::customers::sqlite::write(&mut tx, &with_customer).await?;
         let marked = sqlx::query(
             "INSERT INTO dirty_skus (sku, marked_seq, cause)
-             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), 'import' FROM order_lines WHERE true
+             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
              ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
         )
+        .bind(cause)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         ingest::push_job(
             &mut tx,
-            &crate::queue::RecalcJob::new(vec!["import".into()], &[], true),
+            &crate::queue::RecalcJob::new(vec![cause.into()], &[], true),
         )
         .await?;
         recalculate::pool_cache::resume_log::<Sqlite>(&mut tx).await?;
@@ -224,13 +234,15 @@ impl Store for SqliteStore {
         let settings = load_settings(&mut conn).await?;
         let warehouses = load_warehouses(&mut conn).await?;
 
-        let products =
-            sqlx::query_as("SELECT sku, replacement_sku FROM products ORDER BY position")
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .map(assemble::product)
-                .collect::<Result<_, _>>()?;
+        let products = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM products ORDER BY position",
+            assemble::PRODUCT_COLUMNS
+        )))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(assemble::product)
+        .collect::<Result<_, _>>()?;
         let inventory =
             sqlx::query_as("SELECT sku, warehouse, on_hand FROM inventory ORDER BY sku, warehouse")
                 .fetch_all(&mut *conn)
@@ -270,6 +282,8 @@ impl Store for SqliteStore {
             .fetch(&mut *conn),
         )
         .await?;
+        let customers = super::customers::sqlite::read(&mut conn).await?;
+        super::customers::attach(&mut orders, customers);
 
         Ok(Snapshot {
             as_of: None,
@@ -357,9 +371,8 @@ impl Store for SqliteStore {
     async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
         let count = match skus {
             None => sqlx::query_scalar(
-                "SELECT (SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
-                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > ?1))
-                      + EXISTS (SELECT 1 FROM stale_orders)",
+                "SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
+                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > ?1)",
             )
             .bind(ticket)
             .fetch_one(&self.pool)
@@ -425,6 +438,25 @@ impl Store for SqliteStore {
         Ok(view)
     }
 
+    async fn feed_source(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<crate::feed::FeedSource, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let settings = load_settings(&mut tx).await?;
+        let warehouses = load_warehouses(&mut tx).await?;
+        let source = super::feed_rows::feed_source::<Sqlite>(
+            &mut tx,
+            settings,
+            warehouses,
+            "rtrim(o.order_date, 'Z')",
+            as_of,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(source)
+    }
+
     async fn pool_state(
         &self,
         skus: &[String],
@@ -474,10 +506,16 @@ async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<
             .await?;
     }
     for (position, p) in s.products.iter().enumerate() {
-        sqlx::query("INSERT INTO products (sku, position, replacement_sku) VALUES (?, ?, ?)")
-            .bind(&p.sku)
-            .bind(position as i64)
-            .bind(&p.replacement_sku)
+        sqlx::query(
+            "INSERT INTO products (sku, position, replacement_sku, vendor, allow_backorders, backorder_thresholds)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.sku)
+        .bind(position as i64)
+        .bind(&p.replacement_sku)
+        .bind(&p.vendor)
+        .bind(p.allow_backorders)
+        .bind(assemble::thresholds_column(p))
             .execute(&mut **tx)
             .await?;
     }

@@ -80,14 +80,32 @@ const DATE_KEY: &str = "rtrim(o.order_date, 'Z')";
 
 /// The statement of [`backorders`]; `?1` statuses (JSON), `?2` SKU, `?3`
 /// `?4` the cursor, `?5` limit, `?6` warehouse, `?7` `?8` date keys.
-fn backorders_statement() -> String {
+/// The page's statement. By date (`by_sku` false), it walks the partial
+/// index of backordered orders in order and stops at the page's end: fast
+/// unless a filter rejects most orders. By SKU, it starts from the SKU's
+/// backordered lines (the `order_lines` key), looks their orders up by id
+/// and sorts just those: fast unless the SKU has very many. The parameters
+/// are the same in both.
+fn backorders_statement_from(by_sku: bool) -> String {
+    let (backordered, sku) = if by_sku {
+        // Not the partial index's term: its orders come from the lines.
+        (
+            "o.id IN (SELECT l.order_id FROM order_lines l WHERE l.sku = ?2 AND l.backorder_qty > 0)",
+            "?2 IS NOT NULL",
+        )
+    } else {
+        (
+            "o.backorder_status IN ('full', 'partial')",
+            "(?2 IS NULL OR o.id IN (
+                SELECT l.order_id FROM order_lines l WHERE l.sku = ?2 AND l.backorder_qty > 0))",
+        )
+    };
     format!(
         "SELECT {ORDER_HEADER_JSON}, o.backorder_status, o.backorder_qty, {DATE_KEY}
          FROM orders o
-         WHERE o.backorder_status IN ('full', 'partial')
+         WHERE {backordered}
            AND o.backorder_status IN (SELECT value FROM json_each(?1))
-           AND (?2 IS NULL OR o.id IN (
-                SELECT l.order_id FROM order_lines l WHERE l.sku = ?2 AND l.backorder_qty > 0))
+           AND {sku}
            AND (?3 IS NULL OR ({DATE_KEY}, o.id) > (?3, ?4))
            AND (?6 IS NULL OR o.ship_from = ?6)
            AND {DATE_KEY} >= coalesce(?7, '')
@@ -95,6 +113,27 @@ fn backorders_statement() -> String {
          ORDER BY {DATE_KEY}, o.id
          LIMIT ?5"
     )
+}
+
+/// From this many backordered lines of the filtered SKU on, the page walks
+/// the date index instead (so many matches fill a page quickly).
+const SKU_DRIVEN_UP_TO: i64 = 20_000;
+
+/// Whether the page should start from the SKU's lines.
+async fn few_backordered_lines(
+    conn: &mut SqliteConnection,
+    sku: Option<&str>,
+) -> Result<bool, StoreError> {
+    let Some(sku) = sku else { return Ok(false) };
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM order_lines
+           WHERE sku = ? AND backorder_qty > 0 LIMIT ?)",
+    )
+    .bind(sku)
+    .bind(SKU_DRIVEN_UP_TO)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(count < SKU_DRIVEN_UP_TO)
 }
 
 pub(super) async fn backorders(
@@ -106,7 +145,8 @@ pub(super) async fn backorders(
         Some(c) => (Some(c.date_key.as_str()), Some(c.order_id.as_str())),
         None => (None, None),
     };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(backorders_statement()))
+    let by_sku = few_backordered_lines(conn, query.sku.as_deref()).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(backorders_statement_from(by_sku)))
         .bind(statuses)
         .bind(query.sku.as_deref())
         .bind(after_key)
@@ -178,7 +218,7 @@ mod tests {
         let plan_of = |sku: Option<&'static str>, warehouse: Option<&'static str>| {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "EXPLAIN QUERY PLAN {}",
-                super::backorders_statement()
+                super::backorders_statement_from(false)
             )))
             .bind(r#"["full"]"#)
             .bind(sku)
@@ -201,5 +241,26 @@ mod tests {
             assert!(!plan.contains("TEMP B-TREE"), "sorts: {plan}");
             assert!(!plan.contains("SCAN o"), "scans the orders: {plan}");
         }
+        // By SKU: from the SKU's lines by their key, orders by id; no scan.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::backorders_statement_from(true)
+        )))
+        .bind(r#"["full"]"#)
+        .bind(Some("TEA"))
+        .bind(None::<&str>)
+        .bind(None::<&str>)
+        .bind(51_i64)
+        .bind(None::<&str>)
+        .bind(Some("2026-11-01T00:00:00"))
+        .bind(None::<&str>)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("SCAN o"), "scans the orders: {plan}");
+        assert!(!plan.contains("SCAN l"), "scans the lines: {plan}");
+        assert!(plan.contains("PRIMARY KEY (sku=?)"), "{plan}");
     }
 }

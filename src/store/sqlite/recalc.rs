@@ -15,7 +15,7 @@ use crate::store::StoreError;
 use crate::store::group::{HeaderWithTotals, LinesByOrder};
 use crate::store::recalculate::pool_cache::{LogEntry, Versions};
 use crate::store::recalculate::portable;
-use crate::store::recalculate::{Mark, RecalcDialect, Stock};
+use crate::store::recalculate::{Mark, RecalcDialect, Stock, Written};
 
 fn json_list<T: serde::Serialize + ?Sized>(items: &T) -> String {
     serde_json::to_string(items).expect("a list serializes")
@@ -56,49 +56,6 @@ impl RecalcDialect for SqliteConnection {
             record().map_err(db_error)
         })
         .await
-    }
-
-    async fn write_lines(&mut self, changes: &Changes, at: &str) -> Result<usize, StoreError> {
-        super::writeback::write_line_changes(self, &changes.lines, at).await?;
-        Ok(changes.lines.len())
-    }
-
-    async fn defer_orders(&mut self, orders: &[(String, String)]) -> Result<(), StoreError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        with_rusqlite(self, |db| {
-            let defer = || -> rusqlite::Result<()> {
-                let mut insert =
-                    db.prepare("INSERT INTO stale_orders (order_id, cause) VALUES (?1, ?2)")?;
-                for (id, cause) in orders {
-                    insert.execute(params![id, cause])?;
-                }
-                Ok(())
-            };
-            defer().map_err(db_error)
-        })
-        .await
-    }
-
-    async fn stale_orders(&mut self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        with_rusqlite(self, |db| {
-            let read = || -> rusqlite::Result<Vec<(i64, String, String)>> {
-                let mut all = db.prepare("SELECT seq, order_id, cause FROM stale_orders")?;
-                all.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            };
-            read().map_err(db_error)
-        })
-        .await
-    }
-
-    async fn drop_stale_orders(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM stale_orders WHERE seq IN (SELECT value FROM json_each(?))")
-            .bind(json_list(seqs))
-            .execute(&mut *self)
-            .await?;
-        Ok(())
     }
 
     async fn take(&mut self, skus: &[String]) -> Result<Option<Vec<Mark>>, StoreError> {
@@ -156,9 +113,13 @@ impl RecalcDialect for SqliteConnection {
         &mut self,
         changes: &Changes,
         at: &str,
-    ) -> Result<(usize, usize), StoreError> {
+    ) -> Result<Written, StoreError> {
+        // One writer: every line is written as read.
         write_changes(self, changes, at).await?;
-        Ok((changes.lines.len(), changes.orders.len()))
+        Ok(Written {
+            lines: changes.lines.clone(),
+            orders: changes.orders.clone(),
+        })
     }
 
     async fn clear_marks(&mut self, marks: &[Mark]) -> Result<(), StoreError> {
@@ -180,7 +141,7 @@ impl RecalcDialect for SqliteConnection {
         &mut self,
         orders: &[(String, String)],
         at: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<crate::recalc::OrderChange>, StoreError> {
         crate::store::ingest::refresh_orders(self, orders, at).await
     }
 

@@ -1,5 +1,5 @@
-//! Writing recalculated values back, with a history row per change and an
-//! outbox row when an order enters or leaves backorder. Each table gets one
+//! Writing recalculated values back, with a history row per change (the
+//! change messages are the caller's: store/messages.rs). Each table gets one
 //! prepared statement stepped once per row through rusqlite (see
 //! `direct.rs`): the per-row cost is SQLite's own.
 
@@ -10,6 +10,7 @@ use super::direct::{db_error, with_rusqlite};
 use crate::engine::time_format::format_date;
 use crate::recalc::{Changes, LineChange, OrderChange};
 use crate::store::StoreError;
+use crate::store::messages::history_cause;
 
 pub(super) async fn write_changes(
     conn: &mut SqliteConnection,
@@ -25,19 +26,6 @@ pub(super) async fn write_changes(
             .map_err(db_error)
     })
     .await
-}
-
-/// Lines and their history only (a full run's batch: its orders are set
-/// from their lines at its end).
-pub(super) async fn write_line_changes(
-    conn: &mut SqliteConnection,
-    lines: &[LineChange],
-    at: &str,
-) -> Result<(), StoreError> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    with_rusqlite(conn, |db| write_lines(db, lines, at).map_err(db_error)).await
 }
 
 pub(super) async fn write_order_changes(
@@ -67,7 +55,7 @@ fn write_lines(db: &rusqlite::Connection, lines: &[LineChange], at: &str) -> rus
             c.line_id,
             c.old_backorder_qty,
             c.new_backorder_qty,
-            c.cause
+            history_cause(&c.cause)
         ])?;
     }
     Ok(())
@@ -87,9 +75,6 @@ fn write_orders(
         "INSERT INTO history (at, order_id, line_id, old_backorder_qty, new_backorder_qty, old_status, new_status, cause)
          VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    let mut outbox = db.prepare(
-        "INSERT INTO outbox (at, order_id, kind, old_status, new_status) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for c in orders {
         let (old, new) = (c.old_status.as_str(), c.new_status.as_str());
         update.execute(params![
@@ -107,11 +92,8 @@ fn write_orders(
             c.new_backorder_qty,
             old,
             new,
-            c.cause
+            history_cause(&c.cause)
         ])?;
-        if let Some(kind) = c.notification() {
-            outbox.execute(params![at, c.order_id, kind, old, new])?;
-        }
     }
     Ok(())
 }

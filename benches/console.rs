@@ -1,0 +1,138 @@
+//! The console's page times and the what-if preview on a generated book,
+//! printed (a bench command, not criterion):
+//!
+//!     cargo bench --bench console                     # 1,000,000 lines, 100,000 SKUs
+//!     BENCH_LINES=100000 BENCH_SKUS=10000 cargo bench --bench console
+//!
+//! On SQLite: the book is imported and recalculated; `what-if` of one
+//! setting runs as a command (wall time of the process, target 2 s), then
+//! `serve` starts without a token (loopback: no sign-in) and each console
+//! page is fetched `BENCH_PAGE_REPS` times (default 30, after 3 warm-ups)
+//! on one keep-alive connection: p50, p99 and max of the time to the whole
+//! answer (the server's render time plus a loopback round trip; target
+//! 200 ms p99).
+
+mod support;
+use support::{BIN, env_or, measure};
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> (u16, String) {
+    let mut response = agent.get(url).call().expect("serve answers");
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap();
+    (status, text)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (book, lines, skus) = support::generated_book(dir.path(), 1.0);
+    println!("book: {lines} lines over {skus} SKUs (SQLite)");
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    assert_eq!(measure(&url, &["import", book.to_str().unwrap()]).0, 0);
+    assert_eq!(measure(&url, &["recalc", "--all", "--inline"]).0, 0);
+
+    for settings in [r#"{"prioritize_rush":true}"#, r#"{"warehouse_based":true}"#] {
+        for _ in 0..2 {
+            let (code, secs, rss) = measure(&url, &["what-if", "--settings", settings]);
+            assert_eq!(code, 0);
+            println!(
+                "what-if {settings:28} {secs:6.2} s wall, max RSS {rss:5.0} MiB (target: 2 s)"
+            );
+        }
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = Command::new(BIN)
+        .args([
+            "--database-url",
+            &url,
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("BACKORDERD__LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let agent = agent();
+    let started = Instant::now();
+    while ureq::get(format!("{base}/readyz")).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "serve not ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A backordered order, its first SKU, and its warehouse.
+    let (_, page) = get(&agent, &format!("{base}/v1/backorders?limit=1"));
+    let page: serde_json::Value = serde_json::from_str(&page).unwrap();
+    let first = &page["orders"][0];
+    let order_id = first["order_id"].as_str().unwrap().to_owned();
+    let (_, order) = get(&agent, &format!("{base}/v1/orders/{order_id}"));
+    let order: serde_json::Value = serde_json::from_str(&order).unwrap();
+    let sku = order["lines"][0]["sku"].as_str().unwrap().to_owned();
+    let reps = env_or("BENCH_PAGE_REPS", 30);
+    let pages = [
+        "/".to_owned(),
+        "/backorders".to_owned(),
+        "/backorders?status=full".to_owned(),
+        format!("/backorders?sku={sku}"),
+        "/backorders?warehouse=MAIN&from=2026-10-01&to=2026-11-30".to_owned(),
+        format!("/orders/{order_id}"),
+        "/settings".to_owned(),
+    ];
+    println!(
+        "page ({reps} times each)                 p50        p99        max (target: p99 200 ms)"
+    );
+    for path in &pages {
+        let mut times = Vec::with_capacity(reps);
+        for i in 0..reps + 3 {
+            let t = Instant::now();
+            let (status, _) = get(&agent, &format!("{base}{path}"));
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            assert_eq!(status, 200, "{path}");
+            if i >= 3 {
+                times.push(ms);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{path:40} {:7.1} ms {:7.1} ms {:7.1} ms",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            times[times.len() - 1]
+        );
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    let _ = serve.wait();
+}
