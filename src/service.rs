@@ -316,6 +316,7 @@ pub async fn serve(
         stop: stop.clone(),
         busy: tokio::sync::Mutex::new(()),
         activity: Default::default(),
+        pacer: Default::default(),
         health: health.clone(),
     });
 

@@ -126,7 +126,7 @@ async fn run_inline(
     );
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let report = crate::worker::drain(store, sizes, &stop, failures, |batch| {
+    let report = crate::worker::drain(store, sizes, &stop, failures, None, |batch| {
         bar.inc(batch.skus.len() as u64);
     })
     .await

@@ -194,6 +194,15 @@ impl AnyStore {
         }
     }
 
+    /// A recalculation job begins its drain: the writer's next group of
+    /// events queues a job of its own again (store/writer.rs).
+    pub fn job_started(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.job_started(),
+            AnyStore::Postgres(s) => s.job_started(),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",

@@ -63,6 +63,7 @@ impl WriteDialect for Dialect {
     type Db = Postgres;
     const BEGIN: &'static str = "BEGIN";
     const ATTEMPTS: u32 = INGEST_ATTEMPTS;
+    const SHARE_WAITING_JOB: bool = false;
     async fn lock_group(conn: &mut PgConnection, batches: &[&[Event]]) -> Result<(), StoreError> {
         locks::take(conn, &locks::EventLocks::of(batches)).await
     }
@@ -163,6 +164,13 @@ impl PgStore {
 
     pub fn writer_alive(&self) -> Option<bool> {
         self.writer.get().map(Writer::is_alive)
+    }
+
+    /// A recalculation job of this process begins (store/writer.rs).
+    pub fn job_started(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.job_started();
+        }
     }
 }
 

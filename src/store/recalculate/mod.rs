@@ -31,7 +31,7 @@ use crate::store::{BatchReport, StoreError};
 
 pub use full_run::FullRun;
 pub use pool_cache::PoolCache;
-pub use run::{RecalcStore, audit, audit_in, recalculate_bulk, recalculate_dirty};
+pub use run::{FULL_RUN_LINES, RecalcStore, audit, audit_in, recalculate_bulk, recalculate_dirty};
 
 /// At most this many lines per drain transaction, unless one SKU has more.
 pub const LINES_PER_BATCH: usize = 50_000;

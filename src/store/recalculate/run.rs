@@ -47,6 +47,10 @@ pub trait RecalcStore: Sync {
     fn is_transient(&self, error: &StoreError) -> bool;
     /// The process's cache of hot pools, if it keeps one.
     fn pool_cache(&self) -> Option<&PoolCache>;
+    /// The line budget of a full run's next transaction.
+    fn full_run_lines(&self) -> usize {
+        FULL_RUN_LINES
+    }
 }
 
 fn backoff(attempt: u32) -> impl Future<Output = ()> {
@@ -118,7 +122,7 @@ where
         match batch(
             &mut *tx,
             max_skus,
-            FULL_RUN_LINES,
+            store.full_run_lines(),
             as_of,
             None,
             Some(&mut run),

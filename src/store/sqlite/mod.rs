@@ -53,6 +53,7 @@ impl WriteDialect for Dialect {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     // The write lock is held from BEGIN: no conflict can roll a group back.
     const ATTEMPTS: u32 = 1;
+    const SHARE_WAITING_JOB: bool = true;
     async fn lock_group(
         _conn: &mut SqliteConnection,
         _batches: &[&[Event]],
@@ -81,6 +82,17 @@ impl recalculate::RecalcStore for SqliteStore {
 
     fn pool_cache(&self) -> Option<&recalculate::PoolCache> {
         Some(&self.pools)
+    }
+
+    /// Small transactions only while events wait for the connection: each
+    /// of a full run's transactions rewrites the pages of the orders it
+    /// touches, which lie all over the table, so with nobody waiting ten
+    /// times larger ones write far fewer pages in all.
+    fn full_run_lines(&self) -> usize {
+        match self.writer.get() {
+            Some(writer) if writer.has_waiting() => recalculate::FULL_RUN_LINES,
+            _ => recalculate::LINES_PER_BATCH,
+        }
     }
 }
 
@@ -161,6 +173,13 @@ impl SqliteStore {
 
     pub fn writer_alive(&self) -> Option<bool> {
         self.writer.get().map(Writer::is_alive)
+    }
+
+    /// A recalculation job of this process begins (store/writer.rs).
+    pub fn job_started(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.job_started();
+        }
     }
 
     /// The connection to write on: the writer's when it runs.
