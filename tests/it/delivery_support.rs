@@ -276,6 +276,16 @@ pub fn order_draft(order_id: &str, kind: MessageType, customer: Option<(&str, &s
 /// Appends `drafts` to the log in one transaction, the way the write-back
 /// does; returns them as stored.
 pub fn append(db: &TempDatabase, drafts: Vec<Draft>) -> Vec<Message> {
+    append_at(db, drafts, chrono::Utc::now())
+}
+
+/// [`append`] with `created_at` set to `now` (in the past: messages as old
+/// as a retention test needs).
+pub fn append_at(
+    db: &TempDatabase,
+    drafts: Vec<Draft>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Message> {
     use sqlx::Connection;
     let messages: Vec<PendingMessage> = drafts
         .into_iter()
@@ -284,7 +294,6 @@ pub fn append(db: &TempDatabase, drafts: Vec<Draft>) -> Vec<Message> {
             causes: vec!["test".to_owned()],
         })
         .collect();
-    let now = chrono::Utc::now();
     crate::daemon_support::block_on(async {
         match db.backend {
             Backend::Sqlite => {
