@@ -196,7 +196,7 @@ fn events_over_http_reach_a_flaky_receiver_signed_in_order_per_key_and_once(back
     let db = TempDatabase::of(backend);
     import_book(&db);
     let receiver = Receiver::start(flaky);
-    let config = config_file(&db, &[(&receiver.url(), None)], None, 3600);
+    let config = with_retry_base(config_file(&db, &[(&receiver.url(), None)], None, 3600), 10);
     let port = free_port();
     let daemon = serve(&db, &config, port);
     let mut rng = Lcg::new(5);
@@ -288,12 +288,12 @@ fn serve_killed_during_delivery_of_events_and_restarted_loses_nothing(backend: B
     let db = TempDatabase::of(backend);
     import_book(&db);
     // Slow answers, so that the kill lands with attempts in flight.
-    let receiver = Receiver::start(|n| match n % 5 {
-        2 => Answer::Error500,
+    let receiver = Receiver::start(|n| match n % 10 {
+        2 | 7 => Answer::Error500,
         4 => Answer::Drop,
         _ => Answer::SlowOk,
     });
-    let config = config_file(&db, &[(&receiver.url(), None)], None, 3600);
+    let config = with_retry_base(config_file(&db, &[(&receiver.url(), None)], None, 3600), 10);
     let port = free_port();
     let daemon = serve(&db, &config, port);
     let mut rng = Lcg::new(9);
@@ -339,7 +339,7 @@ fn three_serves_on_postgres_and_a_database_restart_lose_nothing_and_send_each_me
         5 => Answer::Drop,
         _ => Answer::Ok,
     });
-    let config = config_file(&db, &[(&receiver.url(), None)], None, 3600);
+    let config = with_retry_base(config_file(&db, &[(&receiver.url(), None)], None, 3600), 10);
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let daemons: Vec<Daemon> = ports.iter().map(|p| serve(&db, &config, *p)).collect();
     let mut rng = Lcg::new(3);

@@ -20,18 +20,6 @@ fn serve(db: &TempDatabase, config: &str) -> Daemon {
     )
 }
 
-/// Retries every 7 s at most, so that the endpoint that comes back gets
-/// its messages soon.
-fn quick_retries(config: String) -> String {
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("retry_base_ms = 50", "retry_base_ms = 10"),
-    )
-    .unwrap();
-    config
-}
-
 fn positions(db: &TempDatabase) -> Vec<i64> {
     let rows: Vec<(i64,)> =
         db.fetch_all("SELECT CAST(position AS BIGINT) FROM messages ORDER BY position");
@@ -60,12 +48,12 @@ fn messages_past_retention_are_kept_until_every_live_destination_has_them(backen
     let good = Receiver::start(|_| Answer::Ok);
     let down_port = free_port();
     let down = format!("http://127.0.0.1:{down_port}/hook");
-    let both = quick_retries(config_file(
-        &db,
-        &[(&good.url(), None), (&down, None)],
-        None,
-        86_400,
-    ));
+    // Retries every 7.2 s at most: the endpoint that comes back gets its
+    // messages soon.
+    let both = with_retry_base(
+        config_file(&db, &[(&good.url(), None), (&down, None)], None, 86_400),
+        10,
+    );
     let daemon = serve(&db, &both);
     let held = old_messages(&db, "held-", 4);
     let ids: Vec<String> = {

@@ -377,6 +377,17 @@ pub fn config_file(
     path.display().to_string()
 }
 
+/// `config` (a file of [`config_file`]) with `notify.retry_base_ms` set to
+/// `ms`: 10 makes the pauses 10 ms, 60 ms, 240 ms, 1.2 s, 3.6 s, then
+/// 7.2 s, so that a message unlucky several times in a row (a receiver
+/// failing a third of the attempts) still arrives within seconds.
+pub fn with_retry_base(config: String, ms: u64) -> String {
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("retry_base_ms = 50", &format!("retry_base_ms = {ms}"));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
