@@ -281,7 +281,10 @@ fn assert_metrics(port: u16, receiver: &Receiver, messages: &[Message]) {
         })
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0);
-    assert!(retries >= failed, "{retries} retries counted, {failed} seen");
+    assert!(
+        retries >= failed,
+        "{retries} retries counted, {failed} seen"
+    );
 }
 
 fn serve_killed_during_delivery_of_events_and_restarted_loses_nothing(backend: Backend) {
@@ -313,7 +316,10 @@ fn serve_killed_during_delivery_of_events_and_restarted_loses_nothing(backend: B
     send_all(&[port], &event_requests(&mut rng, "after", 30), &mut sent);
     wait_idle(&db, Duration::from_secs(60));
     let messages = stored_messages(&db);
-    assert!(messages.len() > committed, "the restarted daemon wrote more");
+    assert!(
+        messages.len() > committed,
+        "the restarted daemon wrote more"
+    );
     assert_log_from_events(&messages, &sent);
     let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
     receiver.wait_for(&ids, Duration::from_secs(120));

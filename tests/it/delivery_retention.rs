@@ -112,7 +112,11 @@ fn messages_past_retention_are_kept_until_every_live_destination_has_them(backen
     assert_eq!(positions(&db), held, "held while configured");
     let daemon = serve(&db, &good_only);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(positions(&db), held, "still held: seen 12 heartbeats ago at most");
+    assert_eq!(
+        positions(&db),
+        held,
+        "still held: seen 12 heartbeats ago at most"
+    );
     wait_until(
         "pruned once no serve has the destination",
         Duration::from_secs(20),
