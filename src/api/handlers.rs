@@ -616,6 +616,9 @@ pub async fn metrics<S: Store + crate::store::DeliveryStore + Send + Sync + 'sta
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the delivery state"),
     }
+    if let Err(e) = crate::delivery::deliver::count_created_messages(&*state.store).await {
+        tracing::warn!(error = %e, "metrics: cannot count the new change messages");
+    }
     state.metrics.run_upkeep();
     (
         [(

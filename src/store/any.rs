@@ -48,19 +48,28 @@ impl AnyStore {
         }
     }
 
-    /// Deletes up to `batch` messages created before `before` (see
-    /// [`super::feed::sqlite::prune_expired_messages`]): how many.
+    /// Deletes up to `batch` messages created before `before` and below
+    /// `keep_from` (see [`super::feed::sqlite::prune_expired_messages`]):
+    /// how many.
     pub async fn prune_expired_messages(
         &self,
         before: DateTime<Utc>,
+        keep_from: i64,
         batch: i64,
     ) -> Result<u64, StoreError> {
         match self {
             AnyStore::Sqlite(s) => {
-                super::feed::sqlite::prune_expired_messages(s.write_pool(), before, batch).await
+                super::feed::sqlite::prune_expired_messages(
+                    s.write_pool(),
+                    before,
+                    keep_from,
+                    batch,
+                )
+                .await
             }
             AnyStore::Postgres(s) => {
-                super::feed::postgres::prune_expired_messages(s.pool(), before, batch).await
+                super::feed::postgres::prune_expired_messages(s.pool(), before, keep_from, batch)
+                    .await
             }
         }
     }
