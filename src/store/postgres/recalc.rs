@@ -47,12 +47,19 @@ impl RecalcDialect for PgConnection {
         line_budget: usize,
         after: Option<&str>,
     ) -> Result<Vec<Mark>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        // A full run walks the keys; a drain takes the longest waiting
+        // first (see `clear_marks`), so a hot SKU marked again and again
+        // does not keep the others waiting.
+        let next_dirty = match after {
+            Some(_) => "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY sku LIMIT $3",
+            None => "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY marked_at, sku LIMIT $3",
+        };
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT sku, cause, marked_seq, (SELECT COUNT(*) FROM order_lines l WHERE l.sku = next_dirty.sku)
-             FROM (SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY sku LIMIT $3) next_dirty
+             FROM ({next_dirty}) next_dirty
              WHERE pg_try_advisory_xact_lock($1, hashtext(sku) & ($2 - 1))
-             LIMIT $4",
-        )
+             LIMIT $4"
+        )))
         .bind(LOCK_SPACE)
         .bind(SKU_LOCK_STRIPES)
         .bind(4 * max_skus as i64)
@@ -145,6 +152,17 @@ impl RecalcDialect for PgConnection {
         sqlx::query(
             "DELETE FROM dirty_skus d USING unnest($1::text[], $2::int8[]) AS c(sku, seq)
              WHERE d.sku = c.sku AND d.marked_seq <= c.seq",
+        )
+        .bind(&skus)
+        .bind(&seqs)
+        .execute(&mut *self)
+        .await?;
+        // A mark an event raised since the batch read goes to the back of
+        // the drain's queue: it has waited since about now.
+        sqlx::query(
+            "UPDATE dirty_skus d SET marked_at = floor(extract(epoch FROM clock_timestamp()) * 1000)
+             FROM unnest($1::text[], $2::int8[]) AS c(sku, seq)
+             WHERE d.sku = c.sku AND d.marked_seq > c.seq",
         )
         .bind(&skus)
         .bind(&seqs)

@@ -137,7 +137,10 @@ pub(super) async fn claim(
         let claim = || -> rusqlite::Result<Vec<Mark>> {
             // Two statements, so that each walks the key's index.
             let mut dirty = db.prepare(match after {
-                None => "SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1",
+                // A drain takes the longest waiting first (see
+                // `clear_marks`), so a hot SKU marked again and again does
+                // not keep the others waiting; a full run walks the keys.
+                None => "SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY marked_at, sku LIMIT ?1",
                 Some(_) => {
                     "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > ?2 ORDER BY sku LIMIT ?1"
                 }

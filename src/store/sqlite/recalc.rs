@@ -127,8 +127,16 @@ impl RecalcDialect for SqliteConnection {
             let clear = || -> rusqlite::Result<()> {
                 let mut delete =
                     db.prepare("DELETE FROM dirty_skus WHERE sku = ?1 AND marked_seq <= ?2")?;
+                // A mark an event raised since the batch read goes to the
+                // back of the drain's queue: it has waited since about now.
+                let mut requeue = db.prepare(
+                    "UPDATE dirty_skus SET marked_at = CAST(unixepoch('subsec') * 1000 AS INTEGER)
+                     WHERE sku = ?1 AND marked_seq > ?2",
+                )?;
                 for mark in marks {
-                    delete.execute(params![mark.sku, mark.seq])?;
+                    if delete.execute(params![mark.sku, mark.seq])? == 0 {
+                        requeue.execute(params![mark.sku, mark.seq])?;
+                    }
                 }
                 Ok(())
             };
