@@ -17,6 +17,7 @@ mod ingest;
 mod location;
 pub mod messages;
 pub mod postgres;
+pub mod samples;
 pub mod set_aside;
 pub mod sqlite;
 mod views;
