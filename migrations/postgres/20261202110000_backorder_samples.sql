@@ -6,3 +6,7 @@ CREATE TABLE backorder_samples (
     lag_max_ms BIGINT,
     lag_count BIGINT NOT NULL
 );
+
+-- The sample's totals read this index alone (an index-only scan).
+CREATE INDEX orders_backordered_qty ON orders (backorder_qty)
+    WHERE backorder_status IN ('full', 'partial');

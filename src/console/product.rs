@@ -252,9 +252,14 @@ pub async fn search<S: ConsoleStore + Send + Sync + 'static>(
         warehouse: Some(search.warehouse.trim().to_owned()).filter(|w| !w.is_empty()),
     };
     let in_warehouse = filter.warehouse.clone();
-    let mut entries = crate::availability::whole(&*state.store, filter)
-        .await
-        .map_err(|e| PageError::from(ApiError::from(e)))?;
+    // The feed is computed over the whole book: only for a search asked for.
+    let asked = !filter.is_empty();
+    let mut entries = match asked {
+        true => crate::availability::whole(&*state.store, filter)
+            .await
+            .map_err(|e| PageError::from(ApiError::from(e)))?,
+        false => Vec::new(),
+    };
     if !search.after.is_empty() {
         let start = entries.partition_point(|e| e.sku.as_str() <= search.after.as_str());
         entries.drain(..start);
@@ -281,7 +286,9 @@ pub async fn search<S: ConsoleStore + Send + Sync + 'static>(
                 input #product-warehouse name="warehouse" value=(search.warehouse); }
             p { button type="submit" { "Search" } }
         }
-        @if entries.is_empty() {
+        @if !asked {
+            p #search-help .help { "Give a range of backordered units (either bound may stay blank) to list the products in it." }
+        } @else if entries.is_empty() {
             p #no-products role="status" { "No product matches." }
         } @else {
             table #products {

@@ -291,7 +291,7 @@ fn the_overview_charts_the_backordered_units_from_the_daemons_own_samples() {
     let page = loop {
         let page = get(&base, "/", None, &[]);
         assert_eq!(page.status, 200);
-        if page.text.contains(r#"id="chart-units""#) {
+        if page.text.contains(r#"<svg id="chart-units""#) {
             break page;
         }
         assert!(std::time::Instant::now() < deadline, "{}", page.text);
@@ -312,7 +312,7 @@ fn the_overview_charts_the_backordered_units_from_the_daemons_own_samples() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let page = get(&base, "/", None, &[]);
-        if page.text.contains(r#"id="chart-lag""#)
+        if page.text.contains(r#"<svg id="chart-lag""#)
             && chart(&page.text, "chart-units").contains(r#"data-latest="6""#)
         {
             break;
