@@ -173,7 +173,12 @@ mod tests {
             order("B", 2, false, 3, 2),
             order("C", 3, false, 5, 5),
         ];
-        let plain = product_queue("TEA", &pools(Settings::default(), orders.clone()), now(), 10);
+        let plain = product_queue(
+            "TEA",
+            &pools(Settings::default(), orders.clone()),
+            now(),
+            10,
+        );
         assert_eq!(plain.len(), 1);
         let q = &plain[0];
         assert_eq!(q.active_lines, 3);

@@ -38,7 +38,9 @@ pub fn line_chart(id: &str, title: &str, unit: &str, points: &[(i64, i64)]) -> M
     let span = (last - first).max(1);
     let (plot_w, plot_h) = (WIDTH - LEFT - 8, HEIGHT - TOP - BOTTOM);
     let x = |minute: i64| LEFT + (minute - first) * plot_w / span;
-    let y = |value: i64| TOP + plot_h - (value.clamp(0, top) as i128 * plot_h as i128 / top as i128) as i64;
+    let y = |value: i64| {
+        TOP + plot_h - (value.clamp(0, top) as i128 * plot_h as i128 / top as i128) as i64
+    };
     // A line per run of samples without a gap; a lone sample is a dot.
     let mut segments: Vec<Vec<(i64, i64)>> = Vec::new();
     for &(minute, value) in points {
@@ -111,7 +113,10 @@ mod tests {
         let points = [(100, 10), (101, 30), (102, 20), (110, 5)];
         let svg = line_chart("c", "Units", "units", &points).into_string();
         assert!(svg.contains(r#"data-latest="5""#), "{svg}");
-        assert!(svg.contains("latest 5 units, lowest 5, highest 30"), "{svg}");
+        assert!(
+            svg.contains("latest 5 units, lowest 5, highest 30"),
+            "{svg}"
+        );
         // 100..=102 is one line of three points; 110 after a gap is a dot.
         assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
         assert_eq!(svg.matches("<circle").count(), 1, "{svg}");

@@ -22,7 +22,7 @@ use super::ConsoleStore;
 use super::backorders::urlencode;
 use super::layout::{self, PageError, yes_no};
 use super::session::Current;
-use crate::api::{AppState, ApiError};
+use crate::api::{ApiError, AppState};
 use crate::engine::time_format::format_timestamp;
 use crate::explain::ProductSummary;
 use crate::feed::{FeedEntry, FeedFilter};
@@ -111,7 +111,11 @@ fn feed_figures(e: &FeedEntry) -> Markup {
 
 fn stock_table(summary: &ProductSummary, entry: Option<&FeedEntry>) -> Markup {
     let feed_of = |w: Option<&str>| {
-        entry.and_then(|e| e.warehouses.iter().find(|f| Some(f.warehouse.as_str()) == w))
+        entry.and_then(|e| {
+            e.warehouses
+                .iter()
+                .find(|f| Some(f.warehouse.as_str()) == w)
+        })
     };
     html! {
         h2 { "Stock per warehouse" }
@@ -234,9 +238,10 @@ impl Search {
 fn bound(name: &str, text: &str) -> Result<Option<i64>, PageError> {
     match text.trim() {
         "" => Ok(None),
-        t => t.parse().map(Some).map_err(|_| {
-            PageError::bad_request(format!("{name}: {t:?} is not a whole number."))
-        }),
+        t => t
+            .parse()
+            .map(Some)
+            .map_err(|_| PageError::bad_request(format!("{name}: {t:?} is not a whole number."))),
     }
 }
 

@@ -246,7 +246,11 @@ fn the_product_and_messages_pages_need_the_session_and_their_forms_the_csrf_toke
     let cookie = cookie_pair(&signed.set_cookie[0]);
     let messages = get(&base, "/messages", Some(&cookie), &[]);
     assert_eq!(messages.status, 200, "{}", messages.text);
-    assert!(messages.text.contains("No dead message."), "{}", messages.text);
+    assert!(
+        messages.text.contains("No dead message."),
+        "{}",
+        messages.text
+    );
     let csrf = csrf_of(&messages.text);
     let redeliver = |csrf: &str| format!("csrf={csrf}&id=msg_1&destination=email");
     let enable = |csrf: &str| format!("csrf={csrf}&destination=email");
@@ -277,7 +281,12 @@ fn the_product_and_messages_pages_need_the_session_and_their_forms_the_csrf_toke
         &[],
     );
     assert_eq!(reversed.status, 400, "{}", reversed.text);
-    let unknown = get(&base, "/products?min_backordered=1&warehouse=NOWHERE", Some(&cookie), &[]);
+    let unknown = get(
+        &base,
+        "/products?min_backordered=1&warehouse=NOWHERE",
+        Some(&cookie),
+        &[],
+    );
     assert_eq!(unknown.status, 400, "{}", unknown.text);
     assert!(unknown.text.contains("NOWHERE"), "{}", unknown.text);
 }
@@ -307,7 +316,10 @@ fn the_overview_charts_the_backordered_units_from_the_daemons_own_samples() {
     // the units fall to 6 (TEA's 5 on hand serve order 1 and 2 of order 2).
     let event = serde_json::json!({"id": "stock-1", "type": "inventory_set",
         "sku": "TEA", "warehouse": "MAIN", "on_hand": 5});
-    let sent = db.run(&["event", "-", "--wait"], Some(event.to_string().as_bytes()));
+    let sent = db.run(
+        &["event", "-", "--wait"],
+        Some(event.to_string().as_bytes()),
+    );
     assert_eq!(sent.code, 0, "{}", sent.stderr);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

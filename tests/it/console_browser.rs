@@ -437,7 +437,10 @@ async fn product_walk(c: &Client, base: &str) {
     follow(c, "main button[type=submit]").await;
     assert_eq!(path(c).await, "/products");
     assert!(text(c, "#search-help").await.contains("range"));
-    assert_eq!(search_products(c, "0", "", "").await, ["COFFEE", "SUGAR", "TEA"]);
+    assert_eq!(
+        search_products(c, "0", "", "").await,
+        ["COFFEE", "SUGAR", "TEA"]
+    );
 
     // TEA has 7 units backordered (2 + 5), COFFEE 3 (2 from EAST + 1), SUGAR none.
     assert_eq!(search_products(c, "4", "", "").await, ["TEA"]);
@@ -459,12 +462,13 @@ async fn product_walk(c: &Client, base: &str) {
     assert_eq!(text(c, "#feed-on-hand").await, "1");
     assert_eq!(text(c, "#feed-backordered").await, "7");
     assert_eq!(text(c, "#feed-on-order").await, "4");
-    assert!(text(c, r#"#stock tr[data-warehouse="MAIN"]"#).await.starts_with("MAIN yes 1"));
+    assert!(
+        text(c, r#"#stock tr[data-warehouse="MAIN"]"#)
+            .await
+            .starts_with("MAIN yes 1")
+    );
     assert!(text(c, "#purchase-orders").await.contains("PO-1"));
-    let queue = c
-        .find_all(Locator::Css("#queue-0 tbody tr"))
-        .await
-        .unwrap();
+    let queue = c.find_all(Locator::Css("#queue-0 tbody tr")).await.unwrap();
     let mut rows = Vec::new();
     for row in queue {
         rows.push(row.attr("data-line").await.unwrap().unwrap());
@@ -522,12 +526,7 @@ fn an_admin_redelivers_a_dead_message_and_enables_a_gone_destination_in_chromium
             Answer::Ok
         }
     });
-    let config = config_file(
-        &db,
-        &[(&flaky.url(), None), (&gone.url(), None)],
-        None,
-        2,
-    );
+    let config = config_file(&db, &[(&flaky.url(), None), (&gone.url(), None)], None, 2);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let _daemon = crate::daemon_support::Daemon::start_with_args(
@@ -561,19 +560,28 @@ fn an_admin_redelivers_a_dead_message_and_enables_a_gone_destination_in_chromium
             c.refresh().await.unwrap();
         }
         assert!(
-            text(&c, &format!("{row} td.last-error")).await.contains("500"),
+            text(&c, &format!("{row} td.last-error"))
+                .await
+                .contains("500"),
             "{}",
             text(&c, &row).await
         );
         let dest_row = format!(r#"#destinations tr[data-destination="{flaky_dest}"]"#);
-        let dead: i64 = text(&c, &format!("{dest_row} td.dead")).await.parse().unwrap();
+        let dead: i64 = text(&c, &format!("{dest_row} td.dead"))
+            .await
+            .parse()
+            .unwrap();
         assert!(dead >= 1, "{dead}");
         // The 410 disabled the other destination.
         let gone_row = format!(
             r#"#destinations tr[data-destination="webhook:{}"]"#,
             gone.url()
         );
-        assert!(text(&c, &format!("{gone_row} td.disabled")).await.starts_with("since"));
+        assert!(
+            text(&c, &format!("{gone_row} td.disabled"))
+                .await
+                .starts_with("since")
+        );
 
         // Without the CSRF token the buttons' forms are refused.
         let refused = c
