@@ -10,7 +10,11 @@
 //! page is fetched `BENCH_PAGE_REPS` times (default 30, after 3 warm-ups)
 //! on one keep-alive connection: p50, p99 and max of the time to the whole
 //! answer (the server's render time plus a loopback round trip; target
-//! 200 ms p99).
+//! 200 ms p99). The product search (the whole availability feed) is
+//! fetched `BENCH_SEARCH_REPS` times (default 5).
+//!
+//! `BENCH_DB=PATH` measures the pages on that SQLite database as it is
+//! (already imported and recalculated), skipping the book and the what-if.
 
 mod support;
 use support::{BIN, env_or, measure};
@@ -48,22 +52,40 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (book, lines, skus) = support::generated_book(dir.path(), 1.0);
+    let url = match std::env::var("BENCH_DB") {
+        Ok(path) => {
+            println!("database: {path} as it is");
+            format!("sqlite://{path}")
+        }
+        Err(_) => {
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            book_and_what_if(dir.path(), &url);
+            url
+        }
+    };
+    pages(&url);
+}
+
+/// Imports and recalculates the generated book, then times the what-if.
+fn book_and_what_if(dir: &std::path::Path, url: &str) {
+    let (book, lines, skus) = support::generated_book(dir, 1.0);
     println!("book: {lines} lines over {skus} SKUs (SQLite)");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    assert_eq!(measure(&url, &["import", book.to_str().unwrap()]).0, 0);
-    assert_eq!(measure(&url, &["recalc", "--all", "--inline"]).0, 0);
+    assert_eq!(measure(url, &["import", book.to_str().unwrap()]).0, 0);
+    assert_eq!(measure(url, &["recalc", "--all", "--inline"]).0, 0);
 
     for settings in [r#"{"prioritize_rush":true}"#, r#"{"warehouse_based":true}"#] {
         for _ in 0..2 {
-            let (code, secs, rss) = measure(&url, &["what-if", "--settings", settings]);
+            let (code, secs, rss) = measure(url, &["what-if", "--settings", settings]);
             assert_eq!(code, 0);
             println!(
                 "what-if {settings:28} {secs:6.2} s wall, max RSS {rss:5.0} MiB (target: 2 s)"
             );
         }
     }
+}
 
+/// `serve` on `url`, each page fetched and timed.
+fn pages(url: &str) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -73,7 +95,7 @@ fn main() {
     let mut serve = Command::new(BIN)
         .args([
             "--database-url",
-            &url,
+            url,
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -100,20 +122,31 @@ fn main() {
     let (_, order) = get(&agent, &format!("{base}/v1/orders/{order_id}"));
     let order: serde_json::Value = serde_json::from_str(&order).unwrap();
     let sku = order["lines"][0]["sku"].as_str().unwrap().to_owned();
+    let lines = order["lines"].as_array().unwrap();
+    let last_sku = lines[lines.len() - 1]["sku"].as_str().unwrap().to_owned();
     let reps = env_or("BENCH_PAGE_REPS", 30);
+    let search_reps = env_or("BENCH_SEARCH_REPS", 5);
     let pages = [
-        "/".to_owned(),
-        "/backorders".to_owned(),
-        "/backorders?status=full".to_owned(),
-        format!("/backorders?sku={sku}"),
-        "/backorders?warehouse=MAIN&from=2026-10-01&to=2026-11-30".to_owned(),
-        format!("/orders/{order_id}"),
-        "/settings".to_owned(),
+        ("/".to_owned(), reps),
+        ("/backorders".to_owned(), reps),
+        ("/backorders?status=full".to_owned(), reps),
+        (format!("/backorders?sku={sku}"), reps),
+        (
+            "/backorders?warehouse=MAIN&from=2026-10-01&to=2026-11-30".to_owned(),
+            reps,
+        ),
+        (format!("/orders/{order_id}"), reps),
+        (format!("/products/{sku}"), reps),
+        (format!("/products/{last_sku}"), reps),
+        ("/messages".to_owned(), reps),
+        ("/settings".to_owned(), reps),
+        ("/products?min_backordered=50".to_owned(), search_reps),
     ];
     println!(
-        "page ({reps} times each)                 p50        p99        max (target: p99 200 ms)"
+        "page (times fetched)                        p50        p99        max (target: p99 200 ms)"
     );
-    for path in &pages {
+    for (path, reps) in &pages {
+        let reps = *reps;
         let mut times = Vec::with_capacity(reps);
         for i in 0..reps + 3 {
             let t = Instant::now();
@@ -126,7 +159,8 @@ fn main() {
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "{path:40} {:7.1} ms {:7.1} ms {:7.1} ms",
+            "{:44} {:7.1} ms {:7.1} ms {:7.1} ms",
+            format!("{path} ({reps})"),
             percentile(&times, 0.5),
             percentile(&times, 0.99),
             times[times.len() - 1]

@@ -44,8 +44,19 @@ pub async fn one<S: Store>(store: &S, sku: &str) -> Result<Option<FeedEntry>, Fe
     let pools = store
         .pool_state(std::slice::from_ref(&sku.to_owned()), true)
         .await?;
-    let source = FeedSource::from_stored(&pools.snapshot, Utc::now());
-    Ok(feed::entry(&source, sku))
+    Ok(entry_of(&pools, sku, Utc::now()))
+}
+
+/// One SKU's entry from `pools`, its stored state read with the SKUs tied
+/// to it by replacement (as [`one`] reads it), for a caller that needs the
+/// same state for more (the console's product page).
+pub fn entry_of(
+    pools: &crate::store::PoolState,
+    sku: &str,
+    as_of: chrono::DateTime<Utc>,
+) -> Option<FeedEntry> {
+    let source = FeedSource::from_stored(&pools.snapshot, as_of);
+    feed::entry(&source, sku)
 }
 
 /// The purchasing report, for every vendor or one.

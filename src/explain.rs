@@ -95,15 +95,15 @@ pub struct OrderExplanation {
 }
 
 /// Where each line of a snapshot stands: (order index, line index).
-struct Places<'a> {
-    snapshot: &'a Snapshot,
-    scopes: Vec<Scope>,
+pub(crate) struct Places<'a> {
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) scopes: Vec<Scope>,
     /// Index of each order's first line in the flattened outcomes.
-    first_line: Vec<usize>,
+    pub(crate) first_line: Vec<usize>,
 }
 
 impl<'a> Places<'a> {
-    fn new(snapshot: &'a Snapshot, as_of: DateTime<Utc>) -> Self {
+    pub(crate) fn new(snapshot: &'a Snapshot, as_of: DateTime<Utc>) -> Self {
         let mut first_line = Vec::with_capacity(snapshot.orders.len());
         let mut next = 0;
         for o in &snapshot.orders {
@@ -127,7 +127,7 @@ impl<'a> Places<'a> {
     }
 }
 
-fn pool_of(settings: &Settings, order: &Order, sku: &str) -> PoolKey {
+pub(crate) fn pool_of(settings: &Settings, order: &Order, sku: &str) -> PoolKey {
     PoolKey {
         sku: sku.to_owned(),
         warehouse: settings
@@ -178,6 +178,33 @@ fn pool_size(places: &Places, pool: &PoolKey) -> (i64, i64, i64) {
     (stock, held, stock.saturating_sub(held).max(0))
 }
 
+/// The active lines of each pool of `wanted`, in the engine's priority
+/// order (section 4), as (order, line) indices of the snapshot: the one
+/// ordering both an order's "why" and a product's queue are read from.
+pub(crate) fn priority_queues(
+    places: &Places,
+    wanted: impl IntoIterator<Item = PoolKey>,
+) -> FxHashMap<PoolKey, Vec<(usize, usize)>> {
+    let snapshot = places.snapshot;
+    let mut queues: FxHashMap<PoolKey, Vec<(usize, usize)>> =
+        wanted.into_iter().map(|k| (k, Vec::new())).collect();
+    let mut active: Vec<usize> = (0..snapshot.orders.len())
+        .filter(|&o| places.scopes[o] == Scope::Active)
+        .collect();
+    active.sort_by(|&a, &b| {
+        engine::priority_order(&snapshot.orders[a], &snapshot.orders[b], &snapshot.settings)
+    });
+    for &o in &active {
+        let order = &snapshot.orders[o];
+        for (l, line) in order.lines.iter().enumerate() {
+            if let Some(queue) = queues.get_mut(&places.pool_of(order, &line.sku)) {
+                queue.push((o, l));
+            }
+        }
+    }
+    queues
+}
+
 /// Explains every line of `view` from `pools`, the stored state of the
 /// pools of its SKUs (with their replacement closure), as of `as_of`.
 pub fn explain_order(
@@ -204,33 +231,19 @@ pub fn explain_order(
         line.qty - own.lines[places.first_line[o] + l].backorder_qty
     };
 
-    // The active lines of each pool asked about, in priority order.
     let order_at: FxHashMap<&str, usize> = snapshot
         .orders
         .iter()
         .enumerate()
         .map(|(i, o)| (o.id.as_str(), i))
         .collect();
-    let mut queues: FxHashMap<PoolKey, Vec<(usize, usize)>> = FxHashMap::default();
-    for line in &view.order.lines {
-        queues
-            .entry(pool_of(&snapshot.settings, &view.order, &line.sku))
-            .or_default();
-    }
-    let mut active: Vec<usize> = (0..snapshot.orders.len())
-        .filter(|&o| places.scopes[o] == Scope::Active)
-        .collect();
-    active.sort_by(|&a, &b| {
-        engine::priority_order(&snapshot.orders[a], &snapshot.orders[b], &snapshot.settings)
-    });
-    for &o in &active {
-        let order = &snapshot.orders[o];
-        for (l, line) in order.lines.iter().enumerate() {
-            if let Some(queue) = queues.get_mut(&places.pool_of(order, &line.sku)) {
-                queue.push((o, l));
-            }
-        }
-    }
+    let queues = priority_queues(
+        &places,
+        view.order
+            .lines
+            .iter()
+            .map(|line| pool_of(&snapshot.settings, &view.order, &line.sku)),
+    );
 
     let scope = engine::scope_of(&view.order, &snapshot.settings, &snapshot.warehouses, as_of);
     let replacement_of = |sku: &str| {

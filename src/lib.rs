@@ -31,6 +31,7 @@ pub mod service;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod waiting;
 pub mod wake;
 pub mod whatif;
 pub mod worker;

@@ -8,13 +8,14 @@
 //! the database at each scrape: queue depth (jobs, dirty SKUs) and the age
 //! of the oldest dirty mark.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::store::samples::Lags;
 use crate::store::{BatchReport, QueueStatus, Store};
 use crate::worker::DrainReport;
 
@@ -41,6 +42,34 @@ const BUCKETS: &[f64] = &[
 const LAG_SAMPLE: usize = 1000;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The lags measured since the last chart sample took them.
+static LAGS: Mutex<Lags> = Mutex::new(Lags {
+    max_ms: None,
+    count: 0,
+});
+
+fn note_lag(lag: Duration) {
+    let ms = i64::try_from(lag.as_millis()).unwrap_or(i64::MAX);
+    let mut lags = LAGS.lock().unwrap_or_else(|e| e.into_inner());
+    lags.max_ms = Some(lags.max_ms.map_or(ms, |m| m.max(ms)));
+    lags.count += 1;
+}
+
+/// The lags measured since the last call (for the console's chart sample).
+pub fn take_lags() -> Lags {
+    std::mem::take(&mut *LAGS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Puts lags taken by [`take_lags`] back, when their sample could not be written.
+pub fn restore_lags(taken: Lags) {
+    let mut lags = LAGS.lock().unwrap_or_else(|e| e.into_inner());
+    lags.max_ms = match (lags.max_ms, taken.max_ms) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    lags.count += taken.count;
+}
 
 /// The process's recorder, installed on first use. If another recorder is
 /// installed already (a test harness), metrics go there and this handle
@@ -166,6 +195,7 @@ impl JobMeter {
             for t in received {
                 let lag = (at - t).to_std().unwrap_or(Duration::ZERO);
                 histogram!(LAG_SECONDS).record(lag.as_secs_f64());
+                note_lag(lag);
             }
         }
     }

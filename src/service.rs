@@ -82,6 +82,7 @@ async fn report_presence(
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    let mut sampled_minute = None;
     loop {
         ticks.tick().await;
         let (doing, since) = state.activity.get();
@@ -103,6 +104,25 @@ async fn report_presence(
         }
         if let Err(e) = retention.run(&store).await {
             warn!(error = %e, "could not prune expired change messages");
+        }
+        sample(&store, &mut sampled_minute).await;
+    }
+}
+
+/// Writes the console's chart sample: once a minute the stored totals,
+/// and at every heartbeat that has new lags to add (cheap: one aggregate
+/// over the backordered orders' index, one row written).
+async fn sample(store: &AnyStore, sampled_minute: &mut Option<i64>) {
+    let minute = chrono::Utc::now().timestamp().div_euclid(60);
+    let lags = crate::meter::take_lags();
+    if *sampled_minute == Some(minute) && lags.count == 0 {
+        return;
+    }
+    match store.record_sample(minute, lags).await {
+        Ok(()) => *sampled_minute = Some(minute),
+        Err(e) => {
+            crate::meter::restore_lags(lags);
+            warn!(error = %e, "could not write the console's chart sample");
         }
     }
 }

@@ -45,6 +45,7 @@ use crate::store::IngestOptions;
 
 pub(crate) use auth::same as same_secret;
 pub use changes::FeedStore;
+pub(crate) use delivery::{DeadEntry, DestinationEntry};
 pub use error::ApiError;
 pub(crate) use handlers::date_bound;
 pub use limits::MAX_URI_BYTES;

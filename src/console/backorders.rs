@@ -117,6 +117,9 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
             p { label for="to" { "Ordered until" } input #to type="date" name="to" value=(filters.to); }
             p { button type="submit" { "Filter" } }
         }
+        @if let Some(sku) = non_empty(&filters.sku) {
+            p #product-link { a href={ "/products/" (urlencode(&sku)) } { "Product page of " (sku) ": stock, purchase orders and its queue" } }
+        }
         @if orders.is_empty() {
             p #no-orders role="status" { "No backordered order matches." }
         } @else {

@@ -56,6 +56,8 @@ pub fn page_with(
                             ul {
                                 li { a href="/" { "Overview" } }
                                 li { a href="/backorders" { "Backorders" } }
+                                li { a href="/products" { "Products" } }
+                                li { a href="/messages" { "Messages" } }
                                 li { a href="/settings" { "Settings" } }
                             }
                         }

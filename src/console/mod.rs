@@ -10,15 +10,23 @@
 //!
 //! - `session`: sign-in, session cookies, the CSRF token of every form;
 //! - `layout`: the page shell, the style sheet, error pages, small helpers;
-//! - `overview`: `/`, the queue, workers, "Recalculate everything now";
+//! - `overview`: `/`, the queue, workers, "Recalculate everything now",
+//!   and the charts of `charts` (backordered units, lag, the last day);
 //! - `backorders`: `/backorders`, the filtered list, page by page;
 //! - `order`: `/orders/{id}`, lines with their why, Manage Backorder, history;
+//! - `product`: `/products/{sku}`, stock, feed figures, purchase orders and
+//!   the queue of waiting lines; `/products`, the search by backordered range;
+//! - `messages`: `/messages`, deliveries per destination, dead messages,
+//!   Redeliver and Enable;
 //! - `settings`: `/settings`, the settings, the what-if preview, Apply.
 
 mod backorders;
+mod charts;
 mod layout;
+mod messages;
 mod order;
 mod overview;
+mod product;
 mod session;
 mod settings;
 
@@ -51,6 +59,11 @@ pub trait ConsoleStore: Store {
         order_id: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<HistoryRow>, StoreError>> + Send;
+    /// The chart samples from `since_minute` (Unix minutes) on, oldest first.
+    fn samples_since(
+        &self,
+        since_minute: i64,
+    ) -> impl Future<Output = Result<Vec<crate::store::samples::Sample>, StoreError>> + Send;
     /// What a settings change would change, computed without writing.
     fn what_if(
         &self,
@@ -74,6 +87,12 @@ impl ConsoleStore for AnyStore {
     ) -> Result<Vec<HistoryRow>, StoreError> {
         AnyStore::order_history(self, order_id, limit).await
     }
+    async fn samples_since(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<crate::store::samples::Sample>, StoreError> {
+        AnyStore::samples_since(self, since_minute).await
+    }
     async fn what_if(
         &self,
         request: &crate::whatif::WhatIfRequest,
@@ -86,7 +105,7 @@ impl ConsoleStore for AnyStore {
 
 /// The console's routes, guarded by the session check (sign-in and the
 /// style sheet excepted).
-pub fn router<S: ConsoleStore + Send + Sync + 'static>(
+pub fn router<S: ConsoleStore + crate::store::DeliveryStore + Send + Sync + 'static>(
     state: Arc<AppState<S>>,
 ) -> Router<Arc<AppState<S>>> {
     let sessions = Arc::new(session::Sessions::default());
@@ -97,6 +116,11 @@ pub fn router<S: ConsoleStore + Send + Sync + 'static>(
         .route("/orders/{id}", get(order::page::<S>))
         .route("/orders/{id}/lines", post(order::override_line::<S>))
         .route("/orders/{id}/recalculate", post(order::recalculate::<S>))
+        .route("/products", get(product::search::<S>))
+        .route("/products/{sku}", get(product::page::<S>))
+        .route("/messages", get(messages::page::<S>))
+        .route("/messages/redeliver", post(messages::redeliver::<S>))
+        .route("/messages/enable", post(messages::enable::<S>))
         .route("/settings", get(settings::page::<S>))
         .route("/settings/preview", post(settings::preview::<S>))
         .route("/settings/apply", post(settings::apply::<S>))

@@ -110,7 +110,7 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
                 @for line in &order.lines {
                     tr data-line=(line.line_id) {
                         th scope="row" { (line.line_id) }
-                        td { (line.sku) }
+                        td { a href={ "/products/" (urlencode(&line.sku)) } { (line.sku) } }
                         td.num { (line.qty) }
                         td.num.backordered { (line.backorder_qty) }
                         td { (line.eta.map_or("none".to_owned(), |d| d.to_string())) }

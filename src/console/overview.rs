@@ -34,6 +34,10 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
     let daemons = state.store.live_daemons().await?;
     let set_aside = state.store.set_aside_list().await?;
     let now = Utc::now();
+    let samples = state
+        .store
+        .samples_since(now.timestamp().div_euclid(60) - super::charts::SHOWN_MINUTES)
+        .await?;
     let waiting_secs = oldest.map(|t| (now - t).num_seconds());
     let tracking = query.recalc.is_some();
     // Every SKU was marked: the run is written back once none is dirty
@@ -69,6 +73,7 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
                 button type="submit" { "Recalculate everything now" }
             }
         }
+        (super::charts::charts(&samples))
         section aria-labelledby="workers-title" {
             h2 #workers-title { "Workers" }
             @if daemons.is_empty() {

@@ -105,6 +105,42 @@ impl AnyStore {
         }
     }
 
+    /// Writes the chart sample of `minute`: the stored totals now and
+    /// `lags`, the lags this process measured since its last sample.
+    pub async fn record_sample(
+        &self,
+        minute: i64,
+        lags: super::samples::Lags,
+    ) -> Result<(), StoreError> {
+        use super::samples::{Sample, postgres, sqlite};
+        let totals = match self {
+            AnyStore::Sqlite(s) => sqlite::totals(s.pool()).await?,
+            AnyStore::Postgres(s) => postgres::totals(s.pool()).await?,
+        };
+        let sample = Sample {
+            minute,
+            backordered_units: totals.0,
+            backordered_orders: totals.1,
+            lag_max_ms: lags.max_ms,
+            lag_count: lags.count,
+        };
+        match self {
+            AnyStore::Sqlite(s) => sqlite::record(s.write_pool(), &sample).await,
+            AnyStore::Postgres(s) => postgres::record(s.pool(), &sample).await,
+        }
+    }
+
+    /// The chart samples from `since_minute` on, oldest first.
+    pub async fn samples_since(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<super::samples::Sample>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => super::samples::sqlite::since(s.pool(), since_minute).await,
+            AnyStore::Postgres(s) => super::samples::postgres::since(s.pool(), since_minute).await,
+        }
+    }
+
     /// The `serve` processes heard from lately.
     pub async fn live_daemons(&self) -> Result<Vec<super::daemons::DaemonInfo>, StoreError> {
         match self {

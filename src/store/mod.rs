@@ -18,6 +18,7 @@ mod location;
 pub mod messages;
 pub mod postgres;
 mod recalculate;
+pub mod samples;
 pub mod set_aside;
 pub mod sqlite;
 mod views;

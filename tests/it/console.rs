@@ -230,3 +230,113 @@ fn without_a_token_the_console_is_open_but_its_forms_still_need_the_csrf_token()
     assert_eq!(missing.status, 404);
     assert!(missing.text.contains("no such endpoint"));
 }
+
+#[test]
+fn the_product_and_messages_pages_need_the_session_and_their_forms_the_csrf_token() {
+    let (_db, _daemon, base) = serve_book(Some(TOKEN));
+    for path in ["/products", "/products/TEA", "/messages"] {
+        let page = get(&base, path, None, &[]);
+        assert_eq!(page.status, 303, "{path}: {}", page.text);
+        assert_eq!(
+            page.location.as_deref(),
+            Some(format!("/sign-in?next={path}").as_str())
+        );
+    }
+    let signed = post_form(&base, "/sign-in", None, &format!("token={TOKEN}"));
+    let cookie = cookie_pair(&signed.set_cookie[0]);
+    let messages = get(&base, "/messages", Some(&cookie), &[]);
+    assert_eq!(messages.status, 200, "{}", messages.text);
+    assert!(
+        messages.text.contains("No dead message."),
+        "{}",
+        messages.text
+    );
+    let csrf = csrf_of(&messages.text);
+    let redeliver = |csrf: &str| format!("csrf={csrf}&id=msg_1&destination=email");
+    let enable = |csrf: &str| format!("csrf={csrf}&destination=email");
+    for (path, form) in [
+        ("/messages/redeliver", redeliver as fn(&str) -> String),
+        ("/messages/enable", enable),
+    ] {
+        for (cookie, body) in [
+            (None, form(&csrf)),
+            (Some(cookie.as_str()), form("")),
+            (Some(cookie.as_str()), form(&"0".repeat(64))),
+        ] {
+            let refused = post_form(&base, path, cookie, &body);
+            assert_eq!(refused.status, 403, "{path} {body}: {}", refused.text);
+        }
+        // With both, the store is asked: nothing of the kind exists here.
+        let sent = post_form(&base, path, Some(&cookie), &form(&csrf));
+        assert_eq!(sent.status, 404, "{path}: {}", sent.text);
+    }
+    // A bad bound of the product search is named.
+    let bad = get(&base, "/products?min_backordered=x", Some(&cookie), &[]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("Backordered from"), "{}", bad.text);
+    let reversed = get(
+        &base,
+        "/products?min_backordered=5&max_backordered=1",
+        Some(&cookie),
+        &[],
+    );
+    assert_eq!(reversed.status, 400, "{}", reversed.text);
+    let unknown = get(
+        &base,
+        "/products?min_backordered=1&warehouse=NOWHERE",
+        Some(&cookie),
+        &[],
+    );
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
+    assert!(unknown.text.contains("NOWHERE"), "{}", unknown.text);
+}
+
+#[test]
+fn the_overview_charts_the_backordered_units_from_the_daemons_own_samples() {
+    let (db, _daemon, base) = serve_book(None);
+    // The book backorders 2 + 5 (TEA) and 2 + 1 (COFFEE) units; the daemon
+    // samples them from its heartbeat (1 s here).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let page = loop {
+        let page = get(&base, "/", None, &[]);
+        assert_eq!(page.status, 200);
+        if page.text.contains(r#"<svg id="chart-units""#) {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", page.text);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        chart(&page.text, "chart-units").contains(r#"data-latest="10""#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("latest 10 units"), "{}", page.text);
+    // A stock change is written back, its lag measured and charted, and
+    // the units fall to 6 (TEA's 5 on hand serve order 1 and 2 of order 2).
+    let event = serde_json::json!({"id": "stock-1", "type": "inventory_set",
+        "sku": "TEA", "warehouse": "MAIN", "on_hand": 5});
+    let sent = db.run(
+        &["event", "-", "--wait"],
+        Some(event.to_string().as_bytes()),
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = get(&base, "/", None, &[]);
+        if page.text.contains(r#"<svg id="chart-lag""#)
+            && chart(&page.text, "chart-units").contains(r#"data-latest="6""#)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", page.text);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The SVG element `id` of a page.
+fn chart<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html.find(&format!(r#"<svg id="{id}""#)).expect("the chart");
+    let end = html[start..].find("</svg>").expect("its end");
+    &html[start..start + end]
+}

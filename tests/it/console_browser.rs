@@ -376,3 +376,254 @@ async fn settings_walk(c: &Client, base: &str) {
     follow(c, r#"nav a[href="/backorders"]"#).await;
     assert_eq!(listed(c).await, ["1"]);
 }
+
+/// [`console_support::book`] with a purchase order of 4 TEA due on
+/// 2026-12-10: it covers order 1's 2 units short, not order 2's 5.
+fn product_book() -> serde_json::Value {
+    let mut book = crate::console_support::book();
+    book["purchase_orders"] = json!([{
+        "id": "PO-1", "sku": "TEA", "warehouse": "MAIN",
+        "qty_ordered": 4, "qty_received": 0, "expected_date": "2026-12-10",
+    }]);
+    book
+}
+
+/// The SKUs the product search lists, in order.
+async fn products_listed(client: &Client) -> Vec<String> {
+    let mut skus = Vec::new();
+    for link in client
+        .find_all(Locator::Css("#products tbody th a"))
+        .await
+        .unwrap()
+    {
+        skus.push(link.text().await.unwrap());
+    }
+    skus
+}
+
+async fn search_products(c: &Client, min: &str, max: &str, warehouse: &str) -> Vec<String> {
+    for (css, value) in [
+        ("#min_backordered", min),
+        ("#max_backordered", max),
+        ("#product-warehouse", warehouse),
+    ] {
+        let field = c.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        if !value.is_empty() {
+            field.send_keys(value).await.unwrap();
+        }
+    }
+    follow(c, "form.filters button").await;
+    products_listed(c).await
+}
+
+#[test]
+fn an_admin_searches_products_by_backordered_range_and_reads_a_queue_in_chromium() {
+    let (_db, _daemon, base) = serve_snapshot(&product_book(), Some(TOKEN));
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    block_on(async {
+        let client = browser(&driver, profile.path()).await;
+        product_walk(&client, &base).await;
+        client.close().await.unwrap();
+    });
+}
+
+async fn product_walk(c: &Client, base: &str) {
+    c.goto(&format!("{base}/products")).await.unwrap();
+    assert_eq!(path(c).await, "/sign-in?next=/products");
+    let token = c.find(Locator::Css("#token")).await.unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    follow(c, "main button[type=submit]").await;
+    assert_eq!(path(c).await, "/products");
+    assert!(text(c, "#search-help").await.contains("range"));
+    assert_eq!(
+        search_products(c, "0", "", "").await,
+        ["COFFEE", "SUGAR", "TEA"]
+    );
+
+    // TEA has 7 units backordered (2 + 5), COFFEE 3 (2 from EAST + 1), SUGAR none.
+    assert_eq!(search_products(c, "4", "", "").await, ["TEA"]);
+    assert!(
+        path(c).await.contains("min_backordered=4"),
+        "{}",
+        path(c).await
+    );
+    assert_eq!(search_products(c, "", "3", "").await, ["COFFEE", "SUGAR"]);
+    assert_eq!(search_products(c, "1", "3", "").await, ["COFFEE"]);
+    assert_eq!(search_products(c, "2", "", "EAST").await, ["COFFEE"]);
+    assert!(search_products(c, "8", "", "").await.is_empty());
+    assert!(text(c, "#no-products").await.contains("No product"));
+
+    // Open TEA: the feed's figures, stock, the purchase order, the queue.
+    assert_eq!(search_products(c, "1", "", "").await, ["COFFEE", "TEA"]);
+    follow(c, r#"#products a[href="/products/TEA"]"#).await;
+    assert_eq!(path(c).await, "/products/TEA");
+    assert_eq!(text(c, "#feed-on-hand").await, "1");
+    assert_eq!(text(c, "#feed-backordered").await, "7");
+    assert_eq!(text(c, "#feed-on-order").await, "4");
+    assert!(
+        text(c, r#"#stock tr[data-warehouse="MAIN"]"#)
+            .await
+            .starts_with("MAIN yes 1")
+    );
+    assert!(text(c, "#purchase-orders").await.contains("PO-1"));
+    let queue = c.find_all(Locator::Css("#queue-0 tbody tr")).await.unwrap();
+    let mut rows = Vec::new();
+    for row in queue {
+        rows.push(row.attr("data-line").await.unwrap().unwrap());
+    }
+    assert_eq!(rows, ["1-1", "2-1"], "in the engine's order");
+    let first = r#"#queue-0 tr[data-line="1-1"]"#;
+    assert_eq!(text(c, &format!("{first} td.backordered")).await, "2");
+    assert_eq!(text(c, &format!("{first} td.eta")).await, "2026-12-10");
+    let second = r#"#queue-0 tr[data-line="2-1"]"#;
+    assert_eq!(text(c, &format!("{second} td.eta")).await, "none");
+    assert!(text(c, &format!("{second} td.num")).await.starts_with('2'));
+
+    // From the queue to the order, and from its line back to the product.
+    follow(c, r#"#queue-0 a[href="/orders/2"]"#).await;
+    assert_eq!(path(c).await, "/orders/2");
+    follow(c, r#"#lines a[href="/products/TEA"]"#).await;
+    assert_eq!(path(c).await, "/products/TEA");
+    // The backorder list filtered by the SKU links to it too.
+    c.goto(&format!("{base}/backorders?sku=TEA")).await.unwrap();
+    follow(c, "#product-link a").await;
+    assert_eq!(path(c).await, "/products/TEA");
+    c.goto(&format!("{base}/products/NOPE")).await.unwrap();
+    assert!(text(c, "p.error").await.contains("NOPE"));
+}
+
+#[test]
+fn an_admin_redelivers_a_dead_message_and_enables_a_gone_destination_in_chromium() {
+    use crate::delivery_support::{Answer, Receiver, append, config_file, order_draft};
+    use backorderd::delivery::message::MessageType;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let db = crate::support::TempDatabase::new();
+    let imported = db.run(
+        &["import", "-"],
+        Some(crate::console_support::book().to_string().as_bytes()),
+    );
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    // One endpoint answers 500 until told otherwise; the other 410 Gone.
+    let failing = Arc::new(AtomicBool::new(true));
+    let flag = failing.clone();
+    let flaky = Receiver::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Answer::Error500
+        } else {
+            Answer::Ok
+        }
+    });
+    let gone_flag = Arc::new(AtomicBool::new(true));
+    let flag = gone_flag.clone();
+    let gone = Receiver::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Answer::Gone
+        } else {
+            Answer::Ok
+        }
+    });
+    let config = config_file(&db, &[(&flaky.url(), None), (&gone.url(), None)], None, 2);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _daemon = crate::daemon_support::Daemon::start_with_args(
+        &db,
+        &[("BACKORDERD__HTTP__TOKEN", TOKEN)],
+        &["--config", &config, "--listen", &listen],
+    );
+    let message = append(
+        &db,
+        vec![order_draft("M1", MessageType::OrderBackordered, None)],
+    )
+    .remove(0);
+    let base = format!("http://127.0.0.1:{port}");
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    block_on(async {
+        let c = browser(&driver, profile.path()).await;
+        c.goto(&format!("{base}/messages")).await.unwrap();
+        let token = c.find(Locator::Css("#token")).await.unwrap();
+        token.send_keys(TOKEN).await.unwrap();
+        follow(&c, "main button[type=submit]").await;
+        assert_eq!(path(&c).await, "/messages");
+
+        // The 500s outlast the 2 s retry window: the message dies.
+        let row = format!(r#"#dead tr[data-message="{}"]"#, message.id);
+        let flaky_dest = format!("webhook:{}", flaky.url());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.find(Locator::Css(&row)).await.is_err() {
+            assert!(Instant::now() < deadline, "the message never died");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.refresh().await.unwrap();
+        }
+        assert!(
+            text(&c, &format!("{row} td.last-error"))
+                .await
+                .contains("500"),
+            "{}",
+            text(&c, &row).await
+        );
+        let dest_row = format!(r#"#destinations tr[data-destination="{flaky_dest}"]"#);
+        let dead: i64 = text(&c, &format!("{dest_row} td.dead"))
+            .await
+            .parse()
+            .unwrap();
+        assert!(dead >= 1, "{dead}");
+        // The 410 disabled the other destination.
+        let gone_row = format!(
+            r#"#destinations tr[data-destination="webhook:{}"]"#,
+            gone.url()
+        );
+        assert!(
+            text(&c, &format!("{gone_row} td.disabled"))
+                .await
+                .starts_with("since")
+        );
+
+        // Without the CSRF token the buttons' forms are refused.
+        let refused = c
+            .execute_async(
+                "const [body, done] = arguments;
+                 fetch('/messages/redeliver', {method: 'POST',
+                     headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                     body}).then(r => done(r.status));",
+                vec![json!(format!(
+                    "id={}&destination={}",
+                    message.id,
+                    urlencoding(&flaky_dest)
+                ))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused, json!(403));
+        assert!(c.find(Locator::Css(&row)).await.is_ok());
+
+        // Redeliver, with the endpoint healthy again: it arrives.
+        failing.store(false, Ordering::SeqCst);
+        follow(&c, &format!("{row} button")).await;
+        assert!(
+            path(&c).await.starts_with("/messages?redelivered="),
+            "{}",
+            path(&c).await
+        );
+        assert!(text(&c, "#redelivered").await.contains(&message.id));
+        flaky.wait_for(std::slice::from_ref(&message.id), Duration::from_secs(30));
+        c.refresh().await.unwrap();
+        assert!(c.find(Locator::Css(&row)).await.is_err(), "no longer dead");
+
+        // Enable the gone destination: the message waiting for it arrives.
+        gone_flag.store(false, Ordering::SeqCst);
+        follow(&c, &format!("{gone_row} button")).await;
+        assert!(text(&c, "#enabled").await.contains(&gone.url()));
+        assert_eq!(text(&c, &format!("{gone_row} td.disabled")).await, "no");
+        gone.wait_for(std::slice::from_ref(&message.id), Duration::from_secs(30));
+        c.close().await.unwrap();
+    });
+}
+
+fn urlencoding(text: &str) -> String {
+    serde_urlencoded::to_string([("x", text)]).unwrap()[2..].to_owned()
+}
