@@ -15,6 +15,7 @@ use crate::engine::snapshot::{
     InventoryRow, Order, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
 };
 use crate::engine::{self, BackorderStatus, LineCounts};
+use crate::feed::{self, FeedEntry, FeedSource};
 
 /// What the store holds for a group of SKUs.
 #[derive(Debug, Clone, Default)]
@@ -115,6 +116,10 @@ pub struct Changes {
     /// `orders` are their lines' own, not the stored ones moved; a backend
     /// that moves totals by the lines' deltas must set these instead.
     pub drifted: Vec<(String, String)>,
+    /// Each SKU of the group's availability feed entry once these changes
+    /// are written, with the SKU's cause: what `store::figures` compares
+    /// with the entry it last emitted.
+    pub feed: Vec<(FeedEntry, String)>,
 }
 
 /// Runs the engine on the group and returns only what differs from the
@@ -154,7 +159,16 @@ pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -
     let allocation = engine::allocate(&snapshot, as_of);
     let cause_of = |sku: &str| causes.get(sku).cloned().unwrap_or_default();
 
-    let mut out = Changes::default();
+    let mut out = Changes {
+        feed: feed::entries(&FeedSource::from_allocation(&snapshot, &allocation))
+            .into_iter()
+            .map(|entry| {
+                let cause = cause_of(&entry.sku);
+                (entry, cause)
+            })
+            .collect(),
+        ..Changes::default()
+    };
     for ((order, outcomes), (etas, old_counts, old_qty)) in snapshot
         .orders
         .iter()

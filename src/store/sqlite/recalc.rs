@@ -255,6 +255,7 @@ pub(super) async fn recalculate_dirty(
                 crate::store::messages::for_write_back(&mut *conn, &changes.lines, &changes.orders)
                     .await?;
         }
+        messages.extend(crate::store::figures::for_feed(&mut *conn, &changes.feed).await?);
     }
     // Every SKU of the group was loaded under the write lock, so the marks
     // of the replacement group are done too: each SKU is loaded once per
