@@ -283,10 +283,7 @@ impl Delivery {
         Ok(Delivery {
             destinations,
             retention: settings.notify.retention,
-            digest: settings
-                .purchasing
-                .as_ref()
-                .and_then(|p| p.digest_schedule),
+            digest: settings.purchasing.as_ref().and_then(|p| p.digest_schedule),
             settings: crate::delivery::deliver::LoopSettings {
                 retry_window: settings.notify.retry_window,
                 retry_base: settings.notify.retry_base,

@@ -29,8 +29,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use delivery::{EmailSettings, NotifySettings, WebhookSettings};
-pub use purchasing::PurchasingSettings;
 pub use layers::{Loaded, Origins, load, load_from, load_from_with_origins, load_with_origins};
+pub use purchasing::PurchasingSettings;
 pub use values::LogFormat;
 use values::{Count, Millis, Secs, database_url, token};
 

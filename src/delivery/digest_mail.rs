@@ -41,12 +41,12 @@ impl DigestTemplates {
         for (name, shipped) in names.iter().zip(SHIPPED) {
             let path = dir.map(|d| d.join(name)).filter(|p| p.exists());
             let source = match &path {
-                Some(path) => std::fs::read_to_string(path).map_err(|source| {
-                    TemplateError::Read {
+                Some(path) => {
+                    std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
                         path: path.clone(),
                         source,
-                    }
-                })?,
+                    })?
+                }
                 None => shipped.to_owned(),
             };
             env.add_template_owned(name.clone(), source)
@@ -146,10 +146,17 @@ mod tests {
     fn the_shipped_digest_templates_render_the_report() {
         let templates = DigestTemplates::load(None).unwrap();
         let mail = templates.render(&sample(), "Thirsty Tea").unwrap();
-        assert_eq!(mail.subject, "Thirsty Tea: 2 SKUs to order (10 units short)");
+        assert_eq!(
+            mail.subject,
+            "Thirsty Tea: 2 SKUs to order (10 units short)"
+        );
         assert!(mail.text.contains("- TEA: 3 short"), "{}", mail.text);
         assert!(mail.text.contains("No vendor"), "{}", mail.text);
-        assert!(mail.html.contains("<td>CUP</td><td>7</td>"), "{}", mail.html);
+        assert!(
+            mail.html.contains("<td>CUP</td><td>7</td>"),
+            "{}",
+            mail.html
+        );
     }
 
     #[test]

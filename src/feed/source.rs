@@ -75,7 +75,9 @@ impl FeedSource {
         }
         let lines = borrowed
             .into_iter()
-            .map(|((sku, ship_from), tally)| ((sku.to_owned(), ship_from.map(str::to_owned)), tally))
+            .map(|((sku, ship_from), tally)| {
+                ((sku.to_owned(), ship_from.map(str::to_owned)), tally)
+            })
             .collect();
         FeedSource {
             settings: snapshot.settings,

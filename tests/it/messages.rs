@@ -479,8 +479,10 @@ fn long_polls_and_follow_return_as_soon_as_a_message_commits(backend: Backend) {
     let answered = Instant::now();
     let sent = sender.join().unwrap();
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["messages"].as_array().unwrap().len(), 1, "{answer}");
+    // The order's message, then TEA's new availability figures (one commit).
+    assert_eq!(answer["messages"].as_array().unwrap().len(), 2, "{answer}");
     assert_eq!(answer["messages"][0]["key"], "order:YOUNG");
+    assert_eq!(answer["messages"][1]["key"], "product:TEA");
     assert!(
         answered - asked >= Duration::from_millis(1000),
         "it waited for the message"
@@ -742,7 +744,10 @@ fn three_serve_processes_on_postgres_keep_the_feed_in_commit_order() {
     assert_eq!(followed, all, "the follower missed or reordered messages");
     assert_contiguous(&all);
     let mut last: HashMap<String, &Value> = HashMap::new();
-    for m in all.iter().filter(|m| m["type"] != "product.availability_changed") {
+    for m in all
+        .iter()
+        .filter(|m| m["type"] != "product.availability_changed")
+    {
         let key = m["key"].as_str().unwrap().to_owned();
         if let Some(before) = last.get(&key) {
             let (old, new) = (&before["data"], &m["data"]);

@@ -68,7 +68,9 @@ pub(super) async fn write_changes(
         written_orders.extend(repaired);
     }
     written.messages = messages::for_write_back(&mut *conn, &lines, &written_orders).await?;
-    written.messages.extend(crate::store::figures::for_feed(&mut *conn, &changes.feed).await?);
+    written
+        .messages
+        .extend(crate::store::figures::for_feed(&mut *conn, &changes.feed).await?);
     Ok(written)
 }
 
