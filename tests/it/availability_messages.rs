@@ -111,7 +111,9 @@ fn availability_messages_carry_the_new_figures_after_receipts_adjustments_and_th
     // An adjustment on CUP moves CUP's figures alone.
     wait_events(
         &db,
-        &[json!({"id": "a2", "type": "inventory_adjusted", "sku": "CUP", "warehouse": "MAIN", "delta": -3})],
+        &[
+            json!({"id": "a2", "type": "inventory_adjusted", "sku": "CUP", "warehouse": "MAIN", "delta": -3}),
+        ],
     );
     let got = new(&db);
     assert_eq!(got.len(), 3, "{got:#?}");
@@ -125,7 +127,14 @@ fn availability_messages_carry_the_new_figures_after_receipts_adjustments_and_th
     // upsert that leaves the product as it was.
     let run = db.run(
         &[
-            "recalc", "--sku", "TEA", "--sku", "CUP", "--wait", "--timeout", "60",
+            "recalc",
+            "--sku",
+            "TEA",
+            "--sku",
+            "CUP",
+            "--wait",
+            "--timeout",
+            "60",
         ],
         None,
     );
