@@ -7,8 +7,15 @@
 //! 1. delivery lag (creation to receipt) p50/p99 at 500 messages/s;
 //! 2. the same with a second, dead endpoint (nothing listens): the first
 //!    endpoint's lag;
-//! 3. the daemon's memory (peak RSS) while a million messages wait for the
-//!    dead endpoint (`DELIVERY_BENCH_BACKLOG` changes the count).
+//! 3. the event path as the daemon bench measures it (support/skewed.rs:
+//!    4 senders, one event per `POST /v1/events`, about half on the
+//!    hottest SKU; events per second, accept p99, event-to-result p99) on
+//!    a generated book (`DELIVERY_BENCH_LINES`, 100,000 lines, over
+//!    `DELIVERY_BENCH_SKUS`, 10,000 SKUs) with one dead endpoint;
+//! 4. a million messages appended for that endpoint
+//!    (`DELIVERY_BENCH_BACKLOG` changes the count), then the same event
+//!    run beside them, and the daemon's memory (RSS) before and after,
+//!    and its peak.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,6 +25,14 @@ use backorderd::delivery::message::{Data, Draft, MessageType};
 use backorderd::store::messages::PendingMessage;
 use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "support/http.rs"]
+mod http;
+#[path = "support/skewed.rs"]
+mod skewed;
+// Only the binary's path and the knobs are used here.
+#[allow(dead_code)]
+mod support;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const RATE: usize = 500;
@@ -108,6 +123,10 @@ async fn append(url: &str, batch: Vec<PendingMessage>) {
 }
 
 fn serve(url: &str, config: &str) -> Child {
+    serve_on(url, config, "127.0.0.1:0")
+}
+
+fn serve_on(url: &str, config: &str, listen: &str) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_backorderd"))
         .args([
             "--database-url",
@@ -116,9 +135,10 @@ fn serve(url: &str, config: &str) -> Child {
             config,
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
         ])
         .env("BACKORDERD__SERVICE__FULL_RECALCULATION_INTERVAL_SECS", "0")
+        .env("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "5")
         .env("BACKORDERD__LOG__FILTER", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -184,6 +204,7 @@ async fn wait_count(lags: &Arc<Mutex<Vec<f64>>>, count: usize, timeout: Duration
 
 #[tokio::main]
 async fn main() {
+    println!("load average at the start: {}", load_average());
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let status = Command::new(env!("CARGO_BIN_EXE_backorderd"))
@@ -235,54 +256,157 @@ async fn main() {
         two.len(),
     );
 
-    // 3. A million messages waiting for the dead endpoint.
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    // 3 and 4. The event path, then a million messages waiting for a dead
+    // endpoint, then the event path again beside them.
+    event_path_and_backlog(dir.path()).await;
+    println!("load average at the end: {}", load_average());
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+const EVENT_RUN_SECS: u64 = 10;
+
+/// The skewed workload of the daemon bench (support/skewed.rs): 4 senders,
+/// one event per `POST /v1/events`, about half on the hottest SKU.
+async fn event_run(addr: std::net::SocketAddr, plan: &Arc<skewed::Plan>, label: &str) {
+    let shape = skewed::Shape {
+        senders: 4,
+        max_events: 50_000,
+        duration: Duration::from_secs(EVENT_RUN_SECS),
+        burst: 100,
+        pause: Duration::from_millis(10),
+        wait_every: 20,
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tally = skewed::run(addr, plan.clone(), shape, label, stop).await;
+    skewed::print(label, &shape, &mut tally);
+}
+
+/// Until nothing waits for a recalculation (at most two minutes).
+async fn drained(store: &backorderd::store::AnyStore) {
+    use backorderd::store::Store;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.dirty_count(None).await.unwrap() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn event_path_and_backlog(dir: &std::path::Path) {
+    let lines = support::env_or("DELIVERY_BENCH_LINES", 100_000);
+    let skus = support::env_or("DELIVERY_BENCH_SKUS", 10_000);
+    let book = dir.join("book.json");
+    let status = Command::new(support::BIN)
+        .args(["generate", "--lines", &lines.to_string()])
+        .args(["--skus", &skus.to_string(), "--skew", "0.8"])
+        .stdout(std::fs::File::create(&book).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let url = format!("sqlite://{}", dir.join("events.db").display());
+    for args in [
+        &["import", book.to_str().unwrap()][..],
+        &["recalc", "--all", "--inline"][..],
+    ] {
+        let status = Command::new(support::BIN)
+            .args(["--database-url", &url])
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "backorderd {args:?}");
+    }
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (hot, hot_lines): (String, i64) = sqlx::query_as(
+        "SELECT sku, COUNT(*) FROM order_lines GROUP BY sku ORDER BY COUNT(*) DESC, sku LIMIT 1",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let (orders,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let plan = Arc::new(skewed::Plan::new(skus, orders as usize, hot.clone(), 0.5));
+    println!(
+        "event path: a book of {lines} lines over {skus} SKUs (hottest {hot}, {hot_lines} lines); \
+         4 senders for {EVENT_RUN_SECS} s, one event per POST /v1/events, about half on {hot}; \
+         serve has one webhook endpoint, dead (nothing listens)"
+    );
+    let dead = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!(
+            "http://127.0.0.1:{}/hook",
+            socket.local_addr().unwrap().port()
+        )
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let mut daemon = serve_on(
+        &url,
+        &config(dir, "dead.toml", std::slice::from_ref(&dead)),
+        &listen,
+    );
+    let store = backorderd::store::AnyStore::open(&url).await.unwrap();
+    let pid = daemon.id();
+    event_run(addr, &plan, "no backlog").await;
+    drained(&store).await;
+    let rss_no_backlog = rss_kib(pid, "VmRSS:");
+
+    // A million messages waiting for the dead endpoint.
     let backlog: usize = std::env::var("DELIVERY_BENCH_BACKLOG")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let pid = daemon.id();
-    let before = rss_kib(pid, "VmRSS:");
     let started = Instant::now();
     let mut appended = 0;
     while appended < backlog {
         let n = 5000.min(backlog - appended);
-        append(
-            &url,
-            (0..n).map(|i| draft(2 * total + appended + i)).collect(),
-        )
-        .await;
+        append(&url, (0..n).map(|i| draft(appended + i)).collect()).await;
         appended += n;
     }
     let appended_in = started.elapsed();
     // Until the daemon has looked at all of them (its backlog for the dead
-    // endpoint holds them all) or two minutes.
-    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    // endpoint holds them all) or five minutes.
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut pending = 0i64;
     while Instant::now() < deadline {
-        let row: (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM delivery_pending WHERE destination LIKE 'webhook:%' AND destination <> $1",
-        )
-        .bind(format!("webhook:{good}"))
-        .fetch_one(&db)
-        .await
-        .unwrap();
+        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM delivery_pending")
+            .fetch_one(&db)
+            .await
+            .unwrap();
         pending = row.0;
         if pending as usize >= backlog {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let after = rss_kib(pid, "VmRSS:");
-    let peak = rss_kib(pid, "VmHWM:");
+    let rss_backlog = rss_kib(pid, "VmRSS:");
     println!(
-        "{backlog} messages appended in {:.1} s; the dead endpoint's backlog: {pending} rows after {:.1} s; \
-         serve RSS before {} MiB, after {} MiB, peak {} MiB",
+        "{backlog} messages appended in {:.1} s; the dead endpoint's backlog: {pending} rows after {:.1} s",
         appended_in.as_secs_f64(),
         started.elapsed().as_secs_f64(),
-        before / 1024,
-        after / 1024,
-        peak / 1024,
+    );
+    event_run(addr, &plan, "1M backlog").await;
+    drained(&store).await;
+    println!(
+        "serve RSS: {} MiB after the first event run, {} MiB with the backlog, {} MiB after the second event run, peak {} MiB",
+        rss_no_backlog / 1024,
+        rss_backlog / 1024,
+        rss_kib(pid, "VmRSS:") / 1024,
+        rss_kib(pid, "VmHWM:") / 1024,
     );
     let _ = daemon.kill();
     let _ = daemon.wait();

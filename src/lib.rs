@@ -25,6 +25,7 @@ pub mod feed;
 pub mod health;
 pub mod input;
 pub mod meter;
+pub mod pacing;
 pub mod queue;
 pub mod recalc;
 pub mod service;

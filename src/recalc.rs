@@ -74,6 +74,9 @@ pub struct OrderTotals {
     pub order_id: String,
     pub counts: LineCounts,
     pub backorder_qty: i64,
+    /// The order's stored counts and total once this batch is written.
+    pub stored_counts: LineCounts,
+    pub stored_qty: i64,
     /// The cause of the order's first line in the group.
     pub cause: String,
 }
@@ -130,6 +133,15 @@ pub fn changes(group: GroupState, as_of: DateTime<Utc>) -> Changes {
     changes_with(group, as_of, Compare::default())
 }
 
+/// What the store holds beside an order's lines in a group: each line's
+/// stored ETA, and the order's stored counts and total.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredValues {
+    pub etas: Vec<Option<NaiveDate>>,
+    pub counts: LineCounts,
+    pub backorder_qty: i64,
+}
+
 /// [`changes`], comparing orders as `compare` says.
 pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -> Changes {
     let GroupState {
@@ -144,7 +156,11 @@ pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -
     let mut stored = Vec::with_capacity(orders.len());
     let mut snapshot_orders = Vec::with_capacity(orders.len());
     for o in orders {
-        stored.push((o.etas, o.counts, o.backorder_qty));
+        stored.push(StoredValues {
+            etas: o.etas,
+            counts: o.counts,
+            backorder_qty: o.backorder_qty,
+        });
         snapshot_orders.push(o.order);
     }
     let snapshot = Snapshot {
@@ -156,11 +172,24 @@ pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -
         purchase_orders,
         orders: snapshot_orders,
     };
-    let allocation = engine::allocate(&snapshot, as_of);
+    changes_of(&snapshot, &stored, &causes, as_of, compare)
+}
+
+/// [`changes_with`] over a group held as the engine's input (`stored`
+/// aligned with `snapshot.orders`), which it only borrows: a cached pool is
+/// recalculated without being copied.
+pub fn changes_of(
+    snapshot: &Snapshot,
+    stored: &[StoredValues],
+    causes: &FxHashMap<String, String>,
+    as_of: DateTime<Utc>,
+    compare: Compare,
+) -> Changes {
+    let allocation = engine::allocate(snapshot, as_of);
     let cause_of = |sku: &str| causes.get(sku).cloned().unwrap_or_default();
 
     let mut out = Changes {
-        feed: feed::entries(&FeedSource::from_allocation(&snapshot, &allocation))
+        feed: feed::entries(&FeedSource::from_allocation(snapshot, &allocation))
             .into_iter()
             .map(|entry| {
                 let cause = cause_of(&entry.sku);
@@ -169,18 +198,24 @@ pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -
             .collect(),
         ..Changes::default()
     };
-    for ((order, outcomes), (etas, old_counts, old_qty)) in snapshot
+    for ((order, outcomes), stored) in snapshot
         .orders
         .iter()
         .zip(allocation.lines_by_order(&snapshot.orders))
         .zip(stored)
     {
+        let StoredValues {
+            etas,
+            counts: old_counts,
+            backorder_qty: old_qty,
+        } = stored;
+        let (old_counts, old_qty) = (*old_counts, *old_qty);
         out.lines_seen += order.lines.len();
         out.orders_seen += 1;
         let mut counts = old_counts;
         let mut qty = old_qty;
         let mut order_cause = None;
-        for ((line, outcome), old_eta) in order.lines.iter().zip(outcomes).zip(etas) {
+        for ((line, outcome), &old_eta) in order.lines.iter().zip(outcomes).zip(etas) {
             if line.backorder_qty == outcome.backorder_qty && old_eta == outcome.eta {
                 continue;
             }
@@ -208,28 +243,34 @@ pub fn changes_with(group: GroupState, as_of: DateTime<Utc>, compare: Compare) -
         let stored_lines = line_totals(order.lines.iter().map(|l| (l.qty, l.backorder_qty)));
         let whole = compare.whole_orders || stored_lines.0.open == old_counts.open;
         let drift = whole && stored_lines != (old_counts, old_qty);
+        let mut new_lines = None;
         if drift || compare.totals {
-            let new_lines = line_totals(
+            let lines_now = line_totals(
                 order
                     .lines
                     .iter()
                     .zip(outcomes)
                     .map(|(l, o)| (l.qty, o.backorder_qty)),
             );
+            new_lines = Some(lines_now);
             if drift {
-                (counts, qty) = new_lines;
+                (counts, qty) = lines_now;
                 let first_sku = order.lines.first().map_or("", |l| l.sku.as_str());
                 let cause = order_cause.get_or_insert_with(|| cause_of(first_sku));
                 out.drifted.push((order.id.clone(), cause.clone()));
             }
-            if compare.totals {
-                out.totals.push(OrderTotals {
-                    order_id: order.id.clone(),
-                    counts: new_lines.0,
-                    backorder_qty: new_lines.1,
-                    cause: cause_of(order.lines.first().map_or("", |l| l.sku.as_str())),
-                });
-            }
+        }
+        if compare.totals
+            && let Some((line_counts, line_qty)) = new_lines
+        {
+            out.totals.push(OrderTotals {
+                order_id: order.id.clone(),
+                counts: line_counts,
+                backorder_qty: line_qty,
+                stored_counts: counts,
+                stored_qty: qty,
+                cause: cause_of(order.lines.first().map_or("", |l| l.sku.as_str())),
+            });
         }
         if let Some(cause) = order_cause
             && (counts, qty) != (old_counts, old_qty)

@@ -77,7 +77,7 @@ async fn report_presence(
     state: Arc<WorkerState>,
     mut daemon: crate::store::daemons::DaemonInfo,
     every: Duration,
-    retention: Duration,
+    retention: crate::delivery::retention::Retention,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -101,43 +101,10 @@ async fn report_presence(
         if let Err(e) = resume_left_work(&store).await {
             warn!(error = %e, "could not check for work left without a job");
         }
-        if let Err(e) = prune_messages(&store, retention).await {
+        if let Err(e) = retention.run(&store).await {
             warn!(error = %e, "could not prune expired change messages");
         }
     }
-}
-
-/// Messages pruned per statement: a short write, however many expired.
-const PRUNE_BATCH: i64 = 10_000;
-/// At most this many batches per heartbeat, so a large backlog of expired
-/// messages (a first start after a long retention change) is pruned over
-/// several heartbeats without holding up the rest.
-const PRUNE_BATCHES_PER_BEAT: usize = 10;
-
-/// Deletes the messages older than `notify.retention_secs`, in bounded batches.
-async fn prune_messages(
-    store: &AnyStore,
-    retention: Duration,
-) -> Result<(), crate::store::StoreError> {
-    let Ok(retention) = chrono::Duration::from_std(retention) else {
-        return Ok(());
-    };
-    let before = chrono::Utc::now() - retention;
-    let mut pruned = 0;
-    for _ in 0..PRUNE_BATCHES_PER_BEAT {
-        let deleted = store.prune_expired_messages(before, PRUNE_BATCH).await?;
-        pruned += deleted;
-        if deleted < PRUNE_BATCH as u64 {
-            break;
-        }
-    }
-    if pruned > 0 {
-        info!(
-            messages = pruned,
-            "pruned change messages past notify.retention_secs"
-        );
-    }
-    Ok(())
 }
 
 /// Set-aside SKUs whose retry time has come are marked dirty again, and
@@ -319,6 +286,7 @@ pub async fn serve(
         stop: stop.clone(),
         busy: tokio::sync::Mutex::new(()),
         activity: Default::default(),
+        pacer: Default::default(),
         health: health.clone(),
     });
 
@@ -331,6 +299,8 @@ pub async fn serve(
             .await
             .with_context(|| format!("cannot record the destination {}", destination.name))?;
     }
+    // `/metrics` counts the messages committed from here on.
+    crate::delivery::deliver::count_messages_from(store.newest_message_position().await?).await;
     // Marks left by a crash or by events sent while no daemon ran.
     let dirty = store.dirty_count(None).await?;
     if dirty > 0 {
@@ -408,7 +378,15 @@ pub async fn serve(
         state.clone(),
         daemon,
         settings.heartbeat,
-        delivery.retention,
+        crate::delivery::retention::Retention {
+            keep: delivery.retention,
+            destinations: delivery
+                .destinations
+                .iter()
+                .map(|d| d.name.clone())
+                .collect(),
+            heartbeat: settings.heartbeat,
+        },
     ));
     info!(worker = %name, "backorderd is ready");
     crate::systemd::ready();

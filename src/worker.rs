@@ -5,12 +5,13 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::FutureExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::pacing::Pacer;
 use crate::queue::RecalcJob;
 use crate::store::{AnyStore, BatchReport, Store, StoreError};
 
@@ -101,11 +102,15 @@ impl From<&crate::config::ServiceSettings> for FailurePolicy {
 /// the SKU whose batch of one fails is set aside with its error (and
 /// retried later), and the drain goes on with full batches. A failure of
 /// the database itself ends the drain with the error; the marks stay.
+///
+/// With a `pacer` (the daemon's worker), a drain that has caught up waits
+/// before its next batch ([`crate::pacing`]).
 pub async fn drain(
     store: &AnyStore,
     sizes: &BatchSizes,
     stop: &AtomicBool,
     policy: FailurePolicy,
+    pacer: Option<&Pacer>,
     mut on_batch: impl FnMut(&BatchReport) + Send,
 ) -> Result<DrainReport, JobError> {
     let mut report = DrainReport::default();
@@ -136,6 +141,8 @@ pub async fn drain(
         store.clear_set_aside(&succeeded).await?;
     }
     let mut isolating = false;
+    // A job begins caught up: the batch before it was another job's.
+    let mut caught_up = true;
     while !stop.load(Ordering::Relaxed) {
         let max_skus = if isolating { 1 } else { sizes.skus_per_batch };
         let suspect = if isolating {
@@ -143,9 +150,19 @@ pub async fn drain(
         } else {
             None
         };
+        if let Some(pacer) = pacer
+            && caught_up
+        {
+            pacer.wait().await;
+        }
+        let started = Instant::now();
         let failure = match guarded(store.recalculate_dirty(max_skus, Utc::now())).await {
             Ok(None) => return Ok(report),
             Ok(Some(batch)) => {
+                if let Some(pacer) = pacer {
+                    pacer.record(started);
+                }
+                caught_up = batch.skus.len() < max_skus;
                 tracing::debug!(
                     skus = batch.skus.len(),
                     causes = ?batch.causes,
@@ -217,6 +234,8 @@ pub struct WorkerState {
     pub busy: tokio::sync::Mutex<()>,
     /// What this process is doing, for `status`.
     pub activity: Activity,
+    /// Spaces the batches of a drain that has caught up.
+    pub pacer: Pacer,
     /// Progress reports for `/readyz` and the watchdog.
     pub health: Arc<crate::health::WorkerHealth>,
 }
@@ -269,6 +288,7 @@ fn describe(job: &RecalcJob) -> String {
 pub async fn run_job(job: &RecalcJob, state: &WorkerState) -> Result<DrainReport, JobError> {
     let span = info_span!("recalculate", skus = ?job.skus, events = ?job.causes, all = job.all);
     let _guard = state.busy.lock().await;
+    state.store.job_started();
     state.activity.set(describe(job));
     state.health.job_started();
     let started = std::time::Instant::now();
@@ -279,6 +299,7 @@ pub async fn run_job(job: &RecalcJob, state: &WorkerState) -> Result<DrainReport
         &state.sizes,
         &state.stop,
         state.failures,
+        Some(&state.pacer),
         |b| {
             meter.batch(b);
             health.progressed();

@@ -103,7 +103,8 @@ fn number_param(
     summary = "The change messages after a cursor (the pull feed)",
     description = "Messages in commit order after `after`, with the cursor to continue from. \
         With `wait`, an empty answer is held until a message is committed or `wait` seconds pass. \
-        Messages older than `notify.retention_secs` are pruned.",
+        Messages older than `notify.retention_secs` are pruned, unless a configured destination \
+        has yet to take them.",
     params(ChangesParams),
     responses(
         (status = 200, description = "The messages and the next cursor", body = ChangesAnswer),

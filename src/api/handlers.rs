@@ -79,8 +79,9 @@ fn results(events: &[Event], report: &IngestReport) -> Vec<EventOutcome> {
         .collect()
 }
 
-/// Polls until none of the SKUs the batch marked is dirty (like `event
-/// --wait`); 504 after the timeout, 503 when the daemon stops meanwhile or
+/// Polls until each SKU the batch marked is recalculated with the batch's
+/// events (not dirty, or written back by a batch that began after they
+/// committed: `Store::waiting_count`), like `event --wait`; 504 after the timeout, 503 when the daemon stops meanwhile or
 /// the database fails to answer (the events stay applied either way).
 async fn wait_written_back<S: Store>(
     state: &AppState<S>,
@@ -97,19 +98,26 @@ async fn wait_written_back<S: Store>(
         .min(state.wait_timeout);
     let deadline = Instant::now() + timeout;
     let mut shutdown = state.shutdown.clone();
+    let unanswered = |e: crate::store::StoreError| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the events are applied, but waiting for their recalculation failed: \
+                 the database did not answer ({e}); ask again later or read the orders"
+            ),
+        )
+    };
+    // The events committed before the answer came: read after them.
+    let ticket = state.store.recalc_ticket().await.map_err(unanswered)?;
     loop {
-        match state.store.dirty_count(marked).await {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the events are applied, but waiting for their recalculation failed: \
-                         the database did not answer ({e}); ask again later or read the orders"
-                    ),
-                ));
-            }
+        if state
+            .store
+            .waiting_count(marked, ticket)
+            .await
+            .map_err(unanswered)?
+            == 0
+        {
+            return Ok(());
         }
         if state.stopping() {
             return Err(ApiError::new(
@@ -607,6 +615,9 @@ pub async fn metrics<S: Store + crate::store::DeliveryStore + Send + Sync + 'sta
             crate::delivery::deliver::set_gauges(&destinations, crate::store::daemons::now_ms())
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the delivery state"),
+    }
+    if let Err(e) = crate::delivery::deliver::count_created_messages(&*state.store).await {
+        tracing::warn!(error = %e, "metrics: cannot count the new change messages");
     }
     state.metrics.run_upkeep();
     (

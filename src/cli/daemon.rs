@@ -83,14 +83,16 @@ pub async fn recalc(
     finish(&store, report, wait).await
 }
 
-/// Prints the report; with --wait, first waits until none of the SKUs the
-/// batch marked is dirty any more.
+/// Prints the report; with --wait, first waits until every SKU the batch
+/// marked is recalculated with its events.
 async fn finish(store: &AnyStore, report: IngestReport, wait: &WaitArgs) -> anyhow::Result<()> {
     if wait.wait {
         let marked = (!report.all_marked).then_some(report.marked_skus.as_slice());
         let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+        // Read after the events committed (see `Store::waiting_count`).
+        let ticket = store.recalc_ticket().await?;
         loop {
-            if store.dirty_count(marked).await? == 0 {
+            if store.waiting_count(marked, ticket).await? == 0 {
                 break;
             }
             if Instant::now() >= deadline {
@@ -124,7 +126,7 @@ async fn run_inline(
     );
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let report = crate::worker::drain(store, sizes, &stop, failures, |batch| {
+    let report = crate::worker::drain(store, sizes, &stop, failures, None, |batch| {
         bar.inc(batch.skus.len() as u64);
     })
     .await

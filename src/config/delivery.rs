@@ -31,7 +31,8 @@ pub struct NotifySettings {
     #[serde(rename = "retry_window_secs", with = "Secs::<1, YEAR>")]
     pub retry_window: Duration,
     /// How long a message is kept (for the pull feed) from its creation;
-    /// then it is pruned.
+    /// then it is pruned, unless a live destination has yet to take it
+    /// (src/delivery/retention.rs).
     #[serde(rename = "retention_secs", with = "Secs::<60, YEAR>")]
     pub retention: Duration,
     /// The first retry's pause (5 s); the later ones scale with it.

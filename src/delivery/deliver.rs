@@ -31,12 +31,45 @@ pub const DELIVERY_BACKLOG: &str = "backorderd_delivery_backlog";
 pub const DEAD_MESSAGES: &str = "backorderd_dead_messages";
 pub const OLDEST_UNDELIVERED: &str = "backorderd_oldest_undelivered_age_seconds";
 
+pub const MESSAGES_CREATED: &str = "backorderd_messages_created_total";
+
+/// The newest message counted in [`MESSAGES_CREATED`]; negative until
+/// [`count_messages_from`] (a `serve` starting) sets where to begin.
+static COUNTED_UP_TO: tokio::sync::Mutex<i64> = tokio::sync::Mutex::const_new(-1);
+
+/// Messages committed after `position` (the newest when `serve` starts)
+/// are counted in [`MESSAGES_CREATED`].
+pub async fn count_messages_from(position: i64) {
+    *COUNTED_UP_TO.lock().await = position;
+}
+
+/// Adds the messages committed since the last scrape to
+/// [`MESSAGES_CREATED`], by type: read from the log, so they are the
+/// messages of every process on the database, each once they committed.
+pub async fn count_created_messages<S: crate::store::DeliveryStore>(
+    store: &S,
+) -> Result<(), crate::store::StoreError> {
+    let mut counted = COUNTED_UP_TO.lock().await;
+    if *counted < 0 {
+        return Ok(());
+    }
+    for (kind, count, newest) in store.messages_created_since(*counted).await? {
+        counter!(MESSAGES_CREATED, "type" => kind).increment(count.max(0) as u64);
+        *counted = (*counted).max(newest);
+    }
+    Ok(())
+}
+
 /// Describes the delivery metrics (called with the others, src/meter.rs).
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
+        MESSAGES_CREATED,
+        "Change messages committed to the log by type (by any process on the database), since this process started."
+    );
+    describe_counter!(
         DELIVERIES,
-        "Delivery attempts by destination and outcome (delivered, retry, dead, gone)."
+        "Delivery attempts by destination and outcome (delivered, retry, dead, gone, pruned)."
     );
     describe_histogram!(
         DELIVERY_LAG,
@@ -233,6 +266,10 @@ impl Round {
                     warn!(destination = %name, message = %message_id, error = %error, "message dead after its retry window");
                     "dead"
                 }
+                Settled::Pruned => {
+                    warn!(destination = %name, position = settlement.claimed.position, "a message left the log before it was sent (pruned while no serve had this destination configured)");
+                    "pruned"
+                }
                 Settled::Gone { .. } => {
                     warn!(destination = %name, "the endpoint answered 410 Gone: disabled until re-enabled by hand (backorderd enable-destination)");
                     "gone"
@@ -257,11 +294,12 @@ async fn attempt(
 ) -> Settlement {
     let message = match store.delivery_message(claimed.position).await {
         Ok(Some(message)) => message,
-        // Gone from the log (pruned): nothing left to send.
+        // Gone from the log (pruned while no process had this destination
+        // configured, src/delivery/retention.rs): nothing left to send.
         Ok(None) => {
             return Settlement {
                 claimed,
-                settled: Settled::Delivered,
+                settled: Settled::Pruned,
             };
         }
         Err(e) => {

@@ -5,12 +5,14 @@
 //! signature and one HTTP attempt ([`webhook`]), the retry schedule
 //! ([`retry`]), mails from templates with one SMTP attempt ([`mail`]), the
 //! configured destinations ([`destination`]) and the loop that delivers
-//! the message log to each of them ([`deliver`]).
+//! the message log to each of them ([`deliver`]), and how long the log
+//! keeps a message ([`retention`]).
 
 pub mod deliver;
 pub mod destination;
 pub mod digest_mail;
 pub mod mail;
 pub mod message;
+pub mod retention;
 pub mod retry;
 pub mod webhook;

@@ -48,19 +48,28 @@ impl AnyStore {
         }
     }
 
-    /// Deletes up to `batch` messages created before `before` (see
-    /// [`super::feed::sqlite::prune_expired_messages`]): how many.
+    /// Deletes up to `batch` messages created before `before` and below
+    /// `keep_from` (see [`super::feed::sqlite::prune_expired_messages`]):
+    /// how many.
     pub async fn prune_expired_messages(
         &self,
         before: DateTime<Utc>,
+        keep_from: i64,
         batch: i64,
     ) -> Result<u64, StoreError> {
         match self {
             AnyStore::Sqlite(s) => {
-                super::feed::sqlite::prune_expired_messages(s.write_pool(), before, batch).await
+                super::feed::sqlite::prune_expired_messages(
+                    s.write_pool(),
+                    before,
+                    keep_from,
+                    batch,
+                )
+                .await
             }
             AnyStore::Postgres(s) => {
-                super::feed::postgres::prune_expired_messages(s.pool(), before, batch).await
+                super::feed::postgres::prune_expired_messages(s.pool(), before, keep_from, batch)
+                    .await
             }
         }
     }
@@ -194,6 +203,15 @@ impl AnyStore {
         }
     }
 
+    /// A recalculation job begins its drain: the writer's next group of
+    /// events queues a job of its own again (store/writer.rs).
+    pub fn job_started(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.job_started(),
+            AnyStore::Postgres(s) => s.job_started(),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",
@@ -276,6 +294,14 @@ impl Store for AnyStore {
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
         each_backend!(self, s => s.dirty_count(skus))
+    }
+
+    async fn recalc_ticket(&self) -> Result<i64, StoreError> {
+        each_backend!(self, s => s.recalc_ticket())
+    }
+
+    async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
+        each_backend!(self, s => s.waiting_count(skus, ticket))
     }
 
     async fn publish_options(&self, options: IngestOptions) -> Result<(), StoreError> {

@@ -199,11 +199,7 @@ where
     if !settings.consider_replacement_sku {
         return Ok(sorted_skus(skus));
     }
-    let edges: Vec<(String, String)> = sqlx::query_as(
-        "SELECT sku, replacement_sku FROM products WHERE replacement_sku IS NOT NULL",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let edges = super::recalculate::portable::replacement_edges::<DB>(conn).await?;
     Ok(sorted_skus(replacement_closure(
         skus.iter().map(String::as_str),
         &edges,

@@ -54,6 +54,9 @@ pub enum Settled {
     Gone {
         error: String,
     },
+    /// The message left the log (pruned) before it was sent: the
+    /// destination stopped holding it (see [`sqlite::oldest_needed`]).
+    Pruned,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +147,75 @@ macro_rules! delivery_state {
                 disabled_at_ms,
                 disabled_reason,
             }))
+        }
+
+        /// Records that a process with `name` in its configuration runs
+        /// its delivery loop: the destination is live, its messages kept.
+        pub async fn touch(pool: &Pool<Db>, name: &str, now_ms: i64) -> Result<(), StoreError> {
+            sqlx::query("UPDATE delivery_destinations SET seen_ms = $2 WHERE name = $1")
+                .bind(name)
+                .bind(now_ms)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
+        /// The oldest position a live destination still needs, and that
+        /// destination: its oldest pending message, or the first one
+        /// after its cursor (not looked at yet). Live: in `configured`
+        /// (this process's destinations) or seen since `live_since_ms`.
+        /// `None`: no live destination needs anything.
+        pub async fn oldest_needed(
+            pool: &Pool<Db>,
+            live_since_ms: i64,
+            configured: &[String],
+        ) -> Result<Option<(i64, String)>, StoreError> {
+            let rows: Vec<(String, i64, Option<i64>)> =
+                sqlx::query_as("SELECT name, cursor, seen_ms FROM delivery_destinations")
+                    .fetch_all(pool)
+                    .await?;
+            let newest = newest_position(pool).await?;
+            let mut hold: Option<(i64, String)> = None;
+            for (name, cursor, seen_ms) in rows {
+                let live = configured.contains(&name)
+                    || seen_ms.is_some_and(|seen| seen >= live_since_ms);
+                if !live {
+                    continue;
+                }
+                // The primary key's range: one index seek.
+                let (first,): (Option<i64>,) = sqlx::query_as(
+                    "SELECT MIN(position) FROM delivery_pending WHERE destination = $1",
+                )
+                .bind(&name)
+                .fetch_one(pool)
+                .await?;
+                let unscanned = (cursor < newest).then_some(cursor + 1);
+                let needed = match (first, unscanned) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => match a.or(b) {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                };
+                if hold.as_ref().is_none_or(|(p, _)| needed < *p) {
+                    hold = Some((needed, name));
+                }
+            }
+            Ok(hold)
+        }
+
+        /// Messages after `position` per type: (type, count, newest position).
+        pub async fn created_since(
+            pool: &Pool<Db>,
+            position: i64,
+        ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+            let rows = sqlx::query_as(
+                "SELECT type, COUNT(*), MAX(position) FROM messages WHERE position > $1 GROUP BY type",
+            )
+            .bind(position)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows)
         }
 
         /// The newest message's position (0: none).
@@ -313,7 +385,7 @@ macro_rules! delivery_state {
             .await?;
             for Settlement { claimed, settled } in settlements {
                 let done = match settled {
-                    Settled::Delivered => true,
+                    Settled::Delivered | Settled::Pruned => true,
                     Settled::Dead { message_id, error } => {
                         sqlx::query(
                             "INSERT INTO delivery_dead (destination, position, message_id, key, created_ms, attempts, last_error, dead_at_ms)
@@ -543,12 +615,30 @@ macro_rules! delivery_state {
                         .bind(&destination)
                         .fetch_one(pool)
                         .await?;
+                // A message not looked at yet is undelivered too (it may
+                // turn out not to be of its types: the scan is quick).
+                let unscanned_oldest: Option<(i64,)> = if cursor < newest {
+                    sqlx::query_as(concat!(
+                        "SELECT ",
+                        $created_ms,
+                        " FROM messages WHERE position > $1 ORDER BY position LIMIT 1"
+                    ))
+                    .bind(cursor)
+                    .fetch_optional(pool)
+                    .await?
+                } else {
+                    None
+                };
+                let oldest_pending_ms = match (oldest, unscanned_oldest) {
+                    (Some((a,)), Some((b,))) => Some(a.min(b)),
+                    (a, b) => a.or(b).map(|o| o.0),
+                };
                 out.push(DestinationStatus {
                     destination,
                     pending,
                     unscanned: (newest - cursor).max(0),
                     dead,
-                    oldest_pending_ms: oldest.map(|o| o.0),
+                    oldest_pending_ms,
                     disabled_at_ms,
                     disabled_reason,
                 });

@@ -31,6 +31,12 @@ pub trait DeliveryStore {
     fn destinations_status(
         &self,
     ) -> impl Future<Output = Result<Vec<DestinationStatus>, StoreError>> + Send;
+    /// Messages committed after `position`, per type: (type, count,
+    /// newest position), for the messages-created counter.
+    fn messages_created_since(
+        &self,
+        position: i64,
+    ) -> impl Future<Output = Result<Vec<(String, i64, i64)>, StoreError>> + Send;
 }
 
 /// Calls the same function of store/delivery.rs on this backend, `$read`
@@ -57,6 +63,20 @@ fn now_ms() -> i64 {
 impl AnyStore {
     pub async fn delivery_ensure(&self, name: &str) -> Result<(), StoreError> {
         on_backend!(self, write, ensure(name, now_ms()))
+    }
+
+    /// See [`delivery::sqlite::touch`].
+    pub async fn delivery_touch(&self, name: &str) -> Result<(), StoreError> {
+        on_backend!(self, write, touch(name, now_ms()))
+    }
+
+    /// See [`delivery::sqlite::oldest_needed`].
+    pub async fn delivery_oldest_needed(
+        &self,
+        live_since_ms: i64,
+        configured: &[String],
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        on_backend!(self, read, oldest_needed(live_since_ms, configured))
     }
 
     pub async fn delivery_destination(
@@ -135,5 +155,12 @@ impl DeliveryStore for AnyStore {
 
     async fn destinations_status(&self) -> Result<Vec<DestinationStatus>, StoreError> {
         on_backend!(self, read, status())
+    }
+
+    async fn messages_created_since(
+        &self,
+        position: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        on_backend!(self, read, created_since(position))
     }
 }

@@ -91,28 +91,41 @@ macro_rules! feed_reads {
         }
 
         /// Deletes up to `batch` of the oldest messages created before
-        /// `before` that no destination still needs: the number deleted.
-        ///
-        /// For now only age decides. The delivery loop keeps each
-        /// destination's progress; it must extend this function so that a
-        /// message some destination has not yet delivered (nor marked dead)
-        /// is kept whatever its age.
+        /// `before` and below the position `keep_from` (the oldest one a
+        /// live destination still needs, src/delivery/retention.rs), and
+        /// the dead-list entries of the messages it deleted: the number
+        /// of messages deleted.
         pub async fn prune_expired_messages(
             pool: &$pool,
             before: chrono::DateTime<chrono::Utc>,
+            keep_from: i64,
             batch: i64,
         ) -> Result<u64, StoreError> {
             let before: $at = $format(before);
-            let deleted = sqlx::query(
+            let deleted: Vec<(i64,)> = sqlx::query_as(
                 "DELETE FROM messages WHERE position IN (
-                     SELECT position FROM messages WHERE created_at < $1 ORDER BY position LIMIT $2)",
+                     SELECT position FROM messages WHERE created_at < $1 AND position < $2
+                     ORDER BY position LIMIT $3)
+                 RETURNING position",
             )
             .bind(before)
+            .bind(keep_from)
             .bind(batch)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            Ok(deleted)
+            .fetch_all(pool)
+            .await?;
+            if let Some(last) = deleted.iter().map(|d| d.0).max() {
+                // A dead message is redeliverable only while the log has
+                // it. Its own statement: one left behind by a failure here
+                // goes with the next batch (`<=`).
+                sqlx::query(
+                    "DELETE FROM delivery_dead WHERE position <= $1
+                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.position = delivery_dead.position)",
+                )
+                .bind(last)
+                .execute(pool)
+                .await?;
+            }
+            Ok(deleted.len() as u64)
         }
     };
 }

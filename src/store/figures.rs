@@ -72,6 +72,17 @@ pub(in crate::store) async fn for_feed<B: FiguresLog>(
     Ok(out)
 }
 
+/// [`for_feed`], the messages appended (last in the write-back's
+/// transaction, after its order messages).
+pub(in crate::store) async fn append<B: FiguresLog + super::messages::MessageLog>(
+    db: &mut B,
+    feed: &[(FeedEntry, String)],
+) -> Result<(), StoreError> {
+    let pending = for_feed(db, feed).await?;
+    super::messages::append(db, pending, chrono::Utc::now()).await?;
+    Ok(())
+}
+
 /// `data`: the entry after, with `previous` the entry before (null in the
 /// SKU's first message).
 fn message(

@@ -19,6 +19,7 @@ mod ingest;
 mod location;
 pub mod messages;
 pub mod postgres;
+mod recalculate;
 pub mod set_aside;
 pub mod sqlite;
 mod views;
@@ -238,8 +239,9 @@ pub trait Store {
         as_of: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<BatchReport>, StoreError>> + Send;
     /// Like repeated [`Store::recalculate_dirty`] until nothing is dirty (or
-    /// `stop` is set between batches), but in one transaction that reads
-    /// every order header once: for when most of the book is dirty.
+    /// `stop` is set between batches), in bounded transactions, then the
+    /// orders whose lines spanned batches are compared with their totals:
+    /// for when most of the book is dirty.
     fn recalculate_bulk(
         &self,
         max_skus: usize,
@@ -260,6 +262,19 @@ pub trait Store {
     fn dirty_count(
         &self,
         skus: Option<&[String]>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// What a waiter reads once its events have committed: every
+    /// recalculation batch that begins later gets a higher tick.
+    fn recalc_ticket(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// How many of `skus` (all when `None`) still wait for a recalculation
+    /// that includes what committed before `ticket` was read: dirty or set
+    /// aside, and not recalculated since by a batch of a higher tick (so a
+    /// SKU that newer events keep marking is done once one batch that began
+    /// after the ticket wrote it back).
+    fn waiting_count(
+        &self,
+        skus: Option<&[String]>,
+        ticket: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Records the daemon's options, which [`Store::ingest`] then follows
     /// whichever process sends the events.

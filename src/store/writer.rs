@@ -60,6 +60,14 @@ pub(super) trait WriteDialect: Send + Sync + 'static {
     /// How often a group that failed on a conflict with another process
     /// ([`ErrorKind::Busy`]: a PostgreSQL deadlock) is run again whole.
     const ATTEMPTS: u32;
+    /// Whether a group may leave out its recalculation job while one this
+    /// writer queued has not started yet. True only where every
+    /// recalculation batch of the process is a lease of this writer
+    /// (SQLite): the waiting job's drain then claims after the group's
+    /// commit, so it finds the group's marks. On PostgreSQL a batch runs on
+    /// another connection beside the group and could end before the
+    /// group's marks commit.
+    const SHARE_WAITING_JOB: bool;
     /// Takes, at the start of the group's transaction, the locks its
     /// batches need (PostgreSQL: the event locks, src/store/postgres/locks.rs).
     fn lock_group<'c>(
@@ -72,6 +80,8 @@ pub(super) trait WriteDialect: Send + Sync + 'static {
 pub struct Writer<DB: Database> {
     requests: mpsc::Sender<Request<DB>>,
     alive: Arc<AtomicBool>,
+    /// A recalculation job this writer queued has not started yet.
+    job_waiting: Arc<AtomicBool>,
 }
 
 enum Request<DB: Database> {
@@ -98,14 +108,31 @@ where
         let (requests, receiver) = mpsc::channel(limits.queue.max(1));
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
+        let job_waiting = Arc::new(AtomicBool::new(false));
+        let waiting = job_waiting.clone();
         tokio::spawn(async move {
-            let outcome = tokio::spawn(run::<D>(pool, receiver, limits)).await;
+            let outcome = tokio::spawn(run::<D>(pool, receiver, limits, waiting)).await;
             flag.store(false, Ordering::Relaxed);
             if let Err(e) = outcome {
                 tracing::error!(error = %e, "the database writer died; writes answer unavailable");
             }
         });
-        Writer { requests, alive }
+        Writer {
+            requests,
+            alive,
+            job_waiting,
+        }
+    }
+
+    /// Whether requests wait for the connection now.
+    pub fn has_waiting(&self) -> bool {
+        self.requests.capacity() < self.requests.max_capacity()
+    }
+
+    /// A recalculation job begins: the next group queues a job of its own.
+    /// Called before the job's drain claims anything.
+    pub fn job_started(&self) {
+        self.job_waiting.store(false, Ordering::SeqCst);
     }
 
     /// Whether the task still takes requests (readiness).
@@ -179,6 +206,7 @@ async fn run<D: WriteDialect>(
     pool: Pool<D::Db>,
     mut requests: mpsc::Receiver<Request<D::Db>>,
     limits: WriterLimits,
+    job_waiting: Arc<AtomicBool>,
 ) where
     <D::Db as Database>::Connection: IngestBackend,
 {
@@ -226,7 +254,7 @@ async fn run<D: WriteDialect>(
                         Err(_) => break,
                     }
                 }
-                drop(commit_group::<D>(&pool, None, group).await);
+                drop(commit_group::<D>(&pool, None, group, &job_waiting).await);
                 if next.is_none() {
                     next = requests.recv().await;
                 }
@@ -277,6 +305,7 @@ async fn commit_group<D: WriteDialect>(
     pool: &Pool<D::Db>,
     conn: Option<PoolConnection<D::Db>>,
     group: Vec<Pending>,
+    job_waiting: &AtomicBool,
 ) -> Option<PoolConnection<D::Db>>
 where
     <D::Db as Database>::Connection: IngestBackend,
@@ -290,8 +319,12 @@ where
     };
     let mut attempt = 1;
     loop {
-        match run_group::<D>(&mut conn, &group).await {
-            Ok(outcomes) => {
+        let share = D::SHARE_WAITING_JOB && job_waiting.load(Ordering::SeqCst);
+        match run_group::<D>(&mut conn, &group, share).await {
+            Ok((outcomes, queued)) => {
+                if queued && D::SHARE_WAITING_JOB {
+                    job_waiting.store(true, Ordering::SeqCst);
+                }
                 for (request, outcome) in group.into_iter().zip(outcomes) {
                     let _ = request.reply.send(outcome);
                 }
@@ -326,13 +359,16 @@ fn same_error(e: &StoreError) -> StoreError {
     }
 }
 
-/// One transaction: each request in its savepoint, one job for the group.
-/// `Err` when the group as a whole failed (nothing committed); a request's
-/// own failure is its outcome.
+/// One transaction: each request in its savepoint, one job for the group
+/// (none when `share`: a job this writer queued is still waiting, and its
+/// drain will find the group's marks). `Err` when the group as a whole
+/// failed (nothing committed); a request's own failure is its outcome.
+/// Also whether the group queued a job.
 async fn run_group<D: WriteDialect>(
     conn: &mut <D::Db as Database>::Connection,
     group: &[Pending],
-) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError>
+    share: bool,
+) -> Result<(Vec<Result<IngestReport, StoreError>>, bool), StoreError>
 where
     <D::Db as Database>::Connection: IngestBackend,
 {
@@ -364,22 +400,28 @@ where
             }
         }
     }
-    if all || !skus.is_empty() {
+    // A full recalculation is always queued: the waiting job may be a
+    // drain of a few SKUs that began with a smaller batch size in mind.
+    let queue = all || (!skus.is_empty() && !share);
+    if queue {
         tx.push_job(&RecalcJob::new(causes, &skus, all)).await?;
     }
     // Last: on PostgreSQL the message log's lock is held from here to the commit.
     super::messages::append(&mut *tx, messages, chrono::Utc::now()).await?;
     tx.commit().await?;
-    Ok(outcomes)
+    Ok((outcomes, queue))
 }
 
 /// A connection to write on: the writer's (leased) when this process runs
 /// one, else one of the pool's (a CLI command).
-pub(super) enum WriteConnection<DB: Database> {
+pub enum WriteConnection<DB: Database> {
     Leased(Lease<DB>),
     Pooled(PoolConnection<DB>),
 }
 
+// The type is named by `RecalcStore::Conn`; its constructor stays for the
+// store's backends, whose connections are `IngestBackend`s.
+#[allow(private_bounds)]
 impl<DB: Database> WriteConnection<DB>
 where
     DB::Connection: IngestBackend,

@@ -276,6 +276,16 @@ pub fn order_draft(order_id: &str, kind: MessageType, customer: Option<(&str, &s
 /// Appends `drafts` to the log in one transaction, the way the write-back
 /// does; returns them as stored.
 pub fn append(db: &TempDatabase, drafts: Vec<Draft>) -> Vec<Message> {
+    append_at(db, drafts, chrono::Utc::now())
+}
+
+/// [`append`] with `created_at` set to `now` (in the past: messages as old
+/// as a retention test needs).
+pub fn append_at(
+    db: &TempDatabase,
+    drafts: Vec<Draft>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Message> {
     use sqlx::Connection;
     let messages: Vec<PendingMessage> = drafts
         .into_iter()
@@ -284,7 +294,6 @@ pub fn append(db: &TempDatabase, drafts: Vec<Draft>) -> Vec<Message> {
             causes: vec!["test".to_owned()],
         })
         .collect();
-    let now = chrono::Utc::now();
     crate::daemon_support::block_on(async {
         match db.backend {
             Backend::Sqlite => {
@@ -366,6 +375,17 @@ pub fn config_file(
     let path = db.scratch(&format!("delivery-{}.toml", rand_suffix()));
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
+}
+
+/// `config` (a file of [`config_file`]) with `notify.retry_base_ms` set to
+/// `ms`: 10 makes the pauses 10 ms, 60 ms, 240 ms, 1.2 s, 3.6 s, then
+/// 7.2 s, so that a message unlucky several times in a row (a receiver
+/// failing a third of the attempts) still arrives within seconds.
+pub fn with_retry_base(config: String, ms: u64) -> String {
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("retry_base_ms = 50", &format!("retry_base_ms = {ms}"));
+    std::fs::write(&config, text).unwrap();
+    config
 }
 
 fn rand_suffix() -> u64 {

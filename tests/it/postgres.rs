@@ -180,7 +180,11 @@ fn remove_stale_runs(base: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("run-")) else {
+        // `run-<pid>` (the shared server) or `own-<pid>-<n>` (an own one).
+        let Some(pid) = name.to_str().and_then(|n| {
+            n.strip_prefix("run-")
+                .or_else(|| n.strip_prefix("own-")?.split('-').next())
+        }) else {
             continue;
         };
         let alive = pid
@@ -198,13 +202,88 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Server {
+    start_in(&format!("run-{}", std::process::id()))
+}
+
+/// A server of its own, for a test that stops and starts it (the shared
+/// one serves every other test of the process meanwhile): its data
+/// directory, port and binaries, so that `pg_ctl` can stop it and
+/// [`OwnServer::start_again`] bring it back on the same port. Stopped and
+/// removed when dropped.
+pub struct OwnServer {
+    pub server: Server,
+    bin: PathBuf,
+    user: Option<(u32, u32)>,
+}
+
+static NEXT_OWN: AtomicUsize = AtomicUsize::new(0);
+
+impl OwnServer {
+    pub fn start() -> OwnServer {
+        let name = format!(
+            "own-{}-{}",
+            std::process::id(),
+            NEXT_OWN.fetch_add(1, Ordering::Relaxed)
+        );
+        OwnServer {
+            server: start_in(&name),
+            bin: bin_dir(),
+            user: run_as(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.server.dir.join("data")
+    }
+
+    /// `pg_ctl stop -m fast`: the server ends every session and shuts
+    /// down, as a database restart by an operator does.
+    pub fn stop(&self) {
+        let out = command(self.bin.join("pg_ctl"), self.user, &self.server.dir)
+            .args(["stop", "-m", "fast", "-w", "-t", "60", "-D"])
+            .arg(self.data())
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the stopped server again on its port, and waits until it answers.
+    pub fn start_again(&self) {
+        launch(
+            &self.bin,
+            self.user,
+            &self.server.dir,
+            &self.data(),
+            self.server.port,
+        )
+        .unwrap_or_else(|e| panic!("PostgreSQL did not start again: {e}"));
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = command(self.bin.join("pg_ctl"), self.user, &self.server.dir)
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(self.data())
+            .output();
+        let _ = fs::remove_dir_all(&self.server.dir);
+    }
+}
+
+/// Starts a server whose directory is `name` under [`base_dir`].
+fn start_in(name: &str) -> Server {
     let bin = bin_dir();
     let user = run_as();
     let base = base_dir();
     fs::create_dir_all(&base).unwrap();
     fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
     remove_stale_runs(&base);
-    let dir = base.join(format!("run-{}", std::process::id()));
+    let dir = base.join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();

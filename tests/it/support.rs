@@ -143,6 +143,25 @@ impl TempDatabase {
         }
     }
 
+    /// A database on a PostgreSQL server of the test's own
+    /// ([`crate::postgres::OwnServer`]): created here, gone with the server.
+    pub fn on_own_postgres(server: &crate::postgres::OwnServer, name: &str) -> Self {
+        let sql = format!("CREATE DATABASE {name}");
+        server
+            .server
+            .admin(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backorderd.db");
+        TempDatabase {
+            dir,
+            backend: Backend::Postgres,
+            url: server.server.url(name),
+            path,
+            postgres_name: None,
+        }
+    }
+
     /// A path for a file of the test's own in the temporary directory.
     pub fn scratch(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

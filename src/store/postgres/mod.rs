@@ -28,6 +28,7 @@ mod snapshot_io;
 mod what_if;
 mod writeback;
 
+use super::recalculate;
 use super::writer::{WriteDialect, Writer};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
@@ -62,8 +63,30 @@ impl WriteDialect for Dialect {
     type Db = Postgres;
     const BEGIN: &'static str = "BEGIN";
     const ATTEMPTS: u32 = INGEST_ATTEMPTS;
+    const SHARE_WAITING_JOB: bool = false;
     async fn lock_group(conn: &mut PgConnection, batches: &[&[Event]]) -> Result<(), StoreError> {
         locks::take(conn, &locks::EventLocks::of(batches)).await
+    }
+}
+
+impl recalculate::RecalcStore for PgStore {
+    type Db = sqlx::Postgres;
+
+    type Conn = sqlx::pool::PoolConnection<sqlx::Postgres>;
+    const BEGIN: &'static str = "BEGIN";
+
+    async fn connection(&self) -> Result<Self::Conn, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    fn is_transient(&self, error: &StoreError) -> bool {
+        recalc::is_transient(error)
+    }
+
+    /// Off on PostgreSQL for now: nothing fills the version log (see
+    /// migrations/postgres/*_pool_versions.sql).
+    fn pool_cache(&self) -> Option<&recalculate::PoolCache> {
+        None
     }
 }
 
@@ -142,6 +165,13 @@ impl PgStore {
     pub fn writer_alive(&self) -> Option<bool> {
         self.writer.get().map(Writer::is_alive)
     }
+
+    /// A recalculation job of this process begins (store/writer.rs).
+    pub fn job_started(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.job_started();
+        }
+    }
 }
 
 impl Store for PgStore {
@@ -214,19 +244,17 @@ impl Store for PgStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
-        recalc::recalculate_dirty(&self.pool, max_skus, as_of).await
+        recalculate::recalculate_dirty(self, max_skus, as_of).await
     }
 
-    /// One transaction for every dirty SKU (`max_skus` and `stop` do not
-    /// apply: a whole-table pass is what makes it fast).
     async fn recalculate_bulk(
         &self,
-        _max_skus: usize,
+        max_skus: usize,
         as_of: DateTime<Utc>,
-        _stop: &std::sync::atomic::AtomicBool,
+        stop: &std::sync::atomic::AtomicBool,
         on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
-        recalc::recalculate_bulk(&self.pool, as_of, on_batch).await
+        recalculate::recalculate_bulk(self, max_skus, as_of, stop, on_batch).await
     }
 
     async fn audit(
@@ -234,7 +262,7 @@ impl Store for PgStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        recalc::audit(&self.pool, repair, as_of).await
+        recalculate::audit(self, repair, as_of).await
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
@@ -256,6 +284,39 @@ impl Store for PgStore {
                 .fetch_one(&self.pool)
                 .await?
             }
+        };
+        Ok(count)
+    }
+
+    async fn recalc_ticket(&self) -> Result<i64, StoreError> {
+        // Not nextval: a waiter draws nothing, it reads the last value
+        // any batch drew (none yet: 0).
+        Ok(sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM recalc_clock",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
+        let count = match skus {
+            None => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
+                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $1)",
+            )
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await?,
+            Some(skus) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT s AS sku FROM unnest($1::text[]) s) w
+                 WHERE (EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = w.sku)
+                        OR EXISTS (SELECT 1 FROM set_aside_skus a WHERE a.sku = w.sku))
+                   AND NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > $2)",
+            )
+            .bind(skus)
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await?,
         };
         Ok(count)
     }

@@ -101,6 +101,31 @@ pub(super) async fn load_group(
     causes: FxHashMap<String, String>,
 ) -> Result<GroupState, StoreError> {
     let warehouses = super::load_warehouses(conn).await?;
+    let (products, inventory, purchase_orders) = load_stock(conn, skus).await?;
+    let lines: Vec<LineRow> = sqlx::query_as(
+        "SELECT order_id, position, id, sku, qty, backorder_qty, eta FROM order_lines WHERE sku = ANY($1)",
+    )
+    .bind(skus)
+    .fetch_all(&mut *conn)
+    .await?;
+    let orders = orders_of_lines(conn, lines).await?;
+
+    Ok(GroupState {
+        settings,
+        warehouses,
+        products,
+        inventory,
+        purchase_orders,
+        orders,
+        causes,
+    })
+}
+
+/// The products, inventory rows and purchase orders of `skus`.
+pub(super) async fn load_stock(
+    conn: &mut PgConnection,
+    skus: &[String],
+) -> Result<crate::store::recalculate::Stock, StoreError> {
     let products = map_rows(
         conn,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -131,13 +156,14 @@ pub(super) async fn load_group(
         assemble::purchase_order,
     )
     .await?;
+    Ok((products, inventory, purchase_orders))
+}
 
-    let lines: Vec<LineRow> = sqlx::query_as(
-        "SELECT order_id, position, id, sku, qty, backorder_qty, eta FROM order_lines WHERE sku = ANY($1)",
-    )
-    .bind(skus)
-    .fetch_all(&mut *conn)
-    .await?;
+/// The orders of `lines`, each holding those lines, headers read by id.
+pub(super) async fn orders_of_lines(
+    conn: &mut PgConnection,
+    lines: Vec<LineRow>,
+) -> Result<Vec<crate::recalc::StoredOrder>, StoreError> {
     let lines = LinesByOrder::new(lines);
     let mut headers = {
         let ids = lines.order_ids();
@@ -159,17 +185,7 @@ pub(super) async fn load_group(
         headers
     };
     headers.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
-    let orders = lines.into_orders(headers)?;
-
-    Ok(GroupState {
-        settings,
-        warehouses,
-        products,
-        inventory,
-        purchase_orders,
-        orders,
-        causes,
-    })
+    lines.into_orders(headers)
 }
 
 /// The stored order date with its final `Z` left out sorts as the instant

@@ -4,6 +4,7 @@
 //! one round trip per chunk instead of one statement per row, which is what
 //! makes a million lines take seconds. Export streams rows as they come.
 
+use crate::store::recalculate::pool_cache;
 use std::io::Write as _;
 
 use futures_util::TryStreamExt;
@@ -27,6 +28,8 @@ pub(super) async fn import(
     snapshot: &Snapshot,
     cause: &str,
 ) -> Result<ImportSummary, StoreError> {
+    // Every row is rewritten: one epoch bump at the end, not a log row each.
+    pool_cache::pause_log::<sqlx::Postgres>(conn).await?;
     // The two large tables are loaded without their foreign keys and
     // secondary indexes, which are re-created afterwards: checking a key
     // and inserting into each index row by row costs several times the
@@ -204,6 +207,7 @@ pub(super) async fn import(
     sqlx::query("ANALYZE orders, order_lines")
         .execute(&mut *conn)
         .await?;
+    pool_cache::resume_log::<sqlx::Postgres>(conn).await?;
     Ok(ImportSummary {
         orders: snapshot.orders.len(),
         lines: snapshot.orders.iter().map(|o| o.lines.len()).sum(),

@@ -52,7 +52,7 @@ async fn preview_in(
     // The events' own messages are never appended: the preview rolls back.
     let (ingest, _messages) =
         crate::store::ingest::apply_batch(&mut *conn, events, options).await?;
-    let mut findings = recalc::audit_in(&mut *conn, false, as_of).await?;
+    let mut findings = crate::store::recalculate::audit_in(&mut *conn, as_of).await?;
     sort_findings(&mut findings);
     let ids = listed_line_ids(&findings, limit);
     let rows = sqlx::query(

@@ -15,33 +15,21 @@ use crate::engine::LineCounts;
 use crate::engine::time_format::format_date;
 use crate::recalc::{Changes, LineChange, OrderChange};
 use crate::store::StoreError;
-use crate::store::messages::{self, PendingMessage, history_cause};
-
-/// How much a batch wrote, and the messages of its changes (for
-/// [`crate::store::messages::append`], last before the commit).
-pub(super) struct Written {
-    pub lines: usize,
-    pub orders: usize,
-    pub messages: Vec<PendingMessage>,
-}
+use crate::store::messages::history_cause;
+use crate::store::recalculate::Written;
 
 pub(super) async fn write_changes(
     conn: &mut PgConnection,
-    changes: Changes,
+    changes: &Changes,
     at: &str,
 ) -> Result<Written, StoreError> {
-    let mut lines = changes.lines;
+    let mut lines = changes.lines.clone();
     // Every order a line of this batch belongs to, locked in key order
     // before anything is moved: two workers whose batches share orders
     // then wait for each other rather than deadlock, and each reads its
     // orders' lines (for their messages) with no other write-back between.
     lock_orders(conn, &lines).await?;
-    let mut written = Written {
-        lines: 0,
-        orders: 0,
-        messages: Vec::new(),
-    };
-    let mut written_orders: Vec<OrderChange> = Vec::new();
+    let mut written = Written::default();
     if !lines.is_empty() {
         lines.sort_unstable_by(|a, b| a.line_id.cmp(&b.line_id));
         let ids = write_lines(conn, &lines).await?;
@@ -55,22 +43,16 @@ pub(super) async fn write_changes(
             .collect();
         let orders = move_orders(conn, &moving).await?;
         write_history(conn, &lines, &orders, at).await?;
-        written.lines = lines.len();
-        written.orders = orders.len();
-        written_orders = orders;
+        written.orders = orders;
     }
     // What was read may be stale by now; under the order's row lock its
     // lines say what its totals must be (as after an event's refresh).
     if !changes.drifted.is_empty() {
         let repaired =
             crate::store::ingest::refresh_orders(&mut *conn, &changes.drifted, at).await?;
-        written.orders += repaired.len();
-        written_orders.extend(repaired);
+        written.orders.extend(repaired);
     }
-    written.messages = messages::for_write_back(&mut *conn, &lines, &written_orders).await?;
-    written
-        .messages
-        .extend(crate::store::figures::for_feed(&mut *conn, &changes.feed).await?);
+    written.lines = lines;
     Ok(written)
 }
 

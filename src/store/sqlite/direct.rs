@@ -18,6 +18,7 @@ use crate::engine::LineCounts;
 use crate::engine::snapshot::{InventoryRow, Product, PurchaseOrder};
 use crate::store::StoreError;
 use crate::store::assemble;
+use crate::store::recalculate::{ClaimBudget, Mark};
 
 pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
     let busy = matches!(
@@ -62,15 +63,7 @@ pub(super) async fn group_lines(
             let mut lines = Vec::with_capacity(expected_lines);
             let mut rows = statement.query([sku_list])?;
             while let Some(r) = rows.next()? {
-                lines.push((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ));
+                lines.push(line_row(r)?);
             }
             Ok(lines)
         };
@@ -131,57 +124,87 @@ pub(super) async fn headers(
     .await
 }
 
-/// Every order header.
-pub(super) async fn all_headers(
-    conn: &mut SqliteConnection,
-) -> Result<Vec<HeaderWithTotals>, StoreError> {
-    with_rusqlite(conn, |db| {
-        let count: i64 = db
-            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
-            .map_err(db_error)?;
-        let mut headers = Vec::with_capacity(count as usize);
-        let mut statement = db
-            .prepare(&format!("SELECT {HEADER_COLUMNS} FROM orders o"))
-            .map_err(db_error)?;
-        let mut rows = statement.query([]).map_err(db_error)?;
-        while let Some(r) = rows.next().map_err(db_error)? {
-            headers.push(header(r)?);
-        }
-        Ok(headers)
-    })
-    .await
-}
-
-/// The dirty SKUs to recalculate next, in key order, with their causes: up
-/// to `max_skus`, and no more lines than `line_budget` (but at least one
-/// SKU, however long its queue). Also how many lines they have.
+/// The dirty SKUs to recalculate next, in key order, with their causes
+/// and marks: up to `max_skus`, within the line budget
+/// ([`ClaimBudget`]).
 pub(super) async fn claim(
     conn: &mut SqliteConnection,
     max_skus: usize,
     line_budget: usize,
-) -> Result<(Vec<(String, String)>, usize), StoreError> {
+    after: Option<&str>,
+) -> Result<Vec<Mark>, StoreError> {
     with_rusqlite(conn, |db| {
-        let claim = || -> rusqlite::Result<(Vec<(String, String)>, usize)> {
-            let mut dirty =
-                db.prepare("SELECT sku, cause FROM dirty_skus ORDER BY sku LIMIT ?1")?;
+        let claim = || -> rusqlite::Result<Vec<Mark>> {
+            // Two statements, so that each walks the key's index.
+            let mut dirty = db.prepare(match after {
+                None => "SELECT sku, cause, marked_seq FROM dirty_skus ORDER BY sku LIMIT ?1",
+                Some(_) => {
+                    "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > ?2 ORDER BY sku LIMIT ?1"
+                }
+            })?;
             let mut count = db.prepare("SELECT COUNT(*) FROM order_lines WHERE sku = ?1")?;
+            let mut budget = ClaimBudget::new(line_budget);
             let mut claimed = Vec::new();
-            let mut lines = 0usize;
-            let mut rows = dirty.query([max_skus as i64])?;
+            let mut rows = match after {
+                None => dirty.query([max_skus as i64])?,
+                Some(after) => dirty.query(rusqlite::params![max_skus as i64, after])?,
+            };
             while let Some(r) = rows.next()? {
                 let sku: String = r.get(0)?;
-                let n: i64 = count.query_row([&sku], |c| c.get(0))?;
-                if !claimed.is_empty() && lines + n as usize > line_budget {
+                let lines: i64 = count.query_row([&sku], |c| c.get(0))?;
+                if !budget.admit(lines as usize) {
                     break;
                 }
-                lines += n as usize;
-                claimed.push((sku, r.get(1)?));
+                claimed.push(Mark {
+                    sku,
+                    cause: r.get(1)?,
+                    seq: r.get(2)?,
+                    lines: lines as usize,
+                });
             }
-            Ok((claimed, lines))
+            Ok(claimed)
         };
         claim().map_err(db_error)
     })
     .await
+}
+
+/// The lines of the orders in `id_list` that are of the SKUs in
+/// `sku_list` (both JSON arrays).
+pub(super) async fn order_lines_in(
+    conn: &mut SqliteConnection,
+    id_list: &str,
+    sku_list: &str,
+) -> Result<Vec<LineRow>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let read = || -> rusqlite::Result<Vec<LineRow>> {
+            let mut statement = db.prepare(
+                "SELECT l.order_id, l.position, l.id, l.sku, l.qty, l.backorder_qty, l.eta
+                 FROM json_each(?1) j CROSS JOIN order_lines l ON l.order_id = j.value
+                 WHERE l.sku IN (SELECT value FROM json_each(?2))",
+            )?;
+            let mut rows = statement.query([id_list, sku_list])?;
+            let mut lines = Vec::new();
+            while let Some(r) = rows.next()? {
+                lines.push(line_row(r)?);
+            }
+            Ok(lines)
+        };
+        read().map_err(db_error)
+    })
+    .await
+}
+
+fn line_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LineRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 /// The products, inventory rows and purchase orders of the SKUs in
@@ -243,6 +266,52 @@ pub(super) async fn group_stock(
             .map(assemble::purchase_order)
             .collect::<Result<Vec<PurchaseOrder>, _>>()?;
         Ok((products, inventory, purchase_orders))
+    })
+    .await
+}
+
+/// The stored totals and `(qty, backorder_qty)` lines of the orders
+/// `order_ids` (unknown ones are left out): two prepared statements
+/// stepped per order, since a full run's end sets hundreds of thousands.
+pub(super) async fn orders_with_lines(
+    conn: &mut SqliteConnection,
+    order_ids: &[String],
+) -> Result<Vec<crate::store::ingest::OrderLines>, StoreError> {
+    with_rusqlite(conn, |db| {
+        let read = || -> rusqlite::Result<Vec<crate::store::ingest::OrderLines>> {
+            let mut header = db.prepare(
+                "SELECT backorder_qty, lines_open, lines_backordered, lines_whole FROM orders WHERE id = ?1",
+            )?;
+            let mut lines =
+                db.prepare("SELECT qty, backorder_qty FROM order_lines WHERE order_id = ?1")?;
+            let mut orders = Vec::with_capacity(order_ids.len());
+            for order_id in order_ids {
+                let mut rows = header.query([order_id])?;
+                let Some(row) = rows.next()? else {
+                    continue;
+                };
+                let (backorder_qty, counts) = (
+                    row.get(0)?,
+                    LineCounts {
+                        open: row.get(1)?,
+                        backordered: row.get(2)?,
+                        whole: row.get(3)?,
+                    },
+                );
+                drop(rows);
+                let lines = lines
+                    .query_map([order_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+                orders.push(crate::store::ingest::OrderLines {
+                    order_id: order_id.clone(),
+                    backorder_qty,
+                    counts,
+                    lines,
+                });
+            }
+            Ok(orders)
+        };
+        read().map_err(db_error)
     })
     .await
 }

@@ -125,34 +125,7 @@ impl IngestBackend for SqliteConnection {
         &mut self,
         order_ids: &[String],
     ) -> Result<Vec<OrderLines>, StoreError> {
-        let mut orders = Vec::with_capacity(order_ids.len());
-        for order_id in order_ids {
-            let Some(row) = sqlx::query(
-                "SELECT backorder_qty, lines_open, lines_backordered, lines_whole FROM orders WHERE id = ?",
-            )
-            .bind(order_id)
-            .fetch_optional(&mut *self)
-            .await?
-            else {
-                continue;
-            };
-            let lines: Vec<(i64, i64)> =
-                sqlx::query_as("SELECT qty, backorder_qty FROM order_lines WHERE order_id = ?")
-                    .bind(order_id)
-                    .fetch_all(&mut *self)
-                    .await?;
-            orders.push(OrderLines {
-                order_id: order_id.clone(),
-                backorder_qty: row.get(0),
-                counts: crate::engine::LineCounts {
-                    open: row.get(1),
-                    backordered: row.get(2),
-                    whole: row.get(3),
-                },
-                lines,
-            });
-        }
-        Ok(orders)
+        super::direct::orders_with_lines(self, order_ids).await
     }
 
     async fn set_customer(&mut self, order: &Order) -> Result<(), StoreError> {

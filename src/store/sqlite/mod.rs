@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::codec::{HeaderRow, from_json_text};
+use super::recalculate;
 use super::writer::{WriteConnection, WriteDialect, Writer};
 use super::{
     BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     /// This process's writer, once `serve` started it: every write then
     /// goes through it (store/writer.rs).
     writer: std::sync::OnceLock<Writer<Sqlite>>,
+    /// Hot pools kept between recalculations (store/recalculate/pool_cache.rs).
+    pools: recalculate::PoolCache,
 }
 
 /// The longest wait for a turn on the write connection.
@@ -51,11 +54,46 @@ impl WriteDialect for Dialect {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     // The write lock is held from BEGIN: no conflict can roll a group back.
     const ATTEMPTS: u32 = 1;
+    const SHARE_WAITING_JOB: bool = true;
     async fn lock_group(
         _conn: &mut SqliteConnection,
         _batches: &[&[Event]],
     ) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+impl recalculate::RecalcStore for SqliteStore {
+    type Db = Sqlite;
+
+    type Conn = WriteConnection<Sqlite>;
+    // The write lock first: nothing slips in between what a batch reads
+    // and what it writes.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    /// A turn on the writer's connection, so a recalculation and this
+    /// process's ingest take turns instead of racing for the lock.
+    async fn connection(&self) -> Result<WriteConnection<Sqlite>, StoreError> {
+        self.writing().await
+    }
+
+    fn is_transient(&self, _: &StoreError) -> bool {
+        false
+    }
+
+    fn pool_cache(&self) -> Option<&recalculate::PoolCache> {
+        Some(&self.pools)
+    }
+
+    /// Small transactions only while events wait for the connection: each
+    /// of a full run's transactions rewrites the pages of the orders it
+    /// touches, which lie all over the table, so with nobody waiting ten
+    /// times larger ones write far fewer pages in all.
+    fn full_run_lines(&self) -> usize {
+        match self.writer.get() {
+            Some(writer) if writer.has_waiting() => recalculate::FULL_RUN_LINES,
+            _ => recalculate::LINES_PER_BATCH,
+        }
     }
 }
 
@@ -90,7 +128,11 @@ impl SqliteStore {
             // A recalculation reads each order's page once per batch that
             // touches it: a cache of 16 MiB per connection keeps the hot
             // part of the book in memory instead of re-reading it from the OS.
-            .pragma("cache_size", "-16384");
+            .pragma("cache_size", "-16384")
+            // The pool-version triggers give every UPDATE of a line or an
+            // order a statement journal; in a temporary file that was a
+            // pwrite per page per statement (a third of a full run's end).
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(connect.clone())
@@ -105,6 +147,7 @@ impl SqliteStore {
             pool,
             write_pool,
             writer: std::sync::OnceLock::new(),
+            pools: recalculate::PoolCache::default(),
         })
     }
 
@@ -133,6 +176,13 @@ impl SqliteStore {
         self.writer.get().map(Writer::is_alive)
     }
 
+    /// A recalculation job of this process begins (store/writer.rs).
+    pub fn job_started(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.job_started();
+        }
+    }
+
     /// The connection to write on: the writer's when it runs.
     async fn writing(&self) -> Result<WriteConnection<Sqlite>, StoreError> {
         WriteConnection::get(self.writer.get(), &self.pool).await
@@ -154,6 +204,7 @@ impl Store for SqliteStore {
         let cause = super::messages::import_cause(notify);
         let mut conn = self.writing().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
         for table in [
             "order_lines",
             "orders",
@@ -188,7 +239,9 @@ impl Store for SqliteStore {
             &crate::queue::RecalcJob::new(vec![cause.into()], &[], true),
         )
         .await?;
+        recalculate::pool_cache::resume_log::<Sqlite>(&mut tx).await?;
         tx.commit().await?;
+        self.pools.clear();
         Ok(ImportSummary {
             orders: snapshot.orders.len(),
             lines: snapshot.orders.iter().map(|o| o.lines.len()).sum(),
@@ -282,11 +335,7 @@ impl Store for SqliteStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
     ) -> Result<Option<BatchReport>, StoreError> {
-        let mut conn = self.writing().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let report = recalc::recalculate_dirty(&mut tx, max_skus, as_of, None).await?;
-        tx.commit().await?;
-        Ok(report)
+        recalculate::recalculate_dirty(self, max_skus, as_of).await
     }
 
     async fn recalculate_bulk(
@@ -294,26 +343,9 @@ impl Store for SqliteStore {
         max_skus: usize,
         as_of: DateTime<Utc>,
         stop: &std::sync::atomic::AtomicBool,
-        mut on_batch: impl FnMut(&BatchReport) + Send,
+        on_batch: impl FnMut(&BatchReport) + Send,
     ) -> Result<(), StoreError> {
-        // One transaction: the headers read up front stay true to the end.
-        let mut conn = self.writing().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let mut cache = recalc::HeaderCache::new(direct::all_headers(&mut tx).await?);
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            match recalc::recalculate_dirty(&mut tx, max_skus, as_of, Some(&mut cache)).await? {
-                Some(batch) => on_batch(&batch),
-                None => break,
-            }
-        }
-        let orders = cache.take_order_changes();
-        writeback::write_order_changes(&mut tx, &orders, &format_timestamp(&as_of)).await?;
-        let lines = cache.line_changes.take().unwrap_or_default();
-        let messages = super::messages::for_write_back(&mut *tx, &lines, &orders).await?;
-        drop(lines);
-        super::messages::append(&mut *tx, messages, Utc::now()).await?;
-        tx.commit().await?;
-        Ok(())
+        recalculate::recalculate_bulk(self, max_skus, as_of, stop, on_batch).await
     }
 
     async fn audit(
@@ -321,21 +353,7 @@ impl Store for SqliteStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        let mut conn = self.writing().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let findings = audit_in(&mut tx, repair, as_of).await?;
-        if repair {
-            // audit_in wrote the order changes; their messages go last,
-            // just before the commit, as in every write-back.
-            let messages =
-                super::messages::for_write_back(&mut *tx, &findings.lines, &findings.orders)
-                    .await?;
-            super::messages::append(&mut *tx, messages, Utc::now()).await?;
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(crate::audit::AuditReport::new(findings, as_of, repair))
+        recalculate::audit(self, repair, as_of).await
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
@@ -359,6 +377,37 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
             };
+        Ok(count)
+    }
+
+    async fn recalc_ticket(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT tick FROM recalc_clock WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn waiting_count(&self, skus: Option<&[String]>, ticket: i64) -> Result<i64, StoreError> {
+        let count = match skus {
+            None => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT sku FROM dirty_skus UNION SELECT sku FROM set_aside_skus) w
+                         WHERE NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > ?1)",
+            )
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await?,
+            Some(skus) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT value AS sku FROM json_each(?1)) w
+                 WHERE (EXISTS (SELECT 1 FROM dirty_skus d WHERE d.sku = w.sku)
+                        OR EXISTS (SELECT 1 FROM set_aside_skus s WHERE s.sku = w.sku))
+                   AND NOT EXISTS (SELECT 1 FROM recalc_ticks t WHERE t.sku = w.sku AND t.tick > ?2)",
+            )
+            .bind(serde_json::to_string(skus).expect("skus serialize"))
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await?,
+        };
         Ok(count)
     }
 
@@ -543,46 +592,6 @@ const IMPORT_CHUNK: usize = 20_000;
 /// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
-
-/// The audit's run inside the caller's write transaction (so nothing
-/// changes under it): every SKU is marked, each group is loaded once, and
-/// the order sums are compared at the end. Without repair nothing is
-/// written but the marks, which the caller rolls back.
-async fn audit_in(
-    tx: &mut SqliteConnection,
-    repair: bool,
-    as_of: DateTime<Utc>,
-) -> Result<crate::audit::Findings, StoreError> {
-    let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
-        .fetch_one(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO dirty_skus (sku, marked_seq, cause)
-         SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
-         ON CONFLICT (sku) DO UPDATE SET cause = excluded.cause",
-    )
-    .bind(crate::audit::CAUSE)
-    .execute(&mut *tx)
-    .await?;
-    let mut cache = recalc::HeaderCache::for_audit(direct::all_headers(&mut *tx).await?, repair);
-    let mut findings = crate::audit::Findings {
-        dirty_skus,
-        orders_checked: cache.orders(),
-        ..Default::default()
-    };
-    while let Some(batch) =
-        recalc::recalculate_dirty(&mut *tx, 2000, as_of, Some(&mut cache)).await?
-    {
-        findings.lines_checked += batch.lines_seen;
-    }
-    findings.orders = cache.take_order_changes();
-    findings.lines = cache.line_changes.take().unwrap_or_default();
-    if repair {
-        writeback::write_order_changes(&mut *tx, &findings.orders, &format_timestamp(&as_of))
-            .await?;
-    }
-    Ok(findings)
-}
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
     super::ingest::IngestBackend::load_settings(conn).await

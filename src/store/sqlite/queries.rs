@@ -54,8 +54,14 @@ pub(super) async fn pool_state(
         assemble::sorted_skus(skus.to_vec())
     };
     let list = serde_json::to_string(&skus).expect("skus serialize");
-    let group =
-        super::recalc::load_group(conn, &list, 0, settings, FxHashMap::default(), None).await?;
+    let group = crate::store::recalculate::RecalcDialect::load_group(
+        conn,
+        &skus,
+        0,
+        settings,
+        FxHashMap::default(),
+    )
+    .await?;
     let dirty_skus: Vec<String> = sqlx::query_scalar(
         "SELECT d.sku FROM json_each(?) j CROSS JOIN dirty_skus d ON d.sku = j.value ORDER BY d.sku",
     )
