@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod delivery;
+pub mod digest;
 pub mod engine;
 pub mod events;
 pub mod explain;

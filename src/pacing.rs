@@ -73,9 +73,6 @@ mod tests {
     fn nothing_waits_without_a_recent_batch() {
         assert_eq!(next_start(None), None);
         let long_ago = Instant::now() - Duration::from_secs(1);
-        assert_eq!(
-            next_start(Some((long_ago, Duration::from_millis(5)))),
-            None
-        );
+        assert_eq!(next_start(Some((long_ago, Duration::from_millis(5)))), None);
     }
 }

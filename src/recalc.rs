@@ -15,6 +15,7 @@ use crate::engine::snapshot::{
     InventoryRow, Order, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
 };
 use crate::engine::{self, BackorderStatus, LineCounts};
+use crate::feed::{self, FeedEntry, FeedSource};
 
 /// What the store holds for a group of SKUs.
 #[derive(Debug, Clone, Default)]
@@ -118,6 +119,10 @@ pub struct Changes {
     /// `orders` are their lines' own, not the stored ones moved; a backend
     /// that moves totals by the lines' deltas must set these instead.
     pub drifted: Vec<(String, String)>,
+    /// Each SKU of the group's availability feed entry once these changes
+    /// are written, with the SKU's cause: what `store::figures` compares
+    /// with the entry it last emitted.
+    pub feed: Vec<(FeedEntry, String)>,
 }
 
 /// Runs the engine on the group and returns only what differs from the
@@ -183,7 +188,16 @@ pub fn changes_of(
     let allocation = engine::allocate(snapshot, as_of);
     let cause_of = |sku: &str| causes.get(sku).cloned().unwrap_or_default();
 
-    let mut out = Changes::default();
+    let mut out = Changes {
+        feed: feed::entries(&FeedSource::from_allocation(snapshot, &allocation))
+            .into_iter()
+            .map(|entry| {
+                let cause = cause_of(&entry.sku);
+                (entry, cause)
+            })
+            .collect(),
+        ..Changes::default()
+    };
     for ((order, outcomes), stored) in snapshot
         .orders
         .iter()
@@ -403,7 +417,9 @@ mod tests {
     #[test]
     fn nothing_changes_when_the_stored_state_is_current() {
         let a = stored(order("A", 1, &[("A1", "TEA", 4, 0)]), vec![]);
-        let out = changes(group(4, vec![a]), Utc::now());
+        let mut out = changes(group(4, vec![a]), Utc::now());
+        // The group's feed entry is always there, for `store::figures`.
+        let feed = std::mem::take(&mut out.feed);
         assert_eq!(
             out,
             Changes {
@@ -412,6 +428,8 @@ mod tests {
                 ..Changes::default()
             }
         );
+        assert_eq!(feed.len(), 1);
+        assert_eq!((feed[0].0.sku.as_str(), feed[0].0.on_hand), ("TEA", 4));
     }
 
     #[test]

@@ -259,6 +259,8 @@ pub struct Delivery {
     pub settings: crate::delivery::deliver::LoopSettings,
     /// How long messages are kept (`notify.retention_secs`).
     pub retention: Duration,
+    /// `purchasing.digest_schedule`: none when unset.
+    pub digest: Option<crate::digest::Schedule>,
 }
 
 impl Delivery {
@@ -268,6 +270,7 @@ impl Delivery {
         Ok(Delivery {
             destinations,
             retention: settings.notify.retention,
+            digest: settings.purchasing.as_ref().and_then(|p| p.digest_schedule),
             settings: crate::delivery::deliver::LoopSettings {
                 retry_window: settings.notify.retry_window,
                 retry_base: settings.notify.retry_base,
@@ -428,6 +431,9 @@ pub async fn serve(
     let periodic = settings
         .full_recalculation_interval
         .map(|every| tokio::spawn(periodic_full_run(store.clone(), every)));
+    let digest = delivery
+        .digest
+        .map(|schedule| tokio::spawn(crate::digest::run(store.clone(), schedule, name.clone())));
 
     let signal = signals.next().await.unwrap_or(signal_hook::consts::SIGTERM);
     info!(signal, "stopping: finishing the job in hand");
@@ -435,7 +441,7 @@ pub async fn serve(
     stop.store(true, Ordering::Relaxed);
     let _ = http_stop.send(true);
     let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
-    if let Some(task) = periodic {
+    for task in [periodic, digest].into_iter().flatten() {
         task.abort();
     }
     presence.abort();

@@ -250,5 +250,14 @@ pub(super) fn check_templates(settings: &Settings, origins: &Origins) -> Result<
     }
     Templates::load(email.templates_dir.as_deref())
         .map(drop)
-        .map_err(|err| origins.invalid(key, err.to_string()))
+        .map_err(|err| origins.invalid(key, err.to_string()))?;
+    if settings
+        .purchasing
+        .as_ref()
+        .is_some_and(|p| p.digest_email.is_some())
+    {
+        crate::delivery::digest_mail::DigestTemplates::load(email.templates_dir.as_deref())
+            .map_err(|err| origins.invalid(key, err.to_string()))?;
+    }
+    Ok(())
 }

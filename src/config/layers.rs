@@ -131,6 +131,7 @@ pub fn load_from_with_origins(
     let settings = serde_path_to_error::deserialize(config)
         .map_err(|err| origins.invalid(&key(err.path()), without_origin(err.inner())))?;
     super::delivery::check_templates(&settings, &origins)?;
+    super::purchasing::check(&settings, &origins)?;
     Ok(Loaded { settings, origins })
 }
 

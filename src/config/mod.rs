@@ -16,6 +16,7 @@
 
 mod delivery;
 mod layers;
+mod purchasing;
 mod syntax;
 mod values;
 
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use delivery::{EmailSettings, NotifySettings, WebhookSettings};
 pub use layers::{Loaded, Origins, load, load_from, load_from_with_origins, load_with_origins};
+pub use purchasing::PurchasingSettings;
 pub use values::LogFormat;
 use values::{Count, Millis, Secs, database_url, token};
 
@@ -60,6 +62,9 @@ pub struct Settings {
     /// `[email]`: no mail without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailSettings>,
+    /// `[purchasing]`: the scheduled digest; none without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchasing: Option<PurchasingSettings>,
 }
 
 impl Default for Settings {

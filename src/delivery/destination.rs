@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use hyper::body::Bytes;
 
+use super::digest_mail::DigestTemplates;
 use super::mail::{MailAttempt, Mailer, Templates};
 use super::message::{Data, Message, MessageType};
 use super::webhook::{Attempt, Endpoint, Sender};
@@ -31,6 +32,8 @@ pub enum Outcome {
 enum Channel {
     Webhook(Box<(Endpoint, Sender)>),
     Mail(Box<Mailer>),
+    /// `purchasing.digest` to the purchasing address.
+    DigestMail(Box<(Mailer, lettre::message::Mailbox, DigestTemplates)>),
 }
 
 pub struct Destination {
@@ -93,6 +96,27 @@ impl Destination {
                 lease: email.timeout * 4 + Duration::from_secs(5),
                 channel: Channel::Mail(Box::new(mailer)),
             }));
+            if let Some(to) = settings
+                .purchasing
+                .as_ref()
+                .and_then(|p| p.digest_email.clone())
+            {
+                let templates = DigestTemplates::load(email.templates_dir.as_deref())
+                    .map_err(|e| e.to_string())?;
+                let mailer = Mailer::new(
+                    &email.target(),
+                    email.from.clone(),
+                    email.company_name(),
+                    Templates::load(email.templates_dir.as_deref()).map_err(|e| e.to_string())?,
+                    email.timeout,
+                )?;
+                out.push(Arc::new(Destination {
+                    name: "email:purchasing".to_owned(),
+                    types: vec![MessageType::PurchasingDigest],
+                    lease: email.timeout * 4 + Duration::from_secs(5),
+                    channel: Channel::DigestMail(Box::new((mailer, to, templates))),
+                }));
+            }
         }
         Ok(out)
     }
@@ -107,7 +131,7 @@ impl Destination {
             return false;
         }
         match &self.channel {
-            Channel::Webhook(_) => true,
+            Channel::Webhook(_) | Channel::DigestMail(_) => true,
             Channel::Mail(_) => match serde_json::from_str::<Message>(&message.body) {
                 Ok(Message {
                     data: Data::Order(order),
@@ -151,6 +175,19 @@ impl Destination {
                 match mailer.attempt(&message).await {
                     MailAttempt::Sent | MailAttempt::Skipped => Outcome::Delivered,
                     MailAttempt::Retry { error } => Outcome::Retry(error),
+                }
+            }
+            Channel::DigestMail(digest) => {
+                let (mailer, to, templates) = &**digest;
+                let mail = serde_json::from_str::<Message>(&body)
+                    .map_err(|e| format!("the stored message {id} is unreadable: {e}"))
+                    .and_then(|message| mailer.compose_digest(&message, to, templates));
+                match mail {
+                    Ok(mail) => match mailer.send(mail).await {
+                        MailAttempt::Sent | MailAttempt::Skipped => Outcome::Delivered,
+                        MailAttempt::Retry { error } => Outcome::Retry(error),
+                    },
+                    Err(error) => Outcome::Retry(error),
                 }
             }
         }

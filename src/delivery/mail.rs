@@ -182,7 +182,7 @@ impl Templates {
 }
 
 /// minijinja's error with the template and line it names.
-fn detail(err: &minijinja::Error) -> String {
+pub(super) fn detail(err: &minijinja::Error) -> String {
     let mut text = err.to_string();
     if let Some(line) = err.line()
         && !text.contains(&format!(":{line}"))
@@ -458,13 +458,41 @@ impl Mailer {
             .map_err(|err| format!("cannot build the mail: {err}"))
     }
 
+    /// The digest's mail to the purchasing address `to`, with the same
+    /// `Message-ID` rule as the order mails.
+    pub fn compose_digest(
+        &self,
+        message: &Message,
+        to: &Mailbox,
+        templates: &super::digest_mail::DigestTemplates,
+    ) -> Result<lettre::Message, String> {
+        let rendered = templates
+            .render(message, &self.company_name)
+            .map_err(|e| e.to_string())?;
+        let domain = self.from.email.domain();
+        lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to.clone())
+            .subject(rendered.subject)
+            .message_id(Some(format!("<{}@{domain}>", message.id)))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
+            .map_err(|err| format!("cannot build the mail: {err}"))
+    }
+
     /// One attempt.
     pub async fn attempt(&self, message: &Message) -> MailAttempt {
-        let mail = match self.compose(message) {
-            Ok(Some(mail)) => mail,
-            Ok(None) => return MailAttempt::Skipped,
-            Err(error) => return MailAttempt::Retry { error },
-        };
+        match self.compose(message) {
+            Ok(Some(mail)) => self.send(mail).await,
+            Ok(None) => MailAttempt::Skipped,
+            Err(error) => MailAttempt::Retry { error },
+        }
+    }
+
+    /// One attempt at a composed mail.
+    pub async fn send(&self, mail: lettre::Message) -> MailAttempt {
         match self.transport.send(mail).await {
             Ok(_) => MailAttempt::Sent,
             Err(err) => MailAttempt::Retry {

@@ -10,6 +10,7 @@
 
 pub mod deliver;
 pub mod destination;
+pub mod digest_mail;
 pub mod mail;
 pub mod message;
 pub mod retention;

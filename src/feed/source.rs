@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 
 use crate::engine::snapshot::{
     InventoryRow, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
@@ -61,15 +62,23 @@ pub struct FeedSource {
 impl FeedSource {
     /// From a snapshot and the engine's result for it.
     pub fn from_allocation(snapshot: &Snapshot, allocation: &Allocation) -> FeedSource {
-        let mut lines: BTreeMap<TallyKey, LineTally> = BTreeMap::new();
+        // Tallied under borrowed keys: a hot SKU's recalculation computes
+        // its entry from every one of its lines, without a copy per line.
+        let mut borrowed: FxHashMap<(&str, Option<&str>), LineTally> = FxHashMap::default();
         for ((order, outcome), outcomes) in snapshot
             .orders
             .iter()
             .zip(&allocation.orders)
             .zip(allocation.lines_by_order(&snapshot.orders))
         {
-            tally_order(&mut lines, order, outcome, outcomes);
+            tally_order(&mut borrowed, order, outcome, outcomes);
         }
+        let lines = borrowed
+            .into_iter()
+            .map(|((sku, ship_from), tally)| {
+                ((sku.to_owned(), ship_from.map(str::to_owned)), tally)
+            })
+            .collect();
         FeedSource {
             settings: snapshot.settings,
             warehouses: snapshot.warehouses.clone(),
@@ -114,16 +123,16 @@ pub fn stored_allocation(snapshot: &Snapshot, as_of: DateTime<Utc>) -> Allocatio
     Allocation { lines, orders }
 }
 
-fn tally_order(
-    lines: &mut BTreeMap<TallyKey, LineTally>,
-    order: &crate::engine::snapshot::Order,
+fn tally_order<'a>(
+    lines: &mut FxHashMap<(&'a str, Option<&'a str>), LineTally>,
+    order: &'a crate::engine::snapshot::Order,
     outcome: &OrderOutcome,
     outcomes: &[LineOutcome],
 ) {
     if !matches!(outcome.scope, Scope::Active | Scope::Frozen) {
         // Its SKUs are still known to the feed, with nothing to count.
         for line in &order.lines {
-            lines.entry((line.sku.clone(), None)).or_default();
+            lines.entry((line.sku.as_str(), None)).or_default();
         }
         return;
     }
@@ -131,7 +140,7 @@ fn tally_order(
     let mut waiting_skus: Vec<&str> = Vec::new();
     for (line, out) in order.lines.iter().zip(outcomes) {
         let tally = lines
-            .entry((line.sku.clone(), order.ship_from.clone()))
+            .entry((line.sku.as_str(), order.ship_from.as_deref()))
             .or_default();
         if outcome.scope == Scope::Frozen {
             tally.frozen_held += line.qty - line.backorder_qty.clamp(0, line.qty);

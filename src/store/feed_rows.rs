@@ -17,7 +17,7 @@ use crate::feed::{FeedSource, LineTally};
 
 /// `(sku, ship_from, status, payment_status, old, allocated, backordered,
 /// frozen_held, waiting_orders, oldest waiting order's date key)`
-type TallyRow = (
+pub(in crate::store) type TallyRow = (
     String,
     Option<String>,
     String,
@@ -30,15 +30,25 @@ type TallyRow = (
     Option<String>,
 );
 
+/// The date key before which an order is older than `max_days_back`.
+pub(in crate::store) fn cutoff_key(settings: &Settings, as_of: DateTime<Utc>) -> Option<String> {
+    settings
+        .max_days_back
+        .and_then(|days| limits::cutoff(as_of, days))
+        .map(|cutoff| super::date_key(&cutoff))
+}
+
 /// Reads the source on `conn` (one read transaction, for a consistent
 /// view). `date_key` is the database's expression of `o.order_date` that
-/// sorts as the instant (see `BackorderCursor::date_key`).
+/// sorts as the instant (see `BackorderCursor::date_key`). `tallied`: the
+/// lines' aggregate rows when the backend read them its own way.
 pub async fn feed_source<DB>(
     conn: &mut DB::Connection,
     settings: Settings,
     warehouses: Vec<Warehouse>,
     date_key: &str,
     as_of: DateTime<Utc>,
+    tallied: Option<Vec<TallyRow>>,
 ) -> Result<FeedSource, StoreError>
 where
     DB: sqlx::Database,
@@ -75,18 +85,17 @@ where
     .collect::<Result<_, _>>()?;
 
     // The cutoff is formatted here, never taken from input.
-    let old = match settings
-        .max_days_back
-        .and_then(|days| limits::cutoff(as_of, days))
-    {
-        Some(cutoff) => format!(
-            "CAST(CASE WHEN {date_key} < '{}' THEN 1 ELSE 0 END AS BIGINT)",
-            super::date_key(&cutoff)
-        ),
+    let old = match cutoff_key(&settings, as_of) {
+        Some(cutoff) => {
+            format!("CAST(CASE WHEN {date_key} < '{cutoff}' THEN 1 ELSE 0 END AS BIGINT)")
+        }
         None => "CAST(0 AS BIGINT)".to_owned(),
     };
-    let rows = sqlx::query_as::<_, TallyRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT l.sku, o.ship_from, o.status, o.payment_status, {old},
+    let rows = match tallied {
+        Some(rows) => rows,
+        None => {
+            sqlx::query_as::<_, TallyRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT l.sku, o.ship_from, o.status, o.payment_status, {old},
              CAST(SUM(l.qty - l.backorder_qty) AS BIGINT),
              CAST(SUM(l.backorder_qty) AS BIGINT),
              CAST(SUM(CASE WHEN l.backorder_qty <= 0 THEN l.qty
@@ -96,9 +105,11 @@ where
              MIN(CASE WHEN l.backorder_qty > 0 THEN {date_key} END)
          FROM order_lines l JOIN orders o ON o.id = l.order_id
          GROUP BY 1, 2, 3, 4, 5"
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
+            )))
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
 
     let kinds: FxHashMap<&str, _> = warehouses.iter().map(|w| (w.id.as_str(), w.kind)).collect();
     let mut lines: BTreeMap<(String, Option<String>), LineTally> = BTreeMap::new();

@@ -28,7 +28,7 @@ fn order(id: &str, day: u32, ship_from: &str, lines: Value) -> Value {
 
 /// TEA: 4 on hand in MAIN, 2 on order, orders for 9 (6 shipping from MAIN,
 /// 3 from EAST), thresholds MAIN 5 and EAST 2. CUP: 10 on hand, 17 ordered.
-fn book() -> Value {
+pub(crate) fn book() -> Value {
     json!({
         "as_of": "2026-11-22T12:00:00Z",
         "warehouses": [
@@ -60,7 +60,7 @@ fn book() -> Value {
     })
 }
 
-fn import(db: &TempDatabase, snapshot: &Value) {
+pub(crate) fn import(db: &TempDatabase, snapshot: &Value) {
     let file = db.scratch("book.json");
     std::fs::write(&file, snapshot.to_string()).unwrap();
     let imported = db.run(&["import", file.to_str().unwrap()], None);
@@ -69,7 +69,7 @@ fn import(db: &TempDatabase, snapshot: &Value) {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap().port()
 }
@@ -100,7 +100,7 @@ fn get(port: u16, path: &str, accept: Option<&str>) -> (u16, String, String) {
     )
 }
 
-fn get_json(port: u16, path: &str) -> (u16, Value) {
+pub(crate) fn get_json(port: u16, path: &str) -> (u16, Value) {
     let (status, _, text) = get(port, path, None);
     (
         status,

@@ -3,6 +3,7 @@
 
 mod audit;
 mod availability;
+mod availability_messages;
 mod bounds;
 mod console;
 mod console_browser;

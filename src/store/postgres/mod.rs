@@ -381,6 +381,7 @@ impl Store for PgStore {
             warehouses,
             r#"(rtrim(o.order_date, 'Z') COLLATE "C")"#,
             as_of,
+            None,
         )
         .await?;
         tx.commit().await?;

@@ -137,11 +137,7 @@ impl RecalcDialect for PgConnection {
         queries::load_group(self, skus, settings, causes).await
     }
 
-    async fn write_changes(
-        &mut self,
-        changes: &Changes,
-        at: &str,
-    ) -> Result<Written, StoreError> {
+    async fn write_changes(&mut self, changes: &Changes, at: &str) -> Result<Written, StoreError> {
         writeback::write_changes(self, changes, at).await
     }
 

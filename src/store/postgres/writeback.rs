@@ -18,7 +18,6 @@ use crate::store::StoreError;
 use crate::store::messages::history_cause;
 use crate::store::recalculate::Written;
 
-
 pub(super) async fn write_changes(
     conn: &mut PgConnection,
     changes: &Changes,

@@ -25,7 +25,10 @@ use rustc_hash::FxHashMap;
 
 use crate::engine::snapshot::Settings;
 use crate::engine::time_format::format_timestamp;
-use crate::recalc::{self, Changes, Compare, GroupState, LineChange, OrderChange, replacement_closure};
+use crate::recalc::{
+    self, Changes, Compare, GroupState, LineChange, OrderChange, replacement_closure,
+};
+use crate::store::figures::{self, FiguresLog};
 use crate::store::messages::{self, MessageLog};
 use crate::store::{BatchReport, StoreError};
 
@@ -100,7 +103,7 @@ pub struct Written {
 /// What one database does for [`batch`], inside the caller's transaction;
 /// its message statements ([`MessageLog`]) let the batch append the
 /// messages of what it wrote before the caller commits.
-pub trait RecalcDialect: MessageLog + Send {
+pub trait RecalcDialect: MessageLog + FiguresLog + Send {
     /// The next dirty SKUs in key order: up to `max_skus`, no more than
     /// `line_budget` lines (but at least one SKU), each one this
     /// transaction may recalculate now.
@@ -336,6 +339,7 @@ pub async fn batch<D: RecalcDialect>(
     db.record_tick(&skus, tick).await?;
     let (lines_changed, orders_changed) = (written.lines.len(), written.orders.len());
     append_messages(db, &written).await?;
+    figures::append(db, &changes.feed).await?;
 
     let mut cause_list: Vec<String> = marks.into_iter().map(|m| m.cause).collect();
     cause_list.sort_unstable();

@@ -7,6 +7,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 
 mod direct;
+mod feed_lines;
 mod ingest;
 mod messages;
 mod queries;
@@ -474,12 +475,15 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let settings = load_settings(&mut tx).await?;
         let warehouses = load_warehouses(&mut tx).await?;
+        let cutoff = super::feed_rows::cutoff_key(&settings, as_of);
+        let tallied = feed_lines::tally_rows(&mut tx, cutoff).await?;
         let source = super::feed_rows::feed_source::<Sqlite>(
             &mut tx,
             settings,
             warehouses,
             "rtrim(o.order_date, 'Z')",
             as_of,
+            Some(tallied),
         )
         .await?;
         tx.commit().await?;

@@ -109,11 +109,7 @@ impl RecalcDialect for SqliteConnection {
         })
     }
 
-    async fn write_changes(
-        &mut self,
-        changes: &Changes,
-        at: &str,
-    ) -> Result<Written, StoreError> {
+    async fn write_changes(&mut self, changes: &Changes, at: &str) -> Result<Written, StoreError> {
         // One writer: every line is written as read.
         write_changes(self, changes, at).await?;
         Ok(Written {
