@@ -6,6 +6,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, Transaction};
 
+mod book_scan;
 mod direct;
 mod ingest;
 mod messages;
@@ -541,9 +542,11 @@ const IMPORT_CHUNK: usize = 20_000;
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
 
 /// The audit's run inside the caller's write transaction (so nothing
-/// changes under it): every SKU is marked, each group is loaded once, and
-/// the order sums are compared at the end. Without repair nothing is
-/// written but the marks, which the caller rolls back.
+/// changes under it): the whole book read in one pass per table and run
+/// through the engine chunk by chunk, every order compared whole
+/// (store/audit_scan.rs). With repair the answer is written and every
+/// mark cleared (the whole book was just recalculated under the write
+/// lock); without, nothing is written.
 async fn audit_in(
     tx: &mut SqliteConnection,
     repair: bool,
@@ -552,32 +555,25 @@ async fn audit_in(
     let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO dirty_skus (sku, marked_seq, cause)
-         SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
-         ON CONFLICT (sku) DO UPDATE SET cause = excluded.cause",
-    )
-    .bind(crate::audit::CAUSE)
-    .execute(&mut *tx)
-    .await?;
-    let mut cache = recalc::HeaderCache::for_audit(direct::all_headers(&mut *tx).await?, repair);
-    let mut findings = crate::audit::Findings {
-        dirty_skus,
-        orders_checked: cache.orders(),
+    let found = book_scan::audit(&mut *tx, as_of, crate::audit::CAUSE).await?;
+    let changes = crate::recalc::Changes {
+        lines: found.lines,
+        orders: found.orders,
         ..Default::default()
     };
-    while let Some(batch) =
-        recalc::recalculate_dirty(&mut *tx, 2000, as_of, Some(&mut cache)).await?
-    {
-        findings.lines_checked += batch.lines_seen;
-    }
-    findings.orders = cache.take_order_changes();
-    findings.lines = cache.line_changes.take().unwrap_or_default();
     if repair {
-        writeback::write_order_changes(&mut *tx, &findings.orders, &format_timestamp(&as_of))
+        writeback::write_changes(&mut *tx, &changes, &format_timestamp(&as_of)).await?;
+        sqlx::query("DELETE FROM dirty_skus")
+            .execute(&mut *tx)
             .await?;
     }
-    Ok(findings)
+    Ok(crate::audit::Findings {
+        dirty_skus,
+        lines_checked: found.lines_checked,
+        orders_checked: found.orders_checked,
+        lines: changes.lines,
+        orders: changes.orders,
+    })
 }
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {

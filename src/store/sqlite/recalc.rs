@@ -87,20 +87,6 @@ impl HeaderCache {
         }
     }
 
-    /// For an audit: every SKU is loaded once, so every order is whole.
-    pub(super) fn for_audit(headers: Vec<HeaderWithTotals>, repair: bool) -> Self {
-        HeaderCache {
-            every_sku: true,
-            dry_run: !repair,
-            line_changes: Some(Vec::new()),
-            ..HeaderCache::new(headers)
-        }
-    }
-
-    pub(super) fn orders(&self) -> usize {
-        self.entries.len()
-    }
-
     fn cause_index(&mut self, cause: String) -> u32 {
         if self.causes.last() != Some(&cause) {
             self.causes.push(cause);
