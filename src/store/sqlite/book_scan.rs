@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use sqlx::SqliteConnection;
 
 use super::direct::{self, db_error, with_rusqlite};
-use crate::engine::snapshot::{InventoryRow, Line, Product, PurchaseOrder};
+use crate::engine::snapshot::{InventoryRow, Line, Settings, Warehouse};
 use crate::store::StoreError;
 use crate::store::assemble;
 use crate::store::audit_scan::{AuditScan, Differences, Stock};
@@ -28,14 +28,7 @@ pub(super) async fn audit(
     let settings = super::load_settings(conn).await?;
     let warehouses = super::load_warehouses(conn).await?;
     with_rusqlite(conn, |db| {
-        let (products, inventory, purchase_orders) = stock(db)?;
-        let stock = Stock {
-            settings,
-            warehouses,
-            products,
-            inventory,
-            purchase_orders,
-        };
+        let stock = stock(db, settings, warehouses)?;
         let count: i64 = db
             .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
             .map_err(db_error)?;
@@ -52,9 +45,13 @@ pub(super) async fn audit(
     .await
 }
 
+/// The products, inventory (by SKU and warehouse) and purchase orders (in
+/// their stored order), with the settings and warehouses read before.
 fn stock(
     db: &Connection,
-) -> Result<(Vec<Product>, Vec<InventoryRow>, Vec<PurchaseOrder>), StoreError> {
+    settings: Settings,
+    warehouses: Vec<Warehouse>,
+) -> Result<Stock, StoreError> {
     let read = || -> rusqlite::Result<_> {
         let mut statement = db.prepare(&format!(
             "SELECT {} FROM products",
@@ -103,7 +100,13 @@ fn stock(
         .into_iter()
         .map(assemble::purchase_order)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((products, inventory, purchase_orders))
+    Ok(Stock {
+        settings,
+        warehouses,
+        products,
+        inventory,
+        purchase_orders,
+    })
 }
 
 /// Every order header with its stored totals, in key order.
