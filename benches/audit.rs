@@ -3,12 +3,17 @@
 //!
 //!     cargo bench --bench audit                      # 1,000,000 lines, 100,000 SKUs
 //!     BENCH_LINES=100000 BENCH_SKUS=10000 cargo bench --bench audit
+//!     BENCH_POSTGRES=0 cargo bench --bench audit     # SQLite only
 //!
-//! On SQLite: the book is imported and recalculated, then `audit` runs on
-//! the consistent store (wall time and max RSS of the process; the target
-//! is under 2 s and 300 MB), then on one with 1,000 lines and 1,000 orders
-//! tampered by plain SQL, then `audit --repair` on that.
+//! On SQLite, then on PostgreSQL (`BENCH_POSTGRES_URL`, or a server of the
+//! bench's own when PostgreSQL is installed): the book is imported and
+//! recalculated, then `audit` runs on the consistent store (wall time and
+//! max RSS of the process; the target is under 2 s and 300 MB), then on
+//! one with 1,000 lines and 1,000 orders tampered by plain SQL, then
+//! `audit --repair` on that.
 
+#[path = "support/pg_server.rs"]
+mod pg_server;
 mod support;
 use support::measure as run;
 
@@ -18,37 +23,65 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (book, lines, skus) = support::generated_book(dir.path(), 1.0);
-    println!("book: {lines} lines over {skus} SKUs (SQLite)");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    assert_eq!(run(&url, &["import", book.to_str().unwrap()]).0, 0);
-    assert_eq!(run(&url, &["recalc", "--all", "--inline"]).0, 0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    println!("book: {lines} lines over {skus} SKUs");
 
-    let (code, secs, rss) = run(&url, &["audit"]);
+    println!("\n== SQLite ==");
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    figures(&rt, &url, &book);
+
+    if support::env_or("BENCH_POSTGRES", 1) == 0 {
+        println!("\nPostgreSQL: skipped (BENCH_POSTGRES=0)");
+    } else if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
+        println!(
+            "\n== PostgreSQL ({}) ==",
+            backorderd::store::redact_url(&url)
+        );
+        figures(&rt, &url, &book);
+    } else if let Some(server) = pg_server::PgServer::start(&rt) {
+        println!(
+            "\n== PostgreSQL (the bench's own server: fsync on, shared_buffers 512 MB, work_mem 64 MB) =="
+        );
+        figures(&rt, &server.url, &book);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nload average at the end: {}", load.trim());
+}
+
+fn figures(rt: &tokio::runtime::Runtime, url: &str, book: &std::path::Path) {
+    assert_eq!(run(url, &["import", book.to_str().unwrap()]).0, 0);
+    assert_eq!(run(url, &["recalc", "--all", "--inline"]).0, 0);
+
+    let (code, secs, rss) = run(url, &["audit"]);
     assert_eq!(code, 0, "a recalculated book has no drift");
     println!(
-        "audit, no drift                {secs:8.2} s   max RSS {rss:6.0} MiB  (target: 2 s, 300 MB)"
+        "audit, no drift                      {secs:8.2} s   max RSS {rss:6.0} MiB  (target: 2 s, 300 MB)"
     );
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = backorderd::store::sqlite::SqliteStore::open(&url)
-            .await
-            .unwrap();
-        sqlx::raw_sql(
-            "UPDATE order_lines SET backorder_qty = backorder_qty + 1
-               WHERE id IN (SELECT id FROM order_lines ORDER BY id LIMIT 1000);
-             UPDATE orders SET backorder_qty = backorder_qty + 5
-               WHERE id IN (SELECT id FROM orders ORDER BY id DESC LIMIT 1000);",
-        )
-        .execute(store.pool())
-        .await
-        .unwrap();
-    });
-    let (code, secs, rss) = run(&url, &["audit"]);
+    tamper(rt, url);
+    let (code, secs, rss) = run(url, &["audit"]);
     assert_eq!(code, 3, "the tampered book has drift");
     println!("audit, 1,000 lines + 1,000 orders off {secs:8.2} s   max RSS {rss:6.0} MiB");
-    let (code, secs, rss) = run(&url, &["audit", "--repair"]);
+    let (code, secs, rss) = run(url, &["audit", "--repair"]);
     assert_eq!(code, 3);
-    println!("audit --repair of those        {secs:8.2} s   max RSS {rss:6.0} MiB");
-    assert_eq!(run(&url, &["audit"]).0, 0, "repaired");
+    println!("audit --repair of those              {secs:8.2} s   max RSS {rss:6.0} MiB");
+    assert_eq!(run(url, &["audit"]).0, 0, "repaired");
+}
+
+/// 1,000 lines' and 1,000 orders' stored values changed by plain SQL.
+fn tamper(rt: &tokio::runtime::Runtime, url: &str) {
+    use sqlx::Connection;
+    const SQL: &str = "UPDATE order_lines SET backorder_qty = backorder_qty + 1
+           WHERE id IN (SELECT id FROM order_lines ORDER BY id LIMIT 1000);
+         UPDATE orders SET backorder_qty = backorder_qty + 5
+           WHERE id IN (SELECT id FROM orders ORDER BY id DESC LIMIT 1000);";
+    rt.block_on(async {
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(SQL).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(SQL).execute(&mut conn).await.unwrap();
+        }
+    });
 }

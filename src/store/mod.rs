@@ -3,6 +3,7 @@
 
 mod any;
 mod assemble;
+mod audit_scan;
 mod coalesce;
 mod codec;
 mod customers;

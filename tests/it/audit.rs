@@ -14,6 +14,7 @@ on_both_backends!(
     the_audit_reports_exactly_the_tampered_records_and_repairs_them,
     serve_repairs_drift_and_answers_the_audit_over_http,
     an_override_writes_a_history_row_for_its_line,
+    the_audit_of_a_fresh_import_is_the_answer_of_simulate,
 );
 
 /// A small book with backorders: 4 units of TEA for three orders of 3.
@@ -347,4 +348,159 @@ fn an_override_writes_a_history_row_for_its_line(backend: Backend) {
         ids(&report, "lines", "line_id"),
         BTreeSet::from(["SO-3-1".to_owned()])
     );
+}
+
+/// A generated book made to use every part of the stored state the audit
+/// reads: replacement SKUs (in the generator's products), a warehouse
+/// whose stock does not count, warehouse-based pools, frozen orders whose
+/// stored backorder stands, purchase orders for ETAs, and orders whose
+/// lines' SKUs are not in position order (the lines are read by SKU).
+fn mixed_book() -> Value {
+    let mut book = crate::daemon_support::generate(3000, 120, 7);
+    book["settings"] = json!({
+        "consider_replacement_sku": true,
+        "warehouse_based": true,
+        "prioritize_rush": true,
+        "include_on_hold": false,
+    });
+    book["warehouses"][2]["kind"] = json!("dropship");
+    let statuses = ["on_hold", "shipped", "quote", "cancelled"];
+    for (i, order) in book["orders"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        if i % 17 == 0 {
+            order["status"] = json!(statuses[(i / 17) % statuses.len()]);
+            for line in order["lines"].as_array_mut().unwrap() {
+                line["backorder_qty"] = json!(line["qty"].as_i64().unwrap() / 2);
+            }
+        }
+    }
+    book
+}
+
+/// `(backorder_qty, eta)` of every line and `(status, backorder_qty)` of
+/// every order, as `simulate` says or as the audit says (its expected
+/// values where it reports one, else the stored ones).
+type Answers = (
+    std::collections::BTreeMap<String, (i64, Value)>,
+    std::collections::BTreeMap<String, (String, i64)>,
+);
+
+fn simulate_answers(snapshot: &Value) -> Answers {
+    let result = simulate(snapshot);
+    let lines = result["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let id = l["line_id"].as_str().unwrap().to_owned();
+            (id, (l["backorder_qty"].as_i64().unwrap(), l["eta"].clone()))
+        })
+        .collect();
+    let orders = result["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let id = o["order_id"].as_str().unwrap().to_owned();
+            let status = o["status"].as_str().unwrap().to_owned();
+            (id, (status, o["backorder_qty"].as_i64().unwrap()))
+        })
+        .collect();
+    (lines, orders)
+}
+
+fn audit_answers(db: &TempDatabase, report: &Value) -> Answers {
+    let (mut lines, mut orders): Answers = Default::default();
+    let stored_lines: Vec<(String, i64, Option<String>)> =
+        db.fetch_all("SELECT id, CAST(backorder_qty AS BIGINT), eta FROM order_lines");
+    for (id, qty, eta) in stored_lines {
+        lines.insert(id, (qty, eta.map_or(Value::Null, Value::from)));
+    }
+    let stored_orders: Vec<(String, String, i64)> =
+        db.fetch_all("SELECT id, backorder_status, CAST(backorder_qty AS BIGINT) FROM orders");
+    for (id, status, qty) in stored_orders {
+        orders.insert(id, (status, qty));
+    }
+    for l in report["lines"].as_array().unwrap() {
+        let expected = &l["expected"];
+        lines.insert(
+            l["line_id"].as_str().unwrap().to_owned(),
+            (
+                expected["backorder_qty"].as_i64().unwrap(),
+                expected["eta"].clone(),
+            ),
+        );
+    }
+    for o in report["orders"].as_array().unwrap() {
+        let expected = &o["expected"];
+        orders.insert(
+            o["order_id"].as_str().unwrap().to_owned(),
+            (
+                expected["backorder_status"].as_str().unwrap().to_owned(),
+                expected["backorder_qty"].as_i64().unwrap(),
+            ),
+        );
+    }
+    (lines, orders)
+}
+
+fn the_audit_of_a_fresh_import_is_the_answer_of_simulate(backend: Backend) {
+    let db = TempDatabase::of(backend);
+    let file = db.scratch("book.json");
+    let book = mixed_book();
+    std::fs::write(&file, book.to_string()).unwrap();
+    let imported = db.run(&["import", file.to_str().unwrap()], None);
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+
+    // Nothing recalculated yet: every stored value is the import's.
+    let (code, report) = audit(&db, &[]);
+    assert_eq!(code, 3, "the import's values are not the answer");
+    assert!(
+        report["dirty_skus"].as_i64().unwrap() > 0,
+        "{}",
+        report["dirty_skus"]
+    );
+    assert_eq!(report["lines_checked"], 3000);
+    let mut at_audit = export(&db);
+    at_audit["as_of"] = report["as_of"].clone();
+    let want = simulate_answers(&at_audit);
+    let got = audit_answers(&db, &report);
+    assert_eq!(got.0.len(), 3000);
+    let wrong_lines: Vec<_> = got
+        .0
+        .iter()
+        .filter(|(id, v)| want.0.get(*id) != Some(v))
+        .collect();
+    assert!(
+        wrong_lines.is_empty(),
+        "lines: {:?}",
+        &wrong_lines[..wrong_lines.len().min(10)]
+    );
+    let wrong_orders: Vec<_> = got
+        .1
+        .iter()
+        .filter(|(id, v)| want.1.get(*id) != Some(v))
+        .collect();
+    assert!(
+        wrong_orders.is_empty(),
+        "orders: {:?}",
+        &wrong_orders[..wrong_orders.len().min(10)]
+    );
+    assert_eq!(got.1.len(), want.1.len());
+
+    // The repair writes exactly that and clears the marks: the SKUs are
+    // recalculated, nothing is left for the worker.
+    let (code, repaired) = audit(&db, &["--repair"]);
+    assert_eq!(code, 3);
+    assert_eq!(repaired["lines"], report["lines"]);
+    let status = db.run(&["status"], None).ok_json();
+    assert_eq!(status["dirty_skus"], 0, "{status}");
+    let (code, clean) = audit(&db, &[]);
+    assert_eq!(code, 0, "{clean}");
+    assert_eq!(clean["dirty_skus"], 0);
+    assert_eq!(full_run(&db), (0, 0));
 }

@@ -72,11 +72,11 @@ pub(super) async fn group_lines(
     .await
 }
 
-const HEADER_COLUMNS: &str =
+pub(super) const HEADER_COLUMNS: &str =
     "o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from,
      o.backorder_qty, o.lines_open, o.lines_backordered, o.lines_whole";
 
-fn header(r: &rusqlite::Row<'_>) -> Result<HeaderWithTotals, StoreError> {
+pub(super) fn header(r: &rusqlite::Row<'_>) -> Result<HeaderWithTotals, StoreError> {
     let text = |i: usize| -> rusqlite::Result<&str> {
         r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
     };

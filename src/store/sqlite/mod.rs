@@ -6,6 +6,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, Transaction};
 
+mod book_scan;
 mod direct;
 mod feed_lines;
 mod ingest;
@@ -363,7 +364,21 @@ impl Store for SqliteStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        recalculate::audit(self, repair, as_of).await
+        let mut conn = self.writing().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let findings = audit_in(&mut tx, repair, as_of).await?;
+        if repair {
+            // The repair's messages go last, as in every write-back.
+            let written = recalculate::Written {
+                lines: findings.lines.clone(),
+                orders: findings.orders.clone(),
+            };
+            recalculate::append_messages(&mut *tx, &written).await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(crate::audit::AuditReport::new(findings, as_of, repair))
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {
@@ -602,6 +617,41 @@ const IMPORT_CHUNK: usize = 20_000;
 /// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
 /// cost of the driver down.
 const ORDER_HEADER_JSON: &str = "json_array(o.id, o.order_date, o.payment_date, o.payment_status, o.status, o.rush, o.picked, o.ship_from)";
+
+/// The audit's run inside the caller's write transaction (so nothing
+/// changes under it): the whole book read in one pass per table and run
+/// through the engine chunk by chunk, every order compared whole
+/// (store/audit_scan.rs). With repair the answer is written and every
+/// mark cleared (the whole book was just recalculated under the write
+/// lock); without, nothing is written.
+async fn audit_in(
+    tx: &mut SqliteConnection,
+    repair: bool,
+    as_of: DateTime<Utc>,
+) -> Result<crate::audit::Findings, StoreError> {
+    let dirty_skus: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dirty_skus")
+        .fetch_one(&mut *tx)
+        .await?;
+    let found = book_scan::audit(&mut *tx, as_of, crate::audit::CAUSE).await?;
+    let changes = crate::recalc::Changes {
+        lines: found.lines,
+        orders: found.orders,
+        ..Default::default()
+    };
+    if repair {
+        writeback::write_changes(&mut *tx, &changes, &format_timestamp(&as_of)).await?;
+        sqlx::query("DELETE FROM dirty_skus")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(crate::audit::Findings {
+        dirty_skus,
+        lines_checked: found.lines_checked,
+        orders_checked: found.orders_checked,
+        lines: changes.lines,
+        orders: changes.orders,
+    })
+}
 
 async fn load_settings(conn: &mut SqliteConnection) -> Result<Settings, StoreError> {
     super::ingest::IngestBackend::load_settings(conn).await

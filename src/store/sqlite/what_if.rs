@@ -25,7 +25,7 @@ impl SqliteStore {
         // The events' own messages are never appended: the preview rolls back.
         let (ingest, _messages) =
             crate::store::ingest::apply_batch(&mut *tx, events, options).await?;
-        let mut findings = crate::store::recalculate::audit_in(&mut *tx, as_of).await?;
+        let mut findings = super::audit_in(&mut tx, false, as_of).await?;
         sort_findings(&mut findings);
         let ids = listed_line_ids(&findings, limit);
         let line_facts = line_facts(&mut tx, &ids).await?;
