@@ -51,8 +51,12 @@ impl RecalcDialect for PgConnection {
         // first (see `clear_marks`), so a hot SKU marked again and again
         // does not keep the others waiting.
         let next_dirty = match after {
-            Some(_) => "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY sku LIMIT $3",
-            None => "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY marked_at, sku LIMIT $3",
+            Some(_) => {
+                "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY sku LIMIT $3"
+            }
+            None => {
+                "SELECT sku, cause, marked_seq FROM dirty_skus WHERE sku > $5 ORDER BY marked_at, sku LIMIT $3"
+            }
         };
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT sku, cause, marked_seq, (SELECT COUNT(*) FROM order_lines l WHERE l.sku = next_dirty.sku)
