@@ -1,4 +1,4 @@
-//! Pacing of a drain that has caught up with its events.
+//! Pacing of a drain's recalculations of a hot SKU.
 //!
 //! On SQLite the recalculation and the ingest of events share the one
 //! write connection (store/writer.rs). A sender waits for its answer
@@ -6,13 +6,14 @@
 //! while a recalculation runs; if the worker recalculated the hot SKU again
 //! as soon as each group of events committed, every group would pay one
 //! hot-SKU recalculation and the rate would be a few requests per
-//! recalculation. So once a drain has caught up (its last batch took fewer
-//! SKUs than it could), the next batch waits until the previous one has
-//! been over for [`FACTOR`] times its own length, at most [`MAX_WAIT`]:
-//! recalculation then takes at most about a quarter of the connection's
-//! time under a steady stream of events, and every event is still
-//! recalculated within `MAX_WAIT` plus one batch of being accepted. A
-//! drain working through a backlog (full batches) is never paced.
+//! recalculation. So after a batch of one hot SKU (one SKU of at least
+//! [`HOT_LINES`] lines: the pool recalculated again and again), the next
+//! batch waits until that one has been over for [`FACTOR`] times its own
+//! length, at most [`MAX_WAIT`]: the hot SKU's recalculations then take at
+//! most about a quarter of the connection's time under a steady stream of
+//! events, and every event is still recalculated within `MAX_WAIT` plus one
+//! batch of being accepted. Batches of other SKUs (new work each time) are
+//! never paced: pacing them let the drain fall seconds behind.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,6 +22,15 @@ use std::time::{Duration, Instant};
 pub const FACTOR: u32 = 3;
 /// The longest pause: what it may add to an event's time to its result.
 pub const MAX_WAIT: Duration = Duration::from_millis(25);
+
+/// A batch of one SKU with this many lines or more is a hot pool's.
+pub const HOT_LINES: usize = 1_000;
+
+/// Whether a batch of `skus` SKUs and `lines` lines is a hot pool's, after
+/// which the next batch is paced.
+pub fn is_hot(skus: usize, lines: usize) -> bool {
+    skus == 1 && lines >= HOT_LINES
+}
 
 /// When the last batch ended and how long it took.
 #[derive(Debug, Default)]
@@ -67,6 +77,13 @@ mod tests {
         assert!(pause == Duration::from_millis(12), "{pause:?}");
         let long = next_start(Some((now, Duration::from_millis(400)))).unwrap();
         assert_eq!(long - now, MAX_WAIT);
+    }
+
+    #[test]
+    fn only_a_batch_of_one_large_pool_is_hot() {
+        assert!(is_hot(1, 22_000));
+        assert!(!is_hot(1, 40), "a small SKU alone");
+        assert!(!is_hot(300, 22_000), "a batch of many SKUs");
     }
 
     #[test]

@@ -141,8 +141,8 @@ pub async fn drain(
         store.clear_set_aside(&succeeded).await?;
     }
     let mut isolating = false;
-    // A job begins caught up: the batch before it was another job's.
-    let mut caught_up = true;
+    // A job begins paced: the batch before it may have been the hot SKU.
+    let mut paced = true;
     while !stop.load(Ordering::Relaxed) {
         let max_skus = if isolating { 1 } else { sizes.skus_per_batch };
         let suspect = if isolating {
@@ -151,7 +151,7 @@ pub async fn drain(
             None
         };
         if let Some(pacer) = pacer
-            && caught_up
+            && paced
         {
             pacer.wait().await;
         }
@@ -162,7 +162,7 @@ pub async fn drain(
                 if let Some(pacer) = pacer {
                     pacer.record(started);
                 }
-                caught_up = batch.skus.len() < max_skus;
+                paced = crate::pacing::is_hot(batch.skus.len(), batch.lines_seen);
                 tracing::debug!(
                     skus = batch.skus.len(),
                     causes = ?batch.causes,

@@ -201,10 +201,13 @@ pub fn redact(url: &str) -> String {
             // may sit in the path or the query: show none of it either.
             // A `#` starts a fragment, which a database URL never has: an
             // unencoded `#` in a user name or password hides the rest there.
+            // A libpq string pasted into the database name
+            // (`/app host=db password=…`) keeps its password in the path.
             Ok(parsed)
                 if parsed.path().contains('@')
                     || parsed.query().is_some_and(|q| q.contains('@'))
-                    || parsed.fragment().is_some() =>
+                    || parsed.fragment().is_some()
+                    || names_a_secret(parsed.path()) =>
             {
                 format!("{}://…", parsed.scheme())
             }
@@ -370,6 +373,10 @@ mod tests {
             (
                 "postgres://app@db/x?options=-c%20statement_timeout=5",
                 "postgres://app@db/x?options=-c%20statement_timeout=5",
+            ),
+            (
+                "postgres://app@db/x host=db password=hunter2",
+                "postgres://…",
             ),
         ] {
             assert_eq!(redact(url), shown, "{url}");

@@ -171,14 +171,6 @@ impl RecalcDialect for PgConnection {
         Ok(())
     }
 
-    async fn refresh_orders(
-        &mut self,
-        orders: &[(String, String)],
-        at: &str,
-    ) -> Result<Vec<crate::recalc::OrderChange>, StoreError> {
-        crate::store::ingest::refresh_orders(self, orders, at).await
-    }
-
     async fn sku_line_counts(&mut self) -> Result<Vec<(String, usize)>, StoreError> {
         portable::sku_line_counts::<sqlx::Postgres>(self).await
     }

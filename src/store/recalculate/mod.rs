@@ -29,6 +29,7 @@ use crate::recalc::{
     self, Changes, Compare, GroupState, LineChange, OrderChange, replacement_closure,
 };
 use crate::store::figures::{self, FiguresLog};
+use crate::store::ingest::IngestBackend;
 use crate::store::messages::{self, MessageLog};
 use crate::store::{BatchReport, StoreError};
 
@@ -103,7 +104,7 @@ pub struct Written {
 /// What one database does for [`batch`], inside the caller's transaction;
 /// its message statements ([`MessageLog`]) let the batch append the
 /// messages of what it wrote before the caller commits.
-pub trait RecalcDialect: MessageLog + FiguresLog + Send {
+pub trait RecalcDialect: MessageLog + FiguresLog + IngestBackend + Send + Sized {
     /// The next dirty SKUs in key order: up to `max_skus`, no more than
     /// `line_budget` lines (but at least one SKU), each one this
     /// transaction may recalculate now.
@@ -155,12 +156,14 @@ pub trait RecalcDialect: MessageLog + FiguresLog + Send {
         marks: &[Mark],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Sets the totals of `orders` `(id, cause)` from their stored lines,
-    /// under their row locks: those that changed.
+    /// under their row locks: those that changed (what events use).
     fn refresh_orders(
         &mut self,
         orders: &[(String, String)],
         at: &str,
-    ) -> impl Future<Output = Result<Vec<OrderChange>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<OrderChange>, StoreError>> + Send {
+        crate::store::ingest::refresh_orders(self, orders, at)
+    }
     /// Every SKU that has lines, with how many: what an audit goes through.
     fn sku_line_counts(
         &mut self,
