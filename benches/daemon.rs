@@ -121,6 +121,15 @@ fn main() {
 
 fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize, classic: bool) {
     let db = dir.join("bench.db");
+    if let Ok(ready) = std::env::var("BENCH_SQLITE_DB") {
+        // A book imported and recalculated before (`import`, then `recalc
+        // --all --inline`): the skewed runs alone, on a copy of it.
+        std::fs::copy(&ready, &db).expect("BENCH_SQLITE_DB is a readable SQLite file");
+        println!("database: a copy of {ready} (BENCH_SQLITE_DB)");
+        let url = format!("sqlite://{}", db.display());
+        load::skewed_runs(rt, dir, &url, skus, "sqlite", &[1, 4, 16], true);
+        return;
+    }
     let window_db = dir.join("window.db");
     let url = format!("sqlite://{}", db.display());
     let (import_secs, _) = run(&url, &["import", book.to_str().unwrap()]);

@@ -165,8 +165,11 @@ pub async fn drain(
                 paced = crate::pacing::is_hot(batch.skus.len(), batch.lines_seen);
                 tracing::debug!(
                     skus = batch.skus.len(),
-                    causes = ?batch.causes,
+                    causes = batch.causes.len(),
+                    lines_seen = batch.lines_seen,
                     lines_changed = batch.lines_changed,
+                    orders_changed = batch.orders_changed,
+                    micros = started.elapsed().as_micros() as u64,
                     "batch written back"
                 );
                 if earlier_failures {

@@ -25,7 +25,10 @@ pub fn start_serve(url: &str, listen: &str, log: Option<&Path>) -> Child {
     Command::new(BIN)
         .args(["--database-url", url, "serve"])
         .env("BACKORDERD__SERVICE__POLL_INTERVAL_MS", "5")
-        .env("BACKORDERD__LOG__FILTER", "warn")
+        .env(
+            "BACKORDERD__LOG__FILTER",
+            std::env::var("BENCH_SERVE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env("BACKORDERD__HTTP__LISTEN", listen)
         .stderr(stderr)
         .spawn()
@@ -204,7 +207,7 @@ pub fn skewed_runs(
             skewed::print(&label, &shape, &mut tally);
             print_drain(&label, drained(&store).await);
         }
-        if full {
+        if full && env_or("BENCH_DURING_FULL", 1) != 0 {
             during_full_recompute(url, addr, plan.clone(), name, &store).await;
         }
     });
