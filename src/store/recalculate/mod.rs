@@ -334,8 +334,8 @@ pub async fn batch<D: RecalcDialect>(
     let at = format_timestamp(&as_of);
     let full_run = run.is_some();
     // A drain beside a cache logs its write-back itself (see log_written).
-    let own_log =
-        cache.filter(|_| !full_run && !(changes.lines.is_empty() && changes.orders.is_empty()));
+    let wrote = !changes.lines.is_empty() || !changes.orders.is_empty();
+    let own_log = cache.filter(|_| !full_run && wrote);
     if let Some(run) = run {
         run.tally(&changes);
     }

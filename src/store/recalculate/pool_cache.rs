@@ -165,7 +165,7 @@ impl CachedPool {
         }
         for order in &changes.orders {
             if let Some(at) = self.order_at(&order.order_id) {
-                self.stored[at].counts = order.new_counts.clone();
+                self.stored[at].counts = order.new_counts;
                 self.stored[at].backorder_qty = order.new_backorder_qty;
             }
         }
@@ -392,6 +392,51 @@ async fn refreshed<D: RecalcDialect>(
         pool.snapshot.purchase_orders = purchase_orders;
     }
     Ok(Some(pool))
+}
+
+/// [`RecalcDialect::log_written`] for a database whose list of written
+/// order ids is `ids` (a subquery with the column `id`, reading the first
+/// parameter, bound to `list`): the statements are the same on both.
+pub async fn log_written<DB, T>(
+    conn: &mut DB::Connection,
+    ids: &str,
+    list: T,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> T: sqlx::Encode<'q, DB> + sqlx::Type<DB> + Clone + Send + 'q,
+{
+    let touched = format!(
+        "SELECT DISTINCT l.sku, l.order_id FROM {ids} w JOIN order_lines l ON l.order_id = w.id"
+    );
+    let statements = [
+        // Versions above each SKU's present one, in order id order.
+        format!(
+            "INSERT INTO pool_log (sku, version, order_id)
+             SELECT t.sku,
+                    COALESCE(v.version, 0)
+                        + ROW_NUMBER() OVER (PARTITION BY t.sku ORDER BY t.order_id),
+                    t.order_id
+             FROM ({touched}) t LEFT JOIN pool_versions v ON v.sku = t.sku"
+        ),
+        format!(
+            "INSERT INTO pool_versions (sku, version)
+             SELECT t.sku, COUNT(*) FROM ({touched}) t WHERE true GROUP BY t.sku
+             ON CONFLICT (sku) DO UPDATE SET version = pool_versions.version + excluded.version"
+        ),
+    ];
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(list.clone())
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DELETE FROM pool_log_paused")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Stops the triggers' log for the rest of this transaction (an import
