@@ -132,8 +132,10 @@ fn sqlite(rt: &tokio::runtime::Runtime, dir: &Path, book: &Path, skus: usize, cl
     }
     let window_db = dir.join("window.db");
     let url = format!("sqlite://{}", db.display());
-    let (import_secs, _) = run(&url, &["import", book.to_str().unwrap()]);
-    println!("import                                  {import_secs:8.2} s");
+    let (import_secs, import_rss) = run(&url, &["import", book.to_str().unwrap()]);
+    println!(
+        "import                                  {import_secs:8.2} s   peak {import_rss:.0} MB"
+    );
     // Fold the WAL in, so that the copy is a whole database.
     rt.block_on(async {
         let store = backorderd::store::sqlite::SqliteStore::open(&url)
@@ -197,8 +199,10 @@ fn postgres(
     }
     admin("CREATE DATABASE backorderd_bench".into());
     let url = database_url(server, "backorderd_bench");
-    let (import_secs, _) = run(&url, &["import", book.to_str().unwrap()]);
-    println!("import                                  {import_secs:8.2} s");
+    let (import_secs, import_rss) = run(&url, &["import", book.to_str().unwrap()]);
+    println!(
+        "import                                  {import_secs:8.2} s   peak {import_rss:.0} MB"
+    );
     if !classic {
         run(&url, &["recalc", "--all", "--inline"]);
         load::skewed_runs(rt, dir, &url, skus, "postgres", &[1, 4], false);

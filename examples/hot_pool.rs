@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
 
     let store = SqliteStore::open(&url).await?;
     store.migrate().await?;
-    store.import(&book, false).await?;
+    store.import(&book, false, &|_| {}).await?;
     let stop = AtomicBool::new(false);
     let mut longest = Duration::ZERO;
     let mut last = Instant::now();

@@ -271,8 +271,13 @@ impl Store for AnyStore {
         each_backend!(self, s => s.migrate())
     }
 
-    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
-        let summary = each_backend!(self, s => s.import(snapshot, notify))?;
+    async fn import(
+        &self,
+        snapshot: &Snapshot,
+        notify: bool,
+        progress: &(dyn Fn(ImportStep) + Sync),
+    ) -> Result<ImportSummary, StoreError> {
+        let summary = each_backend!(self, s => s.import(snapshot, notify, progress))?;
         crate::wake::wake();
         super::feed::committed();
         Ok(summary)

@@ -207,6 +207,17 @@ pub struct ImportSummary {
     pub skus_marked_dirty: usize,
 }
 
+/// How far an import got, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportStep {
+    /// `done` of the `total` rows of orders and lines are written.
+    Writing { done: u64, total: u64 },
+    /// The rows are written; the tables' indexes are being built.
+    Indexing,
+    /// Everything is written; the transaction commits.
+    Committing,
+}
+
 pub trait Store {
     /// Creates or upgrades the schema.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -215,11 +226,12 @@ pub trait Store {
     /// transaction. The snapshot must have passed `engine::validate`.
     /// Without `notify` that recalculation emits no change message
     /// (cause [`messages::QUIET_IMPORT_CAUSE`]); with it, as any other
-    /// (cause `import`).
+    /// (cause `import`). `progress` hears how far it got.
     fn import(
         &self,
         snapshot: &Snapshot,
         notify: bool,
+        progress: &(dyn Fn(ImportStep) + Sync),
     ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send;
     /// The stored state as a snapshot, `as_of` left for the caller.
     fn export(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;

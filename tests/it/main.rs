@@ -21,6 +21,7 @@ mod delivery_webhook;
 mod deploy;
 mod http;
 mod http_edges;
+mod import;
 mod messages;
 mod openapi;
 mod pool_cache;

@@ -31,8 +31,8 @@ mod writeback;
 use super::recalculate;
 use super::writer::{WriteDialect, Writer};
 use super::{
-    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
-    WriterLimits,
+    BatchReport, ImportStep, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store,
+    StoreError, WriterLimits,
 };
 use crate::engine::snapshot::*;
 use crate::events::Event;
@@ -189,13 +189,19 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+    async fn import(
+        &self,
+        snapshot: &Snapshot,
+        notify: bool,
+        progress: &(dyn Fn(ImportStep) + Sync),
+    ) -> Result<ImportSummary, StoreError> {
         let cause = super::messages::import_cause(notify);
         let mut tx = self.pool.begin().await?;
         // Replaces everything: no batch of events applies meanwhile.
         locks::take(&mut tx, &locks::EventLocks::everything()).await?;
-        let summary = snapshot_io::import(&mut tx, snapshot, cause).await?;
+        let summary = snapshot_io::import(&mut tx, snapshot, cause, progress).await?;
         push_job(&mut tx, &RecalcJob::new(vec![cause.into()], &[], true)).await?;
+        progress(ImportStep::Committing);
         tx.commit().await?;
         Ok(summary)
     }

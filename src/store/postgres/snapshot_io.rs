@@ -15,7 +15,7 @@ use super::queries::{HEADER_COLUMNS, header, map_rows};
 use crate::engine::Snapshot;
 use crate::engine::snapshot::Order;
 use crate::engine::time_format::{format_date, format_timestamp};
-use crate::store::{ImportSummary, StoreError, assemble};
+use crate::store::{ImportStep, ImportSummary, StoreError, assemble};
 
 /// Bytes of COPY data sent at a time: large enough that the round trips
 /// do not count, small enough that the server works while we encode.
@@ -27,6 +27,7 @@ pub(super) async fn import(
     conn: &mut PgConnection,
     snapshot: &Snapshot,
     cause: &str,
+    progress: &(dyn Fn(ImportStep) + Sync),
 ) -> Result<ImportSummary, StoreError> {
     // Every row is rewritten: one epoch bump at the end, not a log row each.
     pool_cache::pause_log::<sqlx::Postgres>(conn).await?;
@@ -74,6 +75,7 @@ pub(super) async fn import(
                 .text(w.kind.as_str())
                 .end_row();
         },
+        &mut |_| {},
     )
     .await?;
     copy_in(
@@ -89,6 +91,7 @@ pub(super) async fn import(
                 .opt_text(assemble::thresholds_column(p).as_deref())
                 .end_row();
         },
+        &mut |_| {},
     )
     .await?;
     // Rows repeating a (sku, warehouse) are summed, as section 3 sums them.
@@ -112,6 +115,7 @@ pub(super) async fn import(
         |row, (sku, warehouse, on_hand)| {
             row.text(sku).text(warehouse).int(on_hand).end_row();
         },
+        &mut |_| {},
     )
     .await?;
     copy_in(
@@ -128,8 +132,17 @@ pub(super) async fn import(
                 .opt_text(po.expected_date.as_ref().map(format_date).as_deref())
                 .end_row();
         },
+        &mut |_| {},
     )
     .await?;
+    let total = (snapshot.orders.len()
+        + snapshot.orders.iter().map(|o| o.lines.len()).sum::<usize>()) as u64;
+    let mut done = 0;
+    progress(ImportStep::Writing { done, total });
+    let mut written = |rows: u64| {
+        done += rows;
+        progress(ImportStep::Writing { done, total });
+    };
     copy_in(
         conn,
         "orders (id, position, order_date, payment_date, payment_status, status, rush, picked, ship_from,
@@ -153,6 +166,7 @@ pub(super) async fn import(
                 .int(counts.whole)
                 .end_row();
         },
+        &mut written,
     )
     .await?;
     copy_in(
@@ -170,9 +184,11 @@ pub(super) async fn import(
                     .end_row();
             }
         },
+        &mut written,
     )
     .await?;
 
+    progress(ImportStep::Indexing);
     for statement in restore {
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&mut *conn)
@@ -335,6 +351,7 @@ async fn copy_in<T>(
     table_and_columns: &str,
     items: impl IntoIterator<Item = T>,
     mut write: impl FnMut(&mut CopyRows, T),
+    sent: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(), StoreError> {
     let mut copy = conn
         .copy_in_raw(&format!("COPY {table_and_columns} FROM STDIN"))
@@ -345,12 +362,14 @@ async fn copy_in<T>(
         if rows.buf.len() >= COPY_CHUNK {
             copy.send(rows.buf.as_slice()).await?;
             rows.buf.clear();
+            sent(std::mem::take(&mut rows.rows));
         }
     }
     if !rows.buf.is_empty() {
         copy.send(rows.buf.as_slice()).await?;
     }
     copy.finish().await?;
+    sent(rows.rows);
     Ok(())
 }
 
@@ -362,6 +381,8 @@ struct CopyRows {
     buf: Vec<u8>,
     /// A field was written in the current row (the next one needs a tab).
     open: bool,
+    /// Rows ended since the last send.
+    rows: u64,
 }
 
 impl CopyRows {
@@ -415,6 +436,7 @@ impl CopyRows {
     fn end_row(&mut self) -> &mut Self {
         self.buf.push(b'\n');
         self.open = false;
+        self.rows += 1;
         self
     }
 }

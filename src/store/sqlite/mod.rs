@@ -4,12 +4,13 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Sqlite, Transaction};
+use sqlx::{Connection, Sqlite};
 
 mod book_scan;
 mod checkpoint;
 mod direct;
 mod feed_lines;
+mod import;
 mod ingest;
 mod messages;
 mod queries;
@@ -24,11 +25,11 @@ use super::codec::{HeaderRow, from_json_text};
 use super::recalculate;
 use super::writer::{WriteConnection, WriteDialect, Writer};
 use super::{
-    BatchReport, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store, StoreError,
-    WriterLimits, assemble,
+    BatchReport, ImportStep, ImportSummary, IngestOptions, IngestReport, QueueStatus, Store,
+    StoreError, WriterLimits, assemble,
 };
 use crate::engine::snapshot::*;
-use crate::engine::time_format::{format_date, format_timestamp};
+use crate::engine::time_format::format_timestamp;
 use crate::events::Event;
 
 pub struct SqliteStore {
@@ -214,47 +215,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn import(&self, snapshot: &Snapshot, notify: bool) -> Result<ImportSummary, StoreError> {
+    async fn import(
+        &self,
+        snapshot: &Snapshot,
+        notify: bool,
+        progress: &(dyn Fn(ImportStep) + Sync),
+    ) -> Result<ImportSummary, StoreError> {
         let cause = super::messages::import_cause(notify);
         let mut conn = self.writing().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
-        for table in [
-            "order_lines",
-            "orders",
-            "purchase_orders",
-            "inventory",
-            "products",
-            "warehouses",
-            "client_settings",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-                .execute(&mut *tx)
-                .await?;
+        // Off around the transaction (SQLite ignores the pragma inside
+        // one): see store/sqlite/import.rs for why the rows need no check.
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let imported = import_in(&mut conn, snapshot, cause, progress).await;
+        // After the rollback of a failed import too: the connection goes
+        // back to its pool as it came.
+        let restored = sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err()
+            && let WriteConnection::Pooled(mut pooled) = conn
+        {
+            pooled.close_on_drop();
         }
-        insert_state(&mut tx, snapshot).await?;
-        let with_customer: Vec<&Order> = snapshot
-            .orders
-            .iter()
-            .filter(|o| o.customer.is_some())
-            .collect();
-        super::customers::sqlite::write(&mut tx, &with_customer).await?;
-        let marked = sqlx::query(
-            "INSERT INTO dirty_skus (sku, marked_seq, cause)
-             SELECT DISTINCT sku, (SELECT COALESCE(MAX(seq), 0) FROM received_events), ? FROM order_lines WHERE true
-             ON CONFLICT (sku) DO UPDATE SET marked_seq = excluded.marked_seq, cause = excluded.cause",
-        )
-        .bind(cause)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        ingest::push_job(
-            &mut tx,
-            &crate::queue::RecalcJob::new(vec![cause.into()], &[], true),
-        )
-        .await?;
-        recalculate::pool_cache::resume_log::<Sqlite>(&mut tx).await?;
-        tx.commit().await?;
+        let marked = imported?;
+        restored?;
         self.pools.clear();
         Ok(ImportSummary {
             orders: snapshot.orders.len(),
@@ -542,79 +528,27 @@ impl Store for SqliteStore {
     }
 }
 
-async fn insert_state(tx: &mut Transaction<'_, Sqlite>, s: &Snapshot) -> Result<(), StoreError> {
-    let settings = serde_json::to_string(&s.settings).expect("settings serialize");
-    sqlx::query("INSERT INTO client_settings (id, settings) VALUES (1, ?)")
-        .bind(settings)
-        .execute(&mut **tx)
-        .await?;
-    for (position, w) in s.warehouses.iter().enumerate() {
-        sqlx::query("INSERT INTO warehouses (id, position, kind) VALUES (?, ?, ?)")
-            .bind(&w.id)
-            .bind(position as i64)
-            .bind(w.kind.as_str())
-            .execute(&mut **tx)
-            .await?;
-    }
-    for (position, p) in s.products.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO products (sku, position, replacement_sku, vendor, allow_backorders, backorder_thresholds)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&p.sku)
-        .bind(position as i64)
-        .bind(&p.replacement_sku)
-        .bind(&p.vendor)
-        .bind(p.allow_backorders)
-        .bind(assemble::thresholds_column(p))
-            .execute(&mut **tx)
-            .await?;
-    }
-    for chunk in s.inventory.chunks(IMPORT_CHUNK) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|r| serde_json::json!([r.sku, r.warehouse, r.on_hand]))
-            .collect();
-        // Rows repeating a (sku, warehouse) are summed, as section 3 sums them.
-        sqlx::query(
-            "INSERT INTO inventory (sku, warehouse, on_hand)
-             SELECT j.value->>0, j.value->>1, j.value->>2 FROM json_each(?) j WHERE true
-             ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = on_hand + excluded.on_hand",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (position, po) in s.purchase_orders.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO purchase_orders (id, position, sku, warehouse, qty_ordered, qty_received, expected_date)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&po.id)
-        .bind(position as i64)
-        .bind(&po.sku)
-        .bind(&po.warehouse)
-        .bind(po.qty_ordered)
-        .bind(po.qty_received)
-        .bind(po.expected_date.as_ref().map(format_date))
-        .execute(&mut **tx)
-        .await?;
-    }
-    for chunk in s.orders.chunks(IMPORT_CHUNK) {
-        let first = chunk.as_ptr() as usize - s.orders.as_ptr() as usize;
-        let first = first / std::mem::size_of::<Order>();
-        let positioned: Vec<(Option<i64>, &Order)> = chunk
-            .iter()
-            .enumerate()
-            .map(|(k, o)| (Some((first + k) as i64), o))
-            .collect();
-        insert_orders(tx, &positioned).await?;
-    }
-    Ok(())
+/// The import's transaction on `conn` (foreign keys off): the state
+/// replaced, every SKU marked, the job queued; the number of SKUs marked.
+async fn import_in(
+    conn: &mut SqliteConnection,
+    snapshot: &Snapshot,
+    cause: &str,
+    progress: &(dyn Fn(ImportStep) + Sync),
+) -> Result<u64, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
+    let marked = import::replace_state(&mut tx, snapshot, cause, progress).await?;
+    ingest::push_job(
+        &mut tx,
+        &crate::queue::RecalcJob::new(vec![cause.into()], &[], true),
+    )
+    .await?;
+    recalculate::pool_cache::resume_log::<Sqlite>(&mut tx).await?;
+    progress(ImportStep::Committing);
+    tx.commit().await?;
+    Ok(marked)
 }
-
-/// Orders written per statement on import.
-const IMPORT_CHUNK: usize = 20_000;
 
 /// An order header as one JSON array, from `orders o`, read back as a
 /// [`codec::HeaderRow`]: one value per order instead of eight keeps the per-row
