@@ -4,6 +4,7 @@
 mod audit;
 mod availability;
 mod availability_messages;
+mod feed_stamps;
 mod bounds;
 mod console;
 mod console_browser;
