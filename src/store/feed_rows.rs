@@ -110,13 +110,13 @@ where
     .into_iter()
     .map(assemble::inventory_row)
     .collect::<Result<_, _>>()?;
-    let purchase_orders = with_only!(sqlx::query_as::<_, PurchaseOrderRow>(
-        sqlx::AssertSqlSafe(format!(
+    let purchase_orders = with_only!(sqlx::query_as::<_, PurchaseOrderRow>(sqlx::AssertSqlSafe(
+        format!(
             "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date
              FROM purchase_orders WHERE qty_ordered > qty_received {}",
             among("sku", "AND")
-        ))
-    ))
+        )
+    )))
     .fetch_all(&mut *conn)
     .await?
     .into_iter()

@@ -76,7 +76,11 @@ impl PoolReads {
 
     /// Forgets every state (an import replaced the book).
     pub fn clear(&self) {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner()).0.clear();
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clear();
     }
 }
 
@@ -116,8 +120,14 @@ mod tests {
         let skus = vec!["A".to_owned()];
         reads.put(&skus, versions(1, 4), snapshot(MIN_LINES));
         assert!(reads.get(&skus, &versions(1, 4)).is_some());
-        assert!(reads.get(&skus, &versions(1, 5)).is_none(), "the SKU changed");
-        assert!(reads.get(&skus, &versions(2, 4)).is_none(), "the epoch moved");
+        assert!(
+            reads.get(&skus, &versions(1, 5)).is_none(),
+            "the SKU changed"
+        );
+        assert!(
+            reads.get(&skus, &versions(2, 4)).is_none(),
+            "the epoch moved"
+        );
         assert!(reads.get(&["B".to_owned()], &versions(1, 4)).is_none());
         reads.clear();
         assert!(reads.get(&skus, &versions(1, 4)).is_none());

@@ -4,7 +4,6 @@
 mod audit;
 mod availability;
 mod availability_messages;
-mod feed_stamps;
 mod bounds;
 mod console;
 mod console_browser;
@@ -20,6 +19,7 @@ mod delivery_retention;
 mod delivery_support;
 mod delivery_webhook;
 mod deploy;
+mod feed_stamps;
 mod http;
 mod http_edges;
 mod messages;

@@ -13,10 +13,10 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::super::codec::{HeaderRow, from_json_text};
 use super::{ORDER_HEADER_JSON, load_settings};
+use crate::store::pool_reads::PoolReads;
 use crate::store::views::{
     BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness, date_key,
 };
-use crate::store::pool_reads::PoolReads;
 use crate::store::{StoreError, assemble};
 
 /// How long the readiness check waits for a lock before saying the
