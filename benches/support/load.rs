@@ -126,6 +126,9 @@ fn print_drain(label: &str, secs: Option<f64>) {
 /// Warnings and errors `serve` logged, and how many say "locked".
 fn print_log(label: &str, log: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
+    if let Ok(keep) = std::env::var("BENCH_KEEP_LOG") {
+        std::fs::write(&keep, &text).expect("BENCH_KEEP_LOG is a writable path");
+    }
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))

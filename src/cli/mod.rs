@@ -163,13 +163,6 @@ pub enum Command {
     /// Print the queue's state as JSON: pending, running and failed jobs, and
     /// the SKUs waiting for a recalculation.
     Status,
-    /// Check the configuration and the database location, and print the
-    /// effective configuration with secrets redacted; exit 1 naming the bad key.
-    ///
-    /// Reads every layer as `serve` does. For SQLite it checks that the URL
-    /// parses and that the file's directory exists and is writable (and the
-    /// file, if there); it opens no database and runs no migration. The
-    /// systemd unit runs it before `serve` (ExecStartPre).
     /// Prints the availability feed of the stored state: per SKU and warehouse,
     /// on hand, allocated, backordered, free, on order, next ETA, sellable and
     /// whether a backorder threshold is exceeded (docs/reference/feed.md).
@@ -190,6 +183,13 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Check the configuration and the database location, and print the
+    /// effective configuration with secrets redacted; exit 1 naming the bad key.
+    ///
+    /// Reads every layer as `serve` does. For SQLite it checks that the URL
+    /// parses and that the file's directory exists and is writable (and the
+    /// file, if there); it opens no database and runs no migration. The
+    /// systemd unit runs it before `serve` (ExecStartPre).
     CheckConfig,
     /// Compare every stored line and order with the contract's answer for
     /// the stored state; with --repair, write the answer.

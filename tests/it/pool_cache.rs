@@ -147,6 +147,35 @@ fn a_stale_cache_never_writes_a_wrong_value(backend: Backend) {
     );
     settle(&db, "after an order moved between pools");
 
+    // A write-back of most of the hot pool (its stock gone) is set in the
+    // cached pool as written: the recalculation after the next event reads
+    // again only what that event changed, not the pool; and the warm pool,
+    // which shares orders with the hot one, sees the totals it wrote.
+    let reloads = |log: &str| log.matches(&format!("reloaded skus=[\"{HOT}\"]")).count();
+    let before_swing = reloads(&daemon.stderr());
+    send(
+        &db,
+        &["MAIN", "EAST", "WEST"].map(|w| {
+            json!({"id": format!("zero-{w}"), "type": "inventory_set", "sku": HOT, "warehouse": w, "on_hand": 0})
+        }),
+    );
+    settle(&db, "after the hot pool's stock went to zero");
+    send(
+        &db,
+        &[
+            json!({"id": "inv-4", "type": "inventory_adjusted", "sku": HOT, "warehouse": "MAIN", "delta": 25}),
+            json!({"id": "inv-5", "type": "inventory_adjusted", "sku": WARM, "warehouse": "MAIN", "delta": 400}),
+        ],
+    );
+    settle(&db, "after stock came back to both pools");
+    if matches!(backend, Backend::Sqlite) {
+        assert_eq!(
+            reloads(&daemon.stderr()),
+            before_swing,
+            "the hot pool was read again whole after its own write-back"
+        );
+    }
+
     // PostgreSQL keeps no cache yet (src/store/postgres/mod.rs): there the
     // steps above check the uncached sequence alone.
     let log = daemon.stderr();

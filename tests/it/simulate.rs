@@ -415,3 +415,33 @@ fn help_describes_simulate_and_the_exit_codes() {
         );
     }
 }
+
+#[test]
+fn help_describes_every_command_with_its_own_text() {
+    let run = backorderd(&["--help"], None, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let commands: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .collect();
+    assert!(commands.len() > 10, "{}", run.stdout);
+    for line in commands {
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap();
+        assert!(
+            words.next().is_some(),
+            "`{name}` has no description: {line:?}"
+        );
+    }
+    let top = help(&["--help"]);
+    for needle in [
+        "availability Prints the availability feed",
+        "check-config Check the configuration",
+    ] {
+        assert!(top.contains(needle), "--help lacks {needle:?}: {top}");
+    }
+}

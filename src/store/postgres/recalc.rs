@@ -237,6 +237,33 @@ impl RecalcDialect for PgConnection {
         crate::store::recalculate::pool_cache::end_pause::<sqlx::Postgres>(self).await
     }
 
+    async fn log_written(&mut self, order_ids: &[String]) -> Result<(), StoreError> {
+        for statement in [
+            "INSERT INTO pool_log (sku, version, order_id)
+             SELECT t.sku,
+                    COALESCE(v.version, 0)
+                        + ROW_NUMBER() OVER (PARTITION BY t.sku ORDER BY t.order_id),
+                    t.order_id
+             FROM (SELECT DISTINCT l.sku, l.order_id
+                   FROM unnest($1::text[]) AS w(id) JOIN order_lines l ON l.order_id = w.id) t
+             LEFT JOIN pool_versions v ON v.sku = t.sku",
+            "INSERT INTO pool_versions (sku, version)
+             SELECT l.sku, COUNT(DISTINCT l.order_id)
+             FROM unnest($1::text[]) AS w(id) JOIN order_lines l ON l.order_id = w.id
+             GROUP BY l.sku
+             ON CONFLICT (sku) DO UPDATE SET version = pool_versions.version + excluded.version",
+        ] {
+            sqlx::query(statement)
+                .bind(order_ids)
+                .execute(&mut *self)
+                .await?;
+        }
+        sqlx::query("DELETE FROM pool_log_paused")
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
     async fn pool_versions(&mut self, skus: &[String]) -> Result<Versions, StoreError> {
         let (epoch, versions): (i64, Vec<i64>) = sqlx::query_as(
             "SELECT (SELECT epoch FROM pool_epoch),

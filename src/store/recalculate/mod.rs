@@ -198,6 +198,14 @@ pub trait RecalcDialect: MessageLog + FiguresLog + IngestBackend + Send + Sized 
     fn pause_pool_log(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Ends the pause: every cached pool, in any process, is out of date.
     fn end_pool_log_pause(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends the pause after a drain's write-back of the orders `order_ids`
+    /// (sorted, distinct), logging what the triggers would have: for each
+    /// SKU with lines in them, one version per such order. One statement
+    /// for the whole write-back instead of a trigger run per written row.
+    fn log_written(
+        &mut self,
+        order_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The cheap check of a cached pool (see [`pool_cache`]).
     fn pool_versions(
         &mut self,
@@ -325,10 +333,13 @@ pub async fn batch<D: RecalcDialect>(
     let lines_seen = changes.lines_seen;
     let at = format_timestamp(&as_of);
     let full_run = run.is_some();
+    // A drain beside a cache logs its write-back itself (see log_written).
+    let own_log =
+        cache.filter(|_| !full_run && !(changes.lines.is_empty() && changes.orders.is_empty()));
     if let Some(run) = run {
         run.tally(&changes);
     }
-    if full_run {
+    if full_run || own_log.is_some() {
         db.pause_pool_log().await?;
     }
     // A full run's batch writes its orders too, as a drain's does: each
@@ -337,6 +348,10 @@ pub async fn batch<D: RecalcDialect>(
     let written = db.write_changes(&changes, &at).await?;
     if full_run {
         db.end_pool_log_pause().await?;
+    }
+    if let Some(cache) = own_log {
+        db.log_written(&written_orders(&written)).await?;
+        cache.written(&skus, db.pool_versions(&skus).await?);
     }
     db.clear_marks(&marks).await?;
     db.record_tick(&skus, tick).await?;
@@ -365,6 +380,19 @@ pub async fn append_messages<D: RecalcDialect>(
     let pending = messages::for_write_back(db, &written.lines, &written.orders).await?;
     messages::append(db, pending, Utc::now()).await?;
     Ok(())
+}
+
+/// The orders a write-back touched, sorted, each once.
+fn written_orders(written: &Written) -> Vec<String> {
+    let mut ids: Vec<String> = written
+        .lines
+        .iter()
+        .map(|l| l.order_id.clone())
+        .chain(written.orders.iter().map(|o| o.order_id.clone()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// The marks of listed SKUs: their dirty marks where they have one, else

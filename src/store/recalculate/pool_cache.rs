@@ -108,8 +108,17 @@ struct CachedPool {
     /// Orders by id, each holding the group's lines in position order.
     snapshot: Snapshot,
     stored: Vec<StoredValues>,
-    /// Orders the last batch wrote: read again next time.
+    /// Orders read again next time whatever the log says: those whose
+    /// stored totals had drifted from their lines.
     reload: FxHashSet<String>,
+    /// Orders the last batch wrote, set in the pool as written: read again
+    /// next time unless that batch's commit was confirmed
+    /// ([`PoolCache::committed`]), since the caller's transaction may
+    /// have rolled back.
+    written: FxHashSet<String>,
+    /// The versions the last batch's own write-back left, until its commit
+    /// is confirmed: then the pool is current at them.
+    after_write: Option<Versions>,
     lines: usize,
     used: u64,
 }
@@ -134,9 +143,39 @@ impl CachedPool {
             },
             stored,
             reload: FxHashSet::default(),
+            written: FxHashSet::default(),
+            after_write: None,
             lines,
             used: 0,
         }
+    }
+
+    /// Sets the stored values of the pool to what `changes` writes back,
+    /// so that after a confirmed commit nothing of it is read again.
+    fn apply(&mut self, changes: &Changes) {
+        for line in &changes.lines {
+            let Some(at) = self.order_at(&line.order_id) else {
+                continue;
+            };
+            let order = &mut self.snapshot.orders[at];
+            if let Some(k) = order.lines.iter().position(|l| l.id == line.line_id) {
+                order.lines[k].backorder_qty = line.new_backorder_qty;
+                self.stored[at].etas[k] = line.new_eta;
+            }
+        }
+        for order in &changes.orders {
+            if let Some(at) = self.order_at(&order.order_id) {
+                self.stored[at].counts = order.new_counts.clone();
+                self.stored[at].backorder_qty = order.new_backorder_qty;
+            }
+        }
+    }
+
+    fn order_at(&self, id: &str) -> Option<usize> {
+        self.snapshot
+            .orders
+            .binary_search_by(|o| o.id.as_str().cmp(id))
+            .ok()
     }
 
     /// Replaces the orders `ids` by `fresh` (those of them that still have
@@ -245,7 +284,13 @@ impl PoolCache {
         causes: FxHashMap<String, String>,
         as_of: DateTime<Utc>,
     ) -> Result<Changes, StoreError> {
-        let cached = self.take(skus);
+        let cached = self.take(skus).map(|mut pool| {
+            // Its last write-back's commit was never confirmed.
+            if pool.after_write.take().is_some() {
+                tracing::debug!(skus = ?skus, "pool cache: last write-back unconfirmed");
+            }
+            pool
+        });
         if cached.is_none() && expected_lines < MIN_POOL_LINES {
             let group = db
                 .load_group(skus, expected_lines, settings, causes)
@@ -277,15 +322,37 @@ impl PoolCache {
             as_of,
             Compare::default(),
         );
-        pool.reload = changes
+        pool.apply(&changes);
+        pool.written = changes
             .lines
             .iter()
             .map(|l| l.order_id.clone())
             .chain(changes.orders.iter().map(|o| o.order_id.clone()))
-            .chain(changes.drifted.iter().map(|d| d.0.clone()))
             .collect();
+        pool.reload = changes.drifted.iter().map(|d| d.0.clone()).collect();
         self.put(pool);
         Ok(changes)
+    }
+
+    /// The batch of the group `skus` wrote its changes back and the group's
+    /// versions are now `after` (read in the same transaction).
+    pub(super) fn written(&self, skus: &[String], after: Versions) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = pools.pools.iter_mut().find(|p| p.skus == skus) {
+            pool.after_write = Some(after);
+        }
+    }
+
+    /// The transaction of the batch of `skus` committed: its pool is
+    /// current at the versions its write-back left.
+    pub fn committed(&self, skus: &[String]) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = pools.pools.iter_mut().find(|p| p.skus == skus)
+            && let Some(after) = pool.after_write.take()
+        {
+            pool.versions = after;
+            pool.written.clear();
+        }
     }
 }
 
@@ -307,6 +374,7 @@ async fn refreshed<D: RecalcDialect>(
         return Ok(None);
     };
     orders.extend(std::mem::take(&mut pool.reload));
+    orders.extend(std::mem::take(&mut pool.written));
     // Past a quarter of the pool, one pass over the group is cheaper.
     if orders.len() * 4 > pool.snapshot.orders.len() {
         return Ok(None);

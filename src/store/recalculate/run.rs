@@ -78,6 +78,9 @@ where
         match batch(&mut *tx, max_skus, LINES_PER_BATCH, as_of, cache, None).await {
             Ok(Attempt::Done(Some(report))) => {
                 tx.commit().await?;
+                if let Some(cache) = cache {
+                    cache.committed(&report.skus);
+                }
                 return Ok(Some(report));
             }
             Ok(Attempt::Done(None)) => {

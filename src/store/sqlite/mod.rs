@@ -7,6 +7,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 
 mod book_scan;
+mod checkpoint;
 mod direct;
 mod feed_lines;
 mod feed_stamps;
@@ -68,7 +69,7 @@ impl WriteDialect for Dialect {
 }
 
 /// How much of the database file a read connection maps (1 GiB).
-const READ_MMAP_BYTES: &str = "1073741824";
+pub(super) const READ_MMAP_BYTES: &str = "1073741824";
 
 impl recalculate::RecalcStore for SqliteStore {
     type Db = Sqlite;
@@ -156,7 +157,7 @@ impl SqliteStore {
             .min_connections(0)
             // A turn can wait behind a long recalculation (a bulk run).
             .acquire_timeout(WRITE_TURN_TIMEOUT.max(options.busy_timeout))
-            .connect_lazy_with(connect);
+            .connect_lazy_with(checkpoint::writer_options(connect));
         Ok(SqliteStore {
             pool,
             write_pool,
@@ -173,8 +174,10 @@ impl SqliteStore {
     /// Starts this process's writer: from now on every write of this store
     /// goes through it.
     pub fn start_writer(&self, limits: WriterLimits) {
-        self.writer
-            .get_or_init(|| Writer::start::<Dialect>(self.write_pool.clone(), limits));
+        self.writer.get_or_init(|| {
+            checkpoint::start(self.pool.clone());
+            Writer::start::<Dialect>(self.write_pool.clone(), limits)
+        });
     }
 
     /// The pool for writes: the one-connection pool the writer takes turns

@@ -195,6 +195,35 @@ impl RecalcDialect for SqliteConnection {
         crate::store::recalculate::pool_cache::end_pause::<sqlx::Sqlite>(self).await
     }
 
+    async fn log_written(&mut self, order_ids: &[String]) -> Result<(), StoreError> {
+        let ids = json_list(order_ids);
+        for statement in [
+            // Versions above each SKU's present one, in order id order.
+            "INSERT INTO pool_log (sku, version, order_id)
+             SELECT t.sku,
+                    COALESCE(v.version, 0)
+                        + ROW_NUMBER() OVER (PARTITION BY t.sku ORDER BY t.order_id),
+                    t.order_id
+             FROM (SELECT DISTINCT l.sku, l.order_id
+                   FROM json_each(?1) w JOIN order_lines l ON l.order_id = w.value) t
+             LEFT JOIN pool_versions v ON v.sku = t.sku",
+            "INSERT INTO pool_versions (sku, version)
+             SELECT l.sku, COUNT(DISTINCT l.order_id)
+             FROM json_each(?1) w JOIN order_lines l ON l.order_id = w.value
+             WHERE true GROUP BY l.sku
+             ON CONFLICT (sku) DO UPDATE SET version = version + excluded.version",
+        ] {
+            sqlx::query(statement)
+                .bind(&ids)
+                .execute(&mut *self)
+                .await?;
+        }
+        sqlx::query("DELETE FROM pool_log_paused")
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
     async fn pool_versions(&mut self, skus: &[String]) -> Result<Versions, StoreError> {
         with_rusqlite(self, |db| {
             let read = || -> rusqlite::Result<Versions> {
