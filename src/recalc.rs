@@ -15,7 +15,7 @@ use crate::engine::snapshot::{
     InventoryRow, Order, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
 };
 use crate::engine::{self, BackorderStatus, LineCounts};
-use crate::feed::{self, FeedEntry, FeedSource};
+use crate::feed::{self, FeedSource, SkuFigures};
 
 /// What the store holds for a group of SKUs.
 #[derive(Debug, Clone, Default)]
@@ -121,8 +121,8 @@ pub struct Changes {
     pub drifted: Vec<(String, String)>,
     /// Each SKU of the group's availability feed entry once these changes
     /// are written, with the SKU's cause: what `store::figures` compares
-    /// with the entry it last emitted.
-    pub feed: Vec<(FeedEntry, String)>,
+    /// with the entry it last emitted, and records for the feed's reads.
+    pub feed: Vec<(SkuFigures, String)>,
 }
 
 /// Runs the engine on the group and returns only what differs from the
@@ -189,11 +189,11 @@ pub fn changes_of(
     let cause_of = |sku: &str| causes.get(sku).cloned().unwrap_or_default();
 
     let mut out = Changes {
-        feed: feed::entries(&FeedSource::from_allocation(snapshot, &allocation))
+        feed: feed::figures(&FeedSource::from_allocation(snapshot, &allocation))
             .into_iter()
-            .map(|entry| {
-                let cause = cause_of(&entry.sku);
-                (entry, cause)
+            .map(|figures| {
+                let cause = cause_of(&figures.entry.sku);
+                (figures, cause)
             })
             .collect(),
         ..Changes::default()
@@ -429,7 +429,10 @@ mod tests {
             }
         );
         assert_eq!(feed.len(), 1);
-        assert_eq!((feed[0].0.sku.as_str(), feed[0].0.on_hand), ("TEA", 4));
+        assert_eq!(
+            (feed[0].0.entry.sku.as_str(), feed[0].0.entry.on_hand),
+            ("TEA", 4)
+        );
     }
 
     #[test]

@@ -9,17 +9,18 @@ pub mod source;
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::is_eligible;
 use crate::engine::snapshot::Product;
 use crate::engine::time_format::date_opt;
 pub use source::{FeedSource, LineTally};
 
-/// One SKU's figures (docs/reference/feed.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// One SKU's figures (docs/reference/feed.md). Read back from the text a
+/// recalculation stored (`store::figures`), hence `Deserialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeedEntry {
     pub sku: String,
     pub vendor: Option<String>,
@@ -47,7 +48,7 @@ pub struct FeedEntry {
 }
 
 /// A SKU's figures in one warehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WarehouseFigures {
     pub warehouse: String,
     /// Whether its stock and purchase orders count (allocation rules).
@@ -59,18 +60,47 @@ pub struct WarehouseFigures {
     pub next_eta: Option<NaiveDate>,
     /// Units backordered on active lines of orders shipping from here.
     pub backordered: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i64>,
     pub over_threshold: bool,
     /// With `warehouse_based` only: this warehouse's pool.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free: Option<i64>,
     /// With `warehouse_based` only (`null` inside: unlimited).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     #[schema(value_type = Option<i64>)]
     pub sellable: Option<Option<i64>>,
+}
+
+/// A field that is present, `null` included, is `Some`: `sellable: null`
+/// (unlimited) is not the absent `sellable` of a feed without
+/// `warehouse_based`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// What the purchasing report needs of a SKU beyond its feed entry: the
+/// active orders waiting for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// Active orders with a backordered line of the SKU (once each).
+    pub orders: i64,
+    /// The oldest order date among those.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// A SKU's entry with its waiting orders: what a recalculation records
+/// per SKU, and what the feed and the report are made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuFigures {
+    pub entry: FeedEntry,
+    pub waiting: Waiting,
 }
 
 /// Sellercloud's catalog filter: SKUs whose backordered units (in one
@@ -333,6 +363,11 @@ fn allowance(product: Option<&Product>, warehouse: &str, backordered: i64) -> Op
 
 /// The feed, one entry per SKU of the source, by SKU (byte order).
 pub fn entries(source: &FeedSource) -> Vec<FeedEntry> {
+    figures(source).into_iter().map(|f| f.entry).collect()
+}
+
+/// [`entries`] with each SKU's waiting orders.
+pub fn figures(source: &FeedSource) -> Vec<SkuFigures> {
     let g = gather(source);
     let pools = pools(&g, source);
     let draws = draws(&g, source, &pools);
@@ -414,7 +449,7 @@ pub fn entries(source: &FeedSource) -> Vec<FeedEntry> {
             let allowance = eligible_ids.iter().try_fold(0i64, |sum, &w| {
                 allowance(acc.product, w, backordered_in(w)).map(|a| sum + a)
             });
-            FeedEntry {
+            let entry = FeedEntry {
                 sku: sku.to_owned(),
                 vendor: acc.product.and_then(|p| p.vendor.clone()),
                 allow_backorders: acc.product.is_none_or(|p| p.allow_backorders),
@@ -427,6 +462,13 @@ pub fn entries(source: &FeedSource) -> Vec<FeedEntry> {
                 sellable: allowance.map(|a| free + a),
                 over_threshold,
                 warehouses,
+            };
+            SkuFigures {
+                entry,
+                waiting: Waiting {
+                    orders: lines.waiting_orders,
+                    oldest: lines.oldest_waiting,
+                },
             }
         })
         .collect()

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{FeedSource, QueryError, gather};
+use super::{FeedSource, QueryError, SkuFigures};
 use crate::engine::time_format::{format_timestamp, timestamp_opt};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -53,41 +53,48 @@ pub struct WarehouseShortfall {
 
 /// The report, for every vendor or (`only`) one.
 pub fn report(source: &FeedSource, only: Option<&str>) -> Result<Report, QueryError> {
+    report_of(
+        &super::figures(source),
+        source.settings.warehouse_based,
+        only,
+    )
+}
+
+/// The report from the feed's figures of every SKU (by SKU): each SKU's
+/// entry holds its backordered and on-order units, per warehouse too, and
+/// its vendor; `waiting` the orders waiting for it.
+pub fn report_of(
+    figures: &[SkuFigures],
+    warehouse_based: bool,
+    only: Option<&str>,
+) -> Result<Report, QueryError> {
+    // Every product row has an entry, which carries its vendor.
     if let Some(v) = only
-        && !source
-            .products
-            .iter()
-            .any(|p| p.vendor.as_deref() == Some(v))
+        && !figures.iter().any(|f| f.entry.vendor.as_deref() == Some(v))
     {
         return Err(QueryError {
             parameter: "vendor",
             problem: format!("no product names vendor \"{v}\""),
         });
     }
-    let g = gather(source);
     let mut by_vendor: BTreeMap<Option<&str>, Vec<SkuShortfall>> = BTreeMap::new();
-    for (&sku, acc) in &g.skus {
-        let vendor = acc.product.and_then(|p| p.vendor.as_deref());
+    for SkuFigures { entry, waiting } in figures {
+        let vendor = entry.vendor.as_deref();
         if only.is_some_and(|v| vendor != Some(v)) {
             continue;
         }
-        let lines = acc.all_lines();
-        let on_order: i64 = acc
-            .warehouses
-            .iter()
-            .filter(|(w, _)| g.eligible(w))
-            .map(|(_, w)| w.on_order)
-            .sum();
-        let (shortfall, warehouses) = if source.settings.warehouse_based {
-            let per: Vec<WarehouseShortfall> = acc
+        // `entry.on_order` counts eligible warehouses only.
+        let on_order = entry.on_order;
+        let (shortfall, warehouses) = if warehouse_based {
+            let per: Vec<WarehouseShortfall> = entry
                 .warehouses
                 .iter()
-                .map(|(&w, wacc)| {
-                    let on_order = if g.eligible(w) { wacc.on_order } else { 0 };
+                .map(|w| {
+                    let on_order = if w.eligible { w.on_order } else { 0 };
                     WarehouseShortfall {
-                        warehouse: w.to_owned(),
-                        shortfall: (wacc.lines.backordered - on_order).max(0),
-                        backordered: wacc.lines.backordered,
+                        warehouse: w.warehouse.clone(),
+                        shortfall: (w.backordered - on_order).max(0),
+                        backordered: w.backordered,
                         on_order,
                     }
                 })
@@ -95,18 +102,18 @@ pub fn report(source: &FeedSource, only: Option<&str>) -> Result<Report, QueryEr
                 .collect();
             (per.iter().map(|w| w.shortfall).sum(), Some(per))
         } else {
-            ((lines.backordered - on_order).max(0), None)
+            ((entry.backordered - on_order).max(0), None)
         };
         if shortfall <= 0 {
             continue;
         }
         by_vendor.entry(vendor).or_default().push(SkuShortfall {
-            sku: sku.to_owned(),
+            sku: entry.sku.clone(),
             shortfall,
-            backordered: lines.backordered,
+            backordered: entry.backordered,
             on_order,
-            oldest_waiting_order: lines.oldest_waiting,
-            waiting_orders: lines.waiting_orders,
+            oldest_waiting_order: waiting.oldest,
+            waiting_orders: waiting.orders,
             warehouses,
         });
     }

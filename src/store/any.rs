@@ -370,6 +370,18 @@ impl Store for AnyStore {
         each_backend!(self, s => s.feed_source(as_of))
     }
 
+    async fn feed_parts(
+        &self,
+        as_of: DateTime<Utc>,
+        prefilter: super::feed_stamps::Prefilter,
+    ) -> Result<super::feed_stamps::FeedParts, StoreError> {
+        each_backend!(self, s => s.feed_parts(as_of, prefilter))
+    }
+
+    async fn stored_entry(&self, sku: &str) -> Result<Option<crate::feed::FeedEntry>, StoreError> {
+        each_backend!(self, s => s.stored_entry(sku))
+    }
+
     async fn pool_state(
         &self,
         skus: &[String],

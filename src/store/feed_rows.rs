@@ -38,10 +38,21 @@ pub(in crate::store) fn cutoff_key(settings: &Settings, as_of: DateTime<Utc>) ->
         .map(|cutoff| super::date_key(&cutoff))
 }
 
+/// Some SKUs only: `skus` a JSON array of them, bound as `$1`, and
+/// `list` the database's query of its elements (`SELECT value FROM
+/// json_each($1)` on SQLite).
+#[derive(Debug, Clone, Copy)]
+pub struct OnlySkus<'a> {
+    pub skus: &'a str,
+    pub list: &'a str,
+}
+
 /// Reads the source on `conn` (one read transaction, for a consistent
 /// view). `date_key` is the database's expression of `o.order_date` that
 /// sorts as the instant (see `BackorderCursor::date_key`). `tallied`: the
-/// lines' aggregate rows when the backend read them its own way.
+/// lines' aggregate rows when the backend read them its own way. `only`:
+/// the source of those SKUs alone (every warehouse still, which the
+/// allowance sums over).
 pub async fn feed_source<DB>(
     conn: &mut DB::Connection,
     settings: Settings,
@@ -49,6 +60,7 @@ pub async fn feed_source<DB>(
     date_key: &str,
     as_of: DateTime<Utc>,
     tallied: Option<Vec<TallyRow>>,
+    only: Option<OnlySkus<'_>>,
 ) -> Result<FeedSource, StoreError>
 where
     DB: sqlx::Database,
@@ -57,27 +69,54 @@ where
     (String, String, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
     PurchaseOrderRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     TallyRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
-    let products = sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products"
+    // `column IN (the list)`, or nothing without `only`.
+    let among = |column: &str, joiner: &str| match only {
+        Some(o) => format!("{joiner} {column} IN ({})", o.list),
+        None => String::new(),
+    };
+    let bound = only.map(|o| o.skus.to_owned());
+    // Bound only when the statement has the placeholder.
+    macro_rules! with_only {
+        ($query:expr) => {{
+            let query = $query;
+            match &bound {
+                Some(list) => query.bind(list.clone()),
+                None => query,
+            }
+        }};
+    }
+    let products = with_only!(sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(
+        format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products {}",
+            among("sku", "WHERE")
+        )
     )))
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(assemble::product)
     .collect::<Result<_, _>>()?;
-    let inventory =
-        sqlx::query_as::<_, (String, String, i64)>("SELECT sku, warehouse, on_hand FROM inventory")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(assemble::inventory_row)
-            .collect::<Result<_, _>>()?;
-    let purchase_orders = sqlx::query_as::<_, PurchaseOrderRow>(
-        "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date FROM purchase_orders
-         WHERE qty_ordered > qty_received",
-    )
+    let inventory = with_only!(sqlx::query_as::<_, (String, String, i64)>(
+        sqlx::AssertSqlSafe(format!(
+            "SELECT sku, warehouse, on_hand FROM inventory {}",
+            among("sku", "WHERE")
+        ))
+    ))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(assemble::inventory_row)
+    .collect::<Result<_, _>>()?;
+    let purchase_orders = with_only!(sqlx::query_as::<_, PurchaseOrderRow>(sqlx::AssertSqlSafe(
+        format!(
+            "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date
+             FROM purchase_orders WHERE qty_ordered > qty_received {}",
+            among("sku", "AND")
+        )
+    )))
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
@@ -94,7 +133,7 @@ where
     let rows = match tallied {
         Some(rows) => rows,
         None => {
-            sqlx::query_as::<_, TallyRow>(sqlx::AssertSqlSafe(format!(
+            with_only!(sqlx::query_as::<_, TallyRow>(sqlx::AssertSqlSafe(format!(
                 "SELECT l.sku, o.ship_from, o.status, o.payment_status, {old},
              CAST(SUM(l.qty - l.backorder_qty) AS BIGINT),
              CAST(SUM(l.backorder_qty) AS BIGINT),
@@ -104,8 +143,10 @@ where
              CAST(COUNT(DISTINCT CASE WHEN l.backorder_qty > 0 THEN l.order_id END) AS BIGINT),
              MIN(CASE WHEN l.backorder_qty > 0 THEN {date_key} END)
          FROM order_lines l JOIN orders o ON o.id = l.order_id
-         GROUP BY 1, 2, 3, 4, 5"
-            )))
+         {}
+         GROUP BY 1, 2, 3, 4, 5",
+                among("l.sku", "WHERE")
+            ))))
             .fetch_all(&mut *conn)
             .await?
         }

@@ -10,7 +10,12 @@
 //! the SKU for recalculation, so this one comparison after the write-back
 //! sees every change, and each change gives one message whose figures are
 //! the allocation's, never a half-updated entry. Written once for both
-//! databases: a backend supplies the two statements of [`FiguresLog`].
+//! databases: a backend supplies the statements of [`FiguresLog`].
+//!
+//! The same step stamps every SKU of the group (`feed_stamps`, where the
+//! backend keeps pool versions): the feed's reads then take a SKU's stored
+//! entry instead of computing it while nothing it depends on has changed
+//! (`store::feed_stamps`).
 
 use std::future::Future;
 
@@ -19,7 +24,8 @@ use rustc_hash::FxHashMap;
 use super::StoreError;
 use super::messages::{PendingMessage, QUIET_IMPORT_CAUSE};
 use crate::delivery::message::{Data, Draft, MessageType};
-use crate::feed::FeedEntry;
+use crate::engine::time_format::format_timestamp;
+use crate::feed::{FeedEntry, SkuFigures};
 
 /// The key of a SKU's messages.
 pub fn product_key(sku: &str) -> String {
@@ -38,6 +44,14 @@ pub(in crate::store) trait FiguresLog: Send {
         &mut self,
         rows: &[(&str, String)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stamps each SKU of `figures` (whose entries are stored) with its
+    /// pool version and the feed epoch as they are now, in this
+    /// transaction, and keeps its waiting orders; nothing where the
+    /// database keeps no pool versions.
+    fn save_stamps(
+        &mut self,
+        figures: &[&SkuFigures],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The messages of the SKUs whose entry in `feed` differs from the stored
@@ -45,16 +59,17 @@ pub(in crate::store) trait FiguresLog: Send {
 /// entries and emits nothing (like its order messages).
 pub(in crate::store) async fn for_feed<B: FiguresLog>(
     db: &mut B,
-    feed: &[(FeedEntry, String)],
+    feed: &[(SkuFigures, String)],
 ) -> Result<Vec<PendingMessage>, StoreError> {
     if feed.is_empty() {
         return Ok(Vec::new());
     }
-    let skus: Vec<&str> = feed.iter().map(|(e, _)| e.sku.as_str()).collect();
+    let skus: Vec<&str> = feed.iter().map(|(f, _)| f.entry.sku.as_str()).collect();
     let stored: FxHashMap<String, String> = db.last_figures(&skus).await?.into_iter().collect();
     let mut changed: Vec<(&str, String)> = Vec::new();
     let mut out = Vec::new();
-    for (entry, cause) in feed {
+    for (figures, cause) in feed {
+        let entry = &figures.entry;
         // Serialization is deterministic: equal text is an equal entry.
         let text = serde_json::to_string(entry).expect("a feed entry serializes");
         let previous = stored.get(&entry.sku);
@@ -69,6 +84,10 @@ pub(in crate::store) async fn for_feed<B: FiguresLog>(
     if !changed.is_empty() {
         db.save_figures(&changed).await?;
     }
+    // Last, after the write-back and the entries: the versions read now
+    // are those of the state the entries describe.
+    let all: Vec<&SkuFigures> = feed.iter().map(|(f, _)| f).collect();
+    db.save_stamps(&all).await?;
     Ok(out)
 }
 
@@ -76,7 +95,7 @@ pub(in crate::store) async fn for_feed<B: FiguresLog>(
 /// transaction, after its order messages).
 pub(in crate::store) async fn append<B: FiguresLog + super::messages::MessageLog>(
     db: &mut B,
-    feed: &[(FeedEntry, String)],
+    feed: &[(SkuFigures, String)],
 ) -> Result<(), StoreError> {
     let pending = for_feed(db, feed).await?;
     super::messages::append(db, pending, chrono::Utc::now()).await?;
@@ -142,6 +161,44 @@ impl FiguresLog for sqlx::SqliteConnection {
         .await?;
         Ok(())
     }
+
+    async fn save_stamps(&mut self, figures: &[&SkuFigures]) -> Result<(), StoreError> {
+        let rows: Vec<(&str, i64, i64, Option<String>)> = figures
+            .iter()
+            .map(|f| {
+                (
+                    f.entry.sku.as_str(),
+                    f.entry.backordered,
+                    f.waiting.orders,
+                    f.waiting.oldest.as_ref().map(format_timestamp),
+                )
+            })
+            .collect();
+        let list = serde_json::to_string(&rows).expect("rows serialize");
+        // A SKU without a version row is at version 0 (as the pool cache
+        // reads it): its first change inserts version 1.
+        sqlx::query(
+            "INSERT INTO feed_stamps
+                 (sku, epoch, version, backordered, waiting_orders, oldest_waiting)
+             SELECT s.sku, (SELECT epoch FROM feed_epoch WHERE id = 1),
+                    coalesce((SELECT version FROM pool_versions v WHERE v.sku = s.sku), 0),
+                    s.backordered, s.waiting, s.oldest
+             FROM (SELECT json_extract(j.value, '$[0]') AS sku,
+                          json_extract(j.value, '$[1]') AS backordered,
+                          json_extract(j.value, '$[2]') AS waiting,
+                          json_extract(j.value, '$[3]') AS oldest
+                   FROM json_each($1) j) s
+             WHERE true
+             ON CONFLICT (sku) DO UPDATE SET epoch = excluded.epoch,
+                 version = excluded.version, backordered = excluded.backordered,
+                 waiting_orders = excluded.waiting_orders,
+                 oldest_waiting = excluded.oldest_waiting",
+        )
+        .bind(list)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
 }
 
 impl FiguresLog for sqlx::PgConnection {
@@ -166,6 +223,12 @@ impl FiguresLog for sqlx::PgConnection {
         .bind(entries)
         .execute(&mut *self)
         .await?;
+        Ok(())
+    }
+
+    /// No pool versions on PostgreSQL (migrations/postgres/*_pool_versions.sql):
+    /// its feed is always computed from the stored state.
+    async fn save_stamps(&mut self, _figures: &[&SkuFigures]) -> Result<(), StoreError> {
         Ok(())
     }
 }

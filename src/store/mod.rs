@@ -13,12 +13,14 @@ mod delivery_any;
 pub mod digest;
 pub mod feed;
 mod feed_rows;
+pub mod feed_stamps;
 pub mod figures;
 mod group;
 pub mod history;
 mod ingest;
 mod location;
 pub mod messages;
+mod pool_reads;
 pub mod postgres;
 mod recalculate;
 pub mod samples;
@@ -321,6 +323,20 @@ pub trait Store {
         &self,
         as_of: DateTime<Utc>,
     ) -> impl Future<Output = Result<crate::feed::FeedSource, StoreError>> + Send;
+    /// The feed in parts (store/feed_stamps.rs): the SKUs whose stored
+    /// figures are current, and the source of the rest (on PostgreSQL
+    /// always the whole book's).
+    fn feed_parts(
+        &self,
+        as_of: DateTime<Utc>,
+        prefilter: feed_stamps::Prefilter,
+    ) -> impl Future<Output = Result<feed_stamps::FeedParts, StoreError>> + Send;
+    /// `sku`'s stored feed entry when it is current (store/feed_stamps.rs);
+    /// `None`: it must be computed from the stored state.
+    fn stored_entry(
+        &self,
+        sku: &str,
+    ) -> impl Future<Output = Result<Option<crate::feed::FeedEntry>, StoreError>> + Send;
     /// A page of orders whose stored status is backordered, oldest first.
     fn backorders(
         &self,

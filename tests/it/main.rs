@@ -19,6 +19,7 @@ mod delivery_retention;
 mod delivery_support;
 mod delivery_webhook;
 mod deploy;
+mod feed_stamps;
 mod http;
 mod http_edges;
 mod import;

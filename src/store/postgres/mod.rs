@@ -388,10 +388,27 @@ impl Store for PgStore {
             r#"(rtrim(o.order_date, 'Z') COLLATE "C")"#,
             as_of,
             None,
+            None,
         )
         .await?;
         tx.commit().await?;
         Ok(source)
+    }
+
+    /// No stamps on PostgreSQL (store/feed_stamps.rs): the whole source.
+    async fn feed_parts(
+        &self,
+        as_of: DateTime<Utc>,
+        _prefilter: super::feed_stamps::Prefilter,
+    ) -> Result<super::feed_stamps::FeedParts, StoreError> {
+        Ok(super::feed_stamps::FeedParts {
+            stored: Vec::new(),
+            source: self.feed_source(as_of).await?,
+        })
+    }
+
+    async fn stored_entry(&self, _sku: &str) -> Result<Option<crate::feed::FeedEntry>, StoreError> {
+        Ok(None)
     }
 
     async fn pool_state(

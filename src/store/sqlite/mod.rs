@@ -10,6 +10,7 @@ mod book_scan;
 mod checkpoint;
 mod direct;
 mod feed_lines;
+mod feed_stamps;
 mod import;
 mod ingest;
 mod messages;
@@ -44,6 +45,8 @@ pub struct SqliteStore {
     writer: std::sync::OnceLock<Writer<Sqlite>>,
     /// Hot pools kept between recalculations (store/recalculate/pool_cache.rs).
     pools: recalculate::PoolCache,
+    /// Large pools' stored state kept for the read paths (store/pool_reads.rs).
+    pool_reads: super::pool_reads::PoolReads,
 }
 
 /// The longest wait for a turn on the write connection.
@@ -161,6 +164,7 @@ impl SqliteStore {
             write_pool,
             writer: std::sync::OnceLock::new(),
             pools: recalculate::PoolCache::default(),
+            pool_reads: super::pool_reads::PoolReads::default(),
         })
     }
 
@@ -242,6 +246,7 @@ impl Store for SqliteStore {
         let marked = imported?;
         restored?;
         self.pools.clear();
+        self.pool_reads.clear();
         Ok(ImportSummary {
             orders: snapshot.orders.len(),
             lines: snapshot.orders.iter().map(|o| o.lines.len()).sum(),
@@ -488,10 +493,29 @@ impl Store for SqliteStore {
             "rtrim(o.order_date, 'Z')",
             as_of,
             Some(tallied),
+            None,
         )
         .await?;
         tx.commit().await?;
         Ok(source)
+    }
+
+    async fn feed_parts(
+        &self,
+        as_of: DateTime<Utc>,
+        prefilter: super::feed_stamps::Prefilter,
+    ) -> Result<super::feed_stamps::FeedParts, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let parts = feed_stamps::feed_parts(&mut tx, as_of, prefilter).await?;
+        tx.commit().await?;
+        Ok(parts)
+    }
+
+    async fn stored_entry(&self, sku: &str) -> Result<Option<crate::feed::FeedEntry>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let entry = feed_stamps::stored_entry(&mut tx, sku).await?;
+        tx.commit().await?;
+        Ok(entry)
     }
 
     async fn pool_state(
@@ -500,7 +524,7 @@ impl Store for SqliteStore {
         with_replacements: bool,
     ) -> Result<super::PoolState, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let state = queries::pool_state(&mut tx, skus, with_replacements).await?;
+        let state = queries::pool_state(&mut tx, skus, with_replacements, &self.pool_reads).await?;
         tx.commit().await?;
         Ok(state)
     }

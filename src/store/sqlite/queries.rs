@@ -4,6 +4,7 @@
 //! None of them writes; each reads in one (deferred) transaction, so it
 //! sees one consistent state while recalculations go on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +13,7 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::super::codec::{HeaderRow, from_json_text};
 use super::{ORDER_HEADER_JSON, load_settings};
+use crate::store::pool_reads::PoolReads;
 use crate::store::views::{
     BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness, date_key,
 };
@@ -42,11 +44,15 @@ pub(super) async fn order_view(
     assemble::order_view(order, row.get(1), row.get(2), lines).map(Some)
 }
 
+/// The pools' stored state; a large group's from `kept` when its versions
+/// say nothing changed since it was read (store/pool_reads.rs).
 pub(super) async fn pool_state(
     conn: &mut SqliteConnection,
     skus: &[String],
     with_replacements: bool,
+    kept: &PoolReads,
 ) -> Result<PoolState, StoreError> {
+    use crate::store::recalculate::RecalcDialect;
     let settings = load_settings(conn).await?;
     let skus = if with_replacements {
         assemble::group_skus::<sqlx::Sqlite>(conn, &settings, skus.to_vec()).await?
@@ -54,21 +60,29 @@ pub(super) async fn pool_state(
         assemble::sorted_skus(skus.to_vec())
     };
     let list = serde_json::to_string(&skus).expect("skus serialize");
-    let group = crate::store::recalculate::RecalcDialect::load_group(
-        conn,
-        &skus,
-        0,
-        settings,
-        FxHashMap::default(),
-    )
-    .await?;
+    let versions = conn.pool_versions(&skus).await?;
+    let snapshot = match kept.get(&skus, &versions) {
+        Some(snapshot) => (*snapshot).clone(),
+        None => {
+            let group = conn
+                .load_group(&skus, 0, settings, FxHashMap::default())
+                .await?;
+            let snapshot = assemble::pool_state(group, Vec::new(), Vec::new()).snapshot;
+            kept.put(&skus, versions, Arc::new(snapshot.clone()));
+            snapshot
+        }
+    };
     let dirty_skus: Vec<String> = sqlx::query_scalar(
         "SELECT d.sku FROM json_each(?) j CROSS JOIN dirty_skus d ON d.sku = j.value ORDER BY d.sku",
     )
     .bind(&list)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(assemble::pool_state(group, skus, dirty_skus))
+    Ok(PoolState {
+        snapshot,
+        skus,
+        dirty_skus,
+    })
 }
 
 /// The stored order date with its final `Z` left out sorts as the instant
