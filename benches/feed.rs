@@ -243,27 +243,11 @@ async fn hot_figures_cost(store: &SqliteStore) {
         // The stamp, as store/figures.rs writes it.
         let stamps: Vec<(&str, i64, i64, Option<String>)> =
             skus.iter().map(|s| (*s, 0, 1, None)).collect();
-        sqlx::query(
-            "INSERT INTO feed_stamps
-                 (sku, epoch, version, backordered, waiting_orders, oldest_waiting)
-             SELECT s.sku, (SELECT epoch FROM feed_epoch WHERE id = 1),
-                    coalesce((SELECT version FROM pool_versions v WHERE v.sku = s.sku), 0),
-                    s.backordered, s.waiting, s.oldest
-             FROM (SELECT json_extract(j.value, '$[0]') AS sku,
-                          json_extract(j.value, '$[1]') AS backordered,
-                          json_extract(j.value, '$[2]') AS waiting,
-                          json_extract(j.value, '$[3]') AS oldest
-                   FROM json_each($1) j) s
-             WHERE true
-             ON CONFLICT (sku) DO UPDATE SET epoch = excluded.epoch,
-                 version = excluded.version, backordered = excluded.backordered,
-                 waiting_orders = excluded.waiting_orders,
-                 oldest_waiting = excluded.oldest_waiting",
-        )
-        .bind(serde_json::to_string(&stamps).unwrap())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        sqlx::query(backorderd::store::figures::STAMPS_UPSERT)
+            .bind(serde_json::to_string(&stamps).unwrap())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         tx.rollback().await.unwrap();
         assert!(!stored.is_empty(), "the hottest SKU's figures are stored");
         sql_ms.push(started.elapsed().as_secs_f64() * 1e3);

@@ -136,6 +136,26 @@ fn message(
     })
 }
 
+/// Writes a batch's feed stamps (SQLite; `$1`: a JSON array of `[sku,
+/// backordered, waiting orders, oldest waiting]`). A SKU without a version
+/// row is at version 0 (as the pool cache reads it): its first change
+/// inserts version 1. Public for the feed bench, which stamps the same way.
+pub const STAMPS_UPSERT: &str = "INSERT INTO feed_stamps
+                 (sku, epoch, version, backordered, waiting_orders, oldest_waiting)
+             SELECT s.sku, (SELECT epoch FROM feed_epoch WHERE id = 1),
+                    coalesce((SELECT version FROM pool_versions v WHERE v.sku = s.sku), 0),
+                    s.backordered, s.waiting, s.oldest
+             FROM (SELECT json_extract(j.value, '$[0]') AS sku,
+                          json_extract(j.value, '$[1]') AS backordered,
+                          json_extract(j.value, '$[2]') AS waiting,
+                          json_extract(j.value, '$[3]') AS oldest
+                   FROM json_each($1) j) s
+             WHERE true
+             ON CONFLICT (sku) DO UPDATE SET epoch = excluded.epoch,
+                 version = excluded.version, backordered = excluded.backordered,
+                 waiting_orders = excluded.waiting_orders,
+                 oldest_waiting = excluded.oldest_waiting";
+
 impl FiguresLog for sqlx::SqliteConnection {
     async fn last_figures(&mut self, skus: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
         let list = serde_json::to_string(skus).expect("skus serialize");
@@ -175,28 +195,10 @@ impl FiguresLog for sqlx::SqliteConnection {
             })
             .collect();
         let list = serde_json::to_string(&rows).expect("rows serialize");
-        // A SKU without a version row is at version 0 (as the pool cache
-        // reads it): its first change inserts version 1.
-        sqlx::query(
-            "INSERT INTO feed_stamps
-                 (sku, epoch, version, backordered, waiting_orders, oldest_waiting)
-             SELECT s.sku, (SELECT epoch FROM feed_epoch WHERE id = 1),
-                    coalesce((SELECT version FROM pool_versions v WHERE v.sku = s.sku), 0),
-                    s.backordered, s.waiting, s.oldest
-             FROM (SELECT json_extract(j.value, '$[0]') AS sku,
-                          json_extract(j.value, '$[1]') AS backordered,
-                          json_extract(j.value, '$[2]') AS waiting,
-                          json_extract(j.value, '$[3]') AS oldest
-                   FROM json_each($1) j) s
-             WHERE true
-             ON CONFLICT (sku) DO UPDATE SET epoch = excluded.epoch,
-                 version = excluded.version, backordered = excluded.backordered,
-                 waiting_orders = excluded.waiting_orders,
-                 oldest_waiting = excluded.oldest_waiting",
-        )
-        .bind(list)
-        .execute(&mut *self)
-        .await?;
+        sqlx::query(STAMPS_UPSERT)
+            .bind(list)
+            .execute(&mut *self)
+            .await?;
         Ok(())
     }
 }

@@ -15,6 +15,18 @@ pub mod feed;
 mod feed_rows;
 pub mod feed_stamps;
 pub mod figures;
+
+/// The tables an import replaces, children before their parents (the
+/// order they are emptied in).
+pub(crate) const IMPORTED_TABLES: [&str; 7] = [
+    "order_lines",
+    "orders",
+    "purchase_orders",
+    "inventory",
+    "products",
+    "warehouses",
+    "client_settings",
+];
 mod group;
 pub mod history;
 mod ingest;

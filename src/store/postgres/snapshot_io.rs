@@ -47,15 +47,7 @@ pub(super) async fn import(
         .await?;
     // DELETE, not TRUNCATE: TRUNCATE is not MVCC-safe (a reader whose
     // snapshot predates the import could find the tables empty).
-    for table in [
-        "order_lines",
-        "orders",
-        "purchase_orders",
-        "inventory",
-        "products",
-        "warehouses",
-        "client_settings",
-    ] {
+    for table in crate::store::IMPORTED_TABLES {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *conn)
             .await?;

@@ -26,17 +26,7 @@ use crate::engine::snapshot::{Order, Snapshot};
 use crate::engine::time_format::{format_date, format_timestamp};
 use crate::store::{ImportStep, StoreError, assemble};
 
-/// The tables an import replaces, children before their parents (the
-/// order they are emptied in).
-const TABLES: [&str; 7] = [
-    "order_lines",
-    "orders",
-    "purchase_orders",
-    "inventory",
-    "products",
-    "warehouses",
-    "client_settings",
-];
+use crate::store::IMPORTED_TABLES as TABLES;
 
 /// Rows between two progress reports.
 const REPORT_EVERY: u64 = 1 << 14;
