@@ -11,8 +11,14 @@
 //! on one keep-alive connection: p50, p99 and max of the time to the whole
 //! answer (the server's render time plus a loopback round trip; target
 //! 200 ms p99), and the first fetch apart (a large pool's first read). The
-//! hottest SKU's product page is among them. The product search (the whole availability feed) is
-//! fetched `BENCH_SEARCH_REPS` times (default 5).
+//! hottest SKU's product page is among them. The product search by
+//! backordered units (console and API, with and without a warehouse) is
+//! fetched `BENCH_SEARCH_REPS` times (default 30). Then the hottest SKU's
+//! product page and the page of one of its orders are each fetched
+//! `BENCH_PAGE_REPS` times right after an event that changes their pool
+//! (`inventory_adjusted` +1 / -1 on `SKU-000000`): once as soon as the
+//! event is accepted (before or while its recalculation runs), once after
+//! `?wait=true` (its recalculation written back).
 //!
 //! `BENCH_DB=PATH` measures the pages on that SQLite database as it is
 //! (already imported and recalculated), skipping the book and the what-if.
@@ -46,6 +52,40 @@ fn get(agent: &ureq::Agent, url: &str) -> (u16, String) {
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> u16 {
+    agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .expect("serve answers")
+        .status()
+        .as_u16()
+}
+
+/// p50, p99, max of `times` (sorted here).
+fn figures(times: &mut [f64]) -> (f64, f64, f64) {
+    times.sort_by(f64::total_cmp);
+    (
+        percentile(times, 0.5),
+        percentile(times, 0.99),
+        times[times.len() - 1],
+    )
+}
+
+/// An order with a line of the hottest SKU, from the database file.
+fn order_of_hottest(url: &str) -> String {
+    let path = url.trim_start_matches("sqlite://");
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    db.query_row(
+        "SELECT order_id FROM order_lines WHERE sku = 'SKU-000000' ORDER BY order_id LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .expect("the hottest SKU has lines")
 }
 
 fn main() {
@@ -126,7 +166,7 @@ fn pages(url: &str) {
     let lines = order["lines"].as_array().unwrap();
     let last_sku = lines[lines.len() - 1]["sku"].as_str().unwrap().to_owned();
     let reps = env_or("BENCH_PAGE_REPS", 30);
-    let search_reps = env_or("BENCH_SEARCH_REPS", 5);
+    let search_reps = env_or("BENCH_SEARCH_REPS", 30);
     let pages = [
         ("/".to_owned(), reps),
         ("/backorders".to_owned(), reps),
@@ -144,6 +184,14 @@ fn pages(url: &str) {
         ("/messages".to_owned(), reps),
         ("/settings".to_owned(), reps),
         ("/products?min_backordered=50".to_owned(), search_reps),
+        (
+            "/products?min_backordered=50&warehouse=MAIN".to_owned(),
+            search_reps,
+        ),
+        (
+            "/v1/availability?backordered_min=50".to_owned(),
+            search_reps,
+        ),
     ];
     println!(
         "page (times fetched)                        p50        p99        max      first (target: p99 200 ms)"
@@ -165,17 +213,47 @@ fn pages(url: &str) {
                 times.push(ms);
             }
         }
-        times.sort_by(f64::total_cmp);
+        let (p50, p99, max) = figures(&mut times);
         println!(
-            "{:44} {:7.1} ms {:7.1} ms {:7.1} ms {:7.1} ms",
+            "{:44} {p50:7.1} ms {p99:7.1} ms {max:7.1} ms {first:7.1} ms",
             format!("{path} ({reps})"),
-            percentile(&times, 0.5),
-            percentile(&times, 0.99),
-            times[times.len() - 1],
-            first
         );
     }
+    after_events(&agent, &base, &order_of_hottest(url), reps);
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let _ = serve.wait();
+}
+
+/// The hottest SKU's pages, each fetched right after an event on its pool.
+fn after_events(agent: &ureq::Agent, base: &str, order: &str, reps: usize) {
+    println!("right after an inventory_adjusted of SKU-000000     p50        p99        max");
+    let mut n = 0;
+    for (wait, when) in [("", "accepted"), ("?wait=true", "written back")] {
+        for path in [
+            "/products/SKU-000000".to_owned(),
+            format!("/orders/{order}"),
+        ] {
+            let mut times = Vec::with_capacity(reps);
+            for _ in 0..reps {
+                n += 1;
+                let delta = if n % 2 == 0 { -1 } else { 1 };
+                let event = format!(
+                    r#"{{"id":"bench-console-{n}-{}","type":"inventory_adjusted","sku":"SKU-000000","warehouse":"MAIN","delta":{delta}}}"#,
+                    std::process::id()
+                );
+                let status = post(agent, &format!("{base}/v1/events{wait}"), &event);
+                assert!((200..300).contains(&status), "the event: {status}");
+                let t = Instant::now();
+                let (status, _) = get(agent, &format!("{base}{path}"));
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(status, 200, "{path}");
+            }
+            let (p50, p99, max) = figures(&mut times);
+            println!(
+                "{:44} {p50:7.1} ms {p99:7.1} ms {max:7.1} ms",
+                format!("{path} ({when}, {reps})")
+            );
+        }
+    }
 }

@@ -212,16 +212,23 @@ pub fn explain_order(
     pools: &PoolState,
     as_of: DateTime<Utc>,
 ) -> OrderExplanation {
-    let snapshot = &pools.snapshot;
+    let snapshot: &Snapshot = &pools.snapshot;
     let places = Places::new(snapshot, as_of);
-    let own_pools = Snapshot {
-        settings: Settings {
-            consider_replacement_sku: false,
-            ..snapshot.settings
-        },
-        ..snapshot.clone()
+    // Each pool's own allocation: the engine without replacement (a copy
+    // of a hot pool's state only when replacement is on).
+    let own = match snapshot.settings.consider_replacement_sku {
+        false => engine::allocate(snapshot, as_of),
+        true => engine::allocate(
+            &Snapshot {
+                settings: Settings {
+                    consider_replacement_sku: false,
+                    ..snapshot.settings
+                },
+                ..snapshot.clone()
+            },
+            as_of,
+        ),
     };
-    let own = engine::allocate(&own_pools, as_of);
     let with_replacement = snapshot
         .settings
         .consider_replacement_sku
@@ -400,7 +407,7 @@ pub fn product_summary(
     pools: &PoolState,
     as_of: DateTime<Utc>,
 ) -> Option<ProductSummary> {
-    let s = &pools.snapshot;
+    let s: &Snapshot = &pools.snapshot;
     let product = s.products.iter().find(|p| p.sku == sku);
     let has_lines = s
         .orders
@@ -546,7 +553,7 @@ mod tests {
 
     fn state(settings: Settings, stock: &[(&str, &str, i64)], orders: Vec<Order>) -> PoolState {
         PoolState {
-            snapshot: Snapshot {
+            snapshot: std::sync::Arc::new(Snapshot {
                 as_of: None,
                 settings,
                 warehouses: vec![
@@ -581,7 +588,7 @@ mod tests {
                     expected_date: None,
                 }],
                 orders,
-            },
+            }),
             skus: vec!["TEA".into()],
             dirty_skus: vec![],
         }
@@ -631,7 +638,9 @@ mod tests {
         );
 
         let mut fully = plain.clone();
-        fully.snapshot.settings.prioritize_fully_shippable = true;
+        std::sync::Arc::make_mut(&mut fully.snapshot)
+            .settings
+            .prioritize_fully_shippable = true;
         let a = explain_order(&view(&fully, "A"), &fully, now());
         let r = &a.lines[0].reason;
         assert_eq!(

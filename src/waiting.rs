@@ -36,23 +36,28 @@ pub struct PoolQueue {
     pub pool: PoolKey,
     /// Every active line of the pool, waiting or served.
     pub active_lines: usize,
+    /// Waiting lines before the page asked for, not listed.
+    pub before: usize,
     /// The lines backordered (by the engine now, or as stored), in
-    /// priority order, at most the `limit` asked for.
+    /// priority order: the page asked for, at most `limit` of them.
     pub waiting: Vec<QueuedLine>,
-    /// Waiting lines past `limit`, not listed.
+    /// Waiting lines after the page, not listed.
     pub more: usize,
 }
 
 /// The pools of `sku` in `pools` (its stored state with the replacement
-/// closure, so the engine's answer is the recalculation's), each with its
-/// waiting lines in priority order, pools by warehouse.
+/// closure, so the engine's answer is the recalculation's), each with a
+/// page of its waiting lines in priority order (the `skip` first left
+/// out, then at most `limit`), pools by warehouse. Only the lines listed
+/// are copied out.
 pub fn product_queue(
     sku: &str,
     pools: &PoolState,
     as_of: DateTime<Utc>,
+    skip: usize,
     limit: usize,
 ) -> Vec<PoolQueue> {
-    let snapshot = &pools.snapshot;
+    let snapshot: &crate::engine::snapshot::Snapshot = &pools.snapshot;
     let places = Places::new(snapshot, as_of);
     let mut keys: Vec<PoolKey> = snapshot
         .orders
@@ -68,12 +73,16 @@ pub fn product_queue(
         .map(|pool| {
             let queue = &queues[&pool];
             let mut waiting = Vec::new();
-            let mut more = 0;
+            let (mut before, mut more) = (0, 0);
             for (k, &(o, l)) in queue.iter().enumerate() {
                 let order = &snapshot.orders[o];
                 let line = &order.lines[l];
                 let outcome = allocation.lines[places.first_line[o] + l];
                 if outcome.backorder_qty <= 0 && line.backorder_qty <= 0 {
+                    continue;
+                }
+                if before < skip {
+                    before += 1;
                     continue;
                 }
                 if waiting.len() == limit {
@@ -95,6 +104,7 @@ pub fn product_queue(
             PoolQueue {
                 active_lines: queue.len(),
                 pool,
+                before,
                 waiting,
                 more,
             }
@@ -132,7 +142,7 @@ mod tests {
 
     fn pools(settings: Settings, orders: Vec<Order>) -> PoolState {
         PoolState {
-            snapshot: Snapshot {
+            snapshot: std::sync::Arc::new(Snapshot {
                 as_of: None,
                 settings,
                 warehouses: vec![Warehouse {
@@ -154,7 +164,7 @@ mod tests {
                     expected_date: "2026-12-10".parse().ok(),
                 }],
                 orders,
-            },
+            }),
             skus: vec!["TEA".into()],
             dirty_skus: vec![],
         }
@@ -177,6 +187,7 @@ mod tests {
             "TEA",
             &pools(Settings::default(), orders.clone()),
             now(),
+            0,
             10,
         );
         assert_eq!(plain.len(), 1);
@@ -195,14 +206,23 @@ mod tests {
             prioritize_rush: true,
             ..Settings::default()
         };
-        let q = &product_queue("TEA", &pools(rush, orders), now(), 1)[0];
+        let state = pools(rush, orders);
+        let q = &product_queue("TEA", &state, now(), 0, 1)[0];
         assert_eq!(q.waiting.len(), 1, "the limit");
-        assert_eq!(q.more, 2, "A and B wait behind");
+        assert_eq!((q.before, q.more), (0, 2), "A and B wait behind");
         assert_eq!(
             (q.waiting[0].line_id.as_str(), q.waiting[0].position),
             ("C-1", 1)
         );
         assert_eq!(q.waiting[0].backorder_qty, 1);
         assert_eq!(q.waiting[0].stored_backorder_qty, 5, "as stored");
+
+        // The second page of one line: A, with C before it and B after.
+        let q = &product_queue("TEA", &state, now(), 1, 1)[0];
+        assert_eq!((q.before, q.more), (1, 1));
+        assert_eq!(
+            (q.waiting[0].line_id.as_str(), q.waiting[0].position),
+            ("A-1", 2)
+        );
     }
 }

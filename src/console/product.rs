@@ -28,8 +28,8 @@ use crate::explain::ProductSummary;
 use crate::feed::{FeedEntry, FeedFilter};
 use crate::waiting::PoolQueue;
 
-/// Waiting lines listed per pool.
-const QUEUE_ROWS: usize = 200;
+/// Waiting lines listed per pool on a page of the queue.
+pub const QUEUE_ROWS: usize = 100;
 /// SKUs per page of the search.
 const PAGE: usize = 50;
 
@@ -37,12 +37,29 @@ fn date(d: Option<chrono::NaiveDate>) -> String {
     d.map_or("none".to_owned(), |d| d.to_string())
 }
 
-/// `GET /products/{sku}`.
+#[derive(Deserialize, Default)]
+pub struct ProductQuery {
+    /// The page of the queue (1 first), `QUEUE_ROWS` waiting lines a pool.
+    #[serde(default)]
+    queue_page: String,
+}
+
+/// `GET /products/{sku}?queue_page=N`.
 pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Extension(current): Extension<Current>,
     Path(sku): Path<String>,
+    Query(query): Query<ProductQuery>,
 ) -> Result<Response, PageError> {
+    let queue_page = match query.queue_page.trim() {
+        "" => 1,
+        t => t.parse::<usize>().ok().filter(|&p| p >= 1).ok_or_else(|| {
+            PageError::bad_request(format!(
+                "Queue page: {t:?} is not a page number (1 or more)."
+            ))
+        })?,
+    };
+    let skip = (queue_page - 1).saturating_mul(QUEUE_ROWS);
     let pools = state
         .store
         .pool_state(std::slice::from_ref(&sku), true)
@@ -54,7 +71,7 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
         (
             crate::explain::product_summary(&asked, &pools, now),
             crate::availability::entry_of(&pools, &asked, now),
-            crate::waiting::product_queue(&asked, &pools, now, QUEUE_ROWS),
+            crate::waiting::product_queue(&asked, &pools, now, skip, QUEUE_ROWS),
         )
     })
     .await
@@ -80,12 +97,15 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
         h2 #queue-title { "Queue of waiting lines" }
         p.help { "The active lines of each pool in the order the engine serves them; "
             "\"backordered now\" and the ETA are the engine's answer on the stored state now." }
-        @if queue.iter().all(|q| q.waiting.is_empty()) {
+        @if queue.iter().all(|q| q.waiting.is_empty() && q.before == 0 && q.more == 0) {
             p #no-queue role="status" { "No line of this SKU waits." }
+        } @else if queue.iter().all(|q| q.waiting.is_empty()) {
+            p #no-queue-page role="status" { "No waiting line on this page." }
         }
         @for (i, q) in queue.iter().enumerate() {
-            @if !q.waiting.is_empty() { (queue_table(i, q)) }
+            @if !q.waiting.is_empty() || q.before > 0 { (queue_table(i, q)) }
         }
+        (queue_pager(&sku, queue_page, &queue))
     };
     let title = format!("Product {sku}");
     Ok(layout::page(&title, Some(&current), body).into_response())
@@ -173,15 +193,35 @@ fn purchase_orders(summary: &ProductSummary) -> Markup {
     }
 }
 
+/// Previous / next page of the queue, when there is one.
+fn queue_pager(sku: &str, page: usize, queue: &[PoolQueue]) -> Markup {
+    let link = |page: usize| format!("/products/{}?queue_page={page}#queue-title", urlencode(sku));
+    let previous = page > 1;
+    let next = queue.iter().any(|q| q.more > 0);
+    html! {
+        @if previous || next {
+            nav.pager #queue-pages aria-label="Pages of the queue" {
+                @if previous { a href=(link(page - 1)) rel="prev" { "Previous " (QUEUE_ROWS) " lines" } }
+                " Page " (page) " "
+                @if next { a href=(link(page + 1)) rel="next" { "Next " (QUEUE_ROWS) " lines" } }
+            }
+        }
+    }
+}
+
 fn queue_table(i: usize, q: &PoolQueue) -> Markup {
     let pool = match &q.pool.warehouse {
         Some(w) => format!("Pool {} at {w}", q.pool.sku),
         None => format!("Pool {}", q.pool.sku),
     };
+    let waiting = q.before + q.waiting.len() + q.more;
     html! {
         table.queue id={ "queue-" (i) } {
-            caption { (pool) ": " (q.waiting.len() + q.more) " of " (q.active_lines) " active lines wait"
-                @if q.more > 0 { " (the first " (q.waiting.len()) " listed)" } }
+            caption { (pool) ": " (waiting) " of " (q.active_lines) " active lines wait"
+                @if q.waiting.is_empty() { " (none on this page)" }
+                @else if waiting > q.waiting.len() {
+                    " (waiting lines " (q.before + 1) " to " (q.before + q.waiting.len()) " listed)"
+                } }
             thead { tr {
                 th scope="col" class="num" { "Place" } th scope="col" { "Order" } th scope="col" { "Line" }
                 th scope="col" { "Ordered" } th scope="col" { "Rush" } th scope="col" class="num" { "Qty" }

@@ -230,7 +230,7 @@ pub fn pool_state(group: GroupState, skus: Vec<String>, dirty_skus: Vec<String>)
     let mut orders: Vec<Order> = group.orders.into_iter().map(|o| o.order).collect();
     orders.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     PoolState {
-        snapshot: Snapshot {
+        snapshot: std::sync::Arc::new(Snapshot {
             as_of: None,
             settings: group.settings,
             warehouses: group.warehouses,
@@ -238,7 +238,7 @@ pub fn pool_state(group: GroupState, skus: Vec<String>, dirty_skus: Vec<String>)
             inventory: group.inventory,
             purchase_orders: group.purchase_orders,
             orders,
-        },
+        }),
         skus,
         dirty_skus,
     }

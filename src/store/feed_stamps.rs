@@ -120,6 +120,43 @@ pub(in crate::store) fn split(
     Ok((stored, stale))
 }
 
+/// [`split`] for a search that needs backordered units (a minimum of at
+/// least 1): `in_range`, the current stamps within the prefilter, and
+/// `stale`, every SKU with lines whose stamp is not current. A SKU without
+/// lines has no backordered unit, so no other SKU can be listed; with
+/// replacement, every SKU tied to a stale one is computed with it (read or
+/// not), as [`split`] does.
+pub(in crate::store) fn split_ranged(
+    in_range: Vec<BookSku>,
+    mut stale: Vec<String>,
+    edges: Option<&[(String, String)]>,
+) -> Result<(Vec<SkuFigures>, Vec<String>), StoreError> {
+    if let Some(edges) = edges
+        && !stale.is_empty()
+    {
+        stale = crate::recalc::replacement_closure(stale.iter().map(String::as_str), edges);
+    }
+    stale.sort_unstable();
+    stale.dedup();
+    // Read in the index's order; the feed is by SKU.
+    let mut in_range = in_range;
+    in_range.sort_unstable_by(|a, b| a.sku.cmp(&b.sku));
+    let computed: rustc_hash::FxHashSet<&str> = stale.iter().map(String::as_str).collect();
+    let rows: Vec<BookSku> = in_range
+        .into_iter()
+        .filter(|row| !computed.contains(row.sku.as_str()))
+        .collect();
+    let (stored, none) = split(rows, None)?;
+    debug_assert!(none.is_empty(), "only current stamps are passed");
+    Ok((stored, stale))
+}
+
+/// Whether `prefilter` keeps only SKUs with backordered units, so a search
+/// can start from the stamps within it ([`split_ranged`]).
+pub fn needs_backordered(prefilter: Prefilter) -> bool {
+    prefilter.min.is_some_and(|min| min >= 1)
+}
+
 /// A stored entry read back.
 pub(in crate::store) fn parse_entry(sku: &str, text: &str) -> Result<FeedEntry, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {

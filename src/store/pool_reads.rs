@@ -8,13 +8,20 @@
 //! version, bumped by triggers in the same transaction as any change of a
 //! row the state is read from. A kept state is used only when the versions
 //! read in the reader's own transaction equal those it was read at;
-//! anything else reads the group again (and keeps the new state). Only a
-//! backend with those triggers (SQLite) uses it.
+//! otherwise a kept state (this one's, or the worker's pool cache's) is
+//! brought up to date by the same log the pool cache patches itself from:
+//! only the orders it names are read again (and the stock when named), so
+//! the first read after an event on a hot SKU costs what changed, not the
+//! whole pool. Anything else (another epoch, a gap in the log) reads the
+//! group again (and keeps the new state). Only a backend with those
+//! triggers (SQLite) uses it.
 
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashSet;
+
 use super::recalculate::pool_cache::Versions;
-use crate::engine::snapshot::Snapshot;
+use crate::engine::snapshot::{Order, Snapshot};
 
 /// Smaller groups are read each time (a read costs little).
 pub const MIN_LINES: usize = 2_000;
@@ -46,6 +53,14 @@ impl PoolReads {
             .find(|p| p.skus == skus && p.versions == *versions)?;
         pool.used = now;
         Some(pool.snapshot.clone())
+    }
+
+    /// The kept state of the group `skus` whatever its versions, with
+    /// them: a base to patch from the log.
+    pub fn base(&self, skus: &[String]) -> Option<(Arc<Snapshot>, Versions)> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = kept.0.iter().find(|p| p.skus == skus)?;
+        Some((pool.snapshot.clone(), pool.versions.clone()))
     }
 
     /// Keeps `snapshot`, the group `skus` read at `versions`, when large
@@ -84,9 +99,58 @@ impl PoolReads {
     }
 }
 
+/// `orders` (sorted by id) with the orders `ids` replaced by `fresh`:
+/// those of them that still have lines in the group, read again; the
+/// result stays sorted by id.
+pub fn patch_orders(orders: &mut Vec<Order>, ids: &FxHashSet<String>, mut fresh: Vec<Order>) {
+    orders.retain(|o| !ids.contains(&o.id));
+    if fresh.is_empty() {
+        return;
+    }
+    fresh.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let old = std::mem::take(orders);
+    let mut merged = Vec::with_capacity(old.len() + fresh.len());
+    let mut fresh = fresh.into_iter().peekable();
+    for order in old {
+        while let Some(next) = fresh.peek()
+            && next.id < order.id
+        {
+            merged.push(fresh.next().expect("peeked"));
+        }
+        merged.push(order);
+    }
+    merged.extend(fresh);
+    *orders = merged;
+}
+
+/// How many of a pool's orders a patch may read again: past a quarter,
+/// one pass over the group costs less.
+pub fn worth_patching(orders_to_read: usize, orders_kept: usize) -> bool {
+    orders_to_read * 4 <= orders_kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patch_replaces_adds_and_drops_orders_keeping_them_sorted() {
+        let order = |id: &str, lines: usize| -> Order {
+            let mut o = snapshot(lines).orders[0].clone();
+            o.id = id.to_owned();
+            o
+        };
+        let mut orders = vec![order("A", 1), order("C", 1), order("E", 1)];
+        let ids: FxHashSet<String> = ["C", "D", "E"].map(str::to_owned).into_iter().collect();
+        // C changed (now 2 lines), D is new, E left the group.
+        patch_orders(&mut orders, &ids, vec![order("D", 1), order("C", 2)]);
+        let got: Vec<(&str, usize)> = orders
+            .iter()
+            .map(|o| (o.id.as_str(), o.lines.len()))
+            .collect();
+        assert_eq!(got, [("A", 1), ("C", 2), ("D", 1)]);
+        assert!(worth_patching(1, 4) && !worth_patching(2, 4));
+    }
 
     fn snapshot(lines: usize) -> Arc<Snapshot> {
         let order: crate::engine::snapshot::Order = serde_json::from_value(serde_json::json!({

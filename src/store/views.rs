@@ -24,7 +24,9 @@ pub struct PoolState {
     /// Settings, every warehouse, and the products, inventory and purchase
     /// orders of the SKUs; `orders` holds every order with a line of one of
     /// them, with only those lines (stored values), in position order.
-    pub snapshot: Snapshot,
+    /// Shared: a large pool's state is kept for later reads
+    /// (store/pool_reads.rs) and handed out without a copy.
+    pub snapshot: std::sync::Arc<Snapshot>,
     /// The SKUs of the state (the replacement closure when asked for).
     pub skus: Vec<String>,
     /// Those of `skus` waiting for a recalculation.

@@ -340,3 +340,84 @@ fn chart<'a>(html: &'a str, id: &str) -> &'a str {
     let end = html[start..].find("</svg>").expect("its end");
     &html[start..start + end]
 }
+
+/// A SKU with 250 waiting lines: its product page lists the queue 100
+/// lines a page, in the engine's order (oldest first), with the place of
+/// each, and links to the previous and next pages.
+#[test]
+fn the_product_page_pages_a_long_queue() {
+    let orders: Vec<serde_json::Value> = (1..=250)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("O{i:03}"),
+                "order_date": format!("2026-11-01T{:02}:{:02}:00Z", i / 60, i % 60),
+                "lines": [{"id": format!("O{i:03}-1"), "sku": "TEA", "qty": 1}],
+            })
+        })
+        .collect();
+    let book = serde_json::json!({
+        "warehouses": [{"id": "MAIN", "kind": "normal"}],
+        "inventory": [{"sku": "TEA", "warehouse": "MAIN", "on_hand": 0}],
+        "orders": orders,
+    });
+    let (_db, _daemon, base) = crate::console_support::serve_snapshot(&book, None);
+    let rows = |text: &str| -> Vec<String> {
+        text.split(r#"<tr data-line=""#)
+            .skip(1)
+            .map(|r| r[..r.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    let first = get(&base, "/products/TEA", None, &[]);
+    assert_eq!(first.status, 200);
+    let listed = rows(&first.text);
+    assert_eq!(listed.len(), 100, "{}", first.text);
+    assert_eq!(
+        (listed[0].as_str(), listed[99].as_str()),
+        ("O001-1", "O100-1")
+    );
+    assert!(
+        first
+            .text
+            .contains("250 of 250 active lines wait (waiting lines 1 to 100 listed)")
+    );
+    assert!(
+        first
+            .text
+            .contains(r#"href="/products/TEA?queue_page=2#queue-title" rel="next""#)
+    );
+    assert!(!first.text.contains(r#"rel="prev""#));
+
+    let second = get(&base, "/products/TEA?queue_page=2", None, &[]);
+    assert_eq!(second.status, 200);
+    let listed = rows(&second.text);
+    assert_eq!((listed.len(), listed[0].as_str()), (100, "O101-1"));
+    // The place is the line's among the pool's active lines.
+    assert!(
+        second
+            .text
+            .contains(r#"<tr data-line="O101-1"><td class="num">101</td>"#),
+        "{}",
+        second.text
+    );
+    assert!(
+        second
+            .text
+            .contains(r#"href="/products/TEA?queue_page=1#queue-title" rel="prev""#)
+    );
+    assert!(second.text.contains(r#"rel="next""#));
+
+    let last = get(&base, "/products/TEA?queue_page=3", None, &[]);
+    let listed = rows(&last.text);
+    assert_eq!((listed.len(), listed[49].as_str()), (50, "O250-1"));
+    assert!(last.text.contains("(waiting lines 201 to 250 listed)"));
+    assert!(!last.text.contains(r#"rel="next""#));
+
+    let beyond = get(&base, "/products/TEA?queue_page=4", None, &[]);
+    assert_eq!(beyond.status, 200);
+    assert!(rows(&beyond.text).is_empty());
+    assert!(beyond.text.contains("No waiting line on this page."));
+    for bad in ["0", "x", "-1"] {
+        let refused = get(&base, &format!("/products/TEA?queue_page={bad}"), None, &[]);
+        assert_eq!(refused.status, 400, "queue_page={bad}");
+    }
+}

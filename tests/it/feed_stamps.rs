@@ -56,6 +56,45 @@ fn assert_served_is_the_stored_states(db: &TempDatabase, after: &str) {
     let (served_entries, served_report) = served(db);
     assert_eq!(served_entries, entries, "the whole feed after {after}");
     assert_eq!(served_report, report, "the report after {after}");
+    // A search by backordered units reads only the stamps within its
+    // bounds and the stale SKUs (store/sqlite/feed_stamps.rs): the same
+    // entries as the whole feed filtered.
+    for (min, max, warehouse) in [
+        (Some(1), None, None),
+        (Some(2), Some(5), None),
+        (Some(1), None, Some("MAIN")),
+        (Some(3), Some(3), Some("EAST")),
+        (None, Some(2), None),
+    ] {
+        let filter = feed::FeedFilter {
+            backordered_min: min,
+            backordered_max: max,
+            warehouse: warehouse.map(str::to_owned),
+        };
+        let wanted: Vec<&Value> = entries
+            .iter()
+            .filter(|e| filter.matches(&serde_json::from_value((*e).clone()).unwrap()))
+            .collect();
+        let mut args = vec!["availability".to_owned(), "--jsonl".to_owned()];
+        for (flag, value) in [("--backordered-min", min), ("--backordered-max", max)] {
+            if let Some(v) = value {
+                args.extend([flag.to_owned(), v.to_string()]);
+            }
+        }
+        if let Some(w) = warehouse {
+            args.extend(["--warehouse".to_owned(), w.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let found = db.run(&args, None);
+        assert_eq!(found.code, 0, "{}", found.stderr);
+        let found: Vec<Value> = found
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let found: Vec<&Value> = found.iter().collect();
+        assert_eq!(found, wanted, "{args:?} after {after}");
+    }
     for entry in &entries {
         let sku = entry["sku"].as_str().unwrap();
         let one = db.run(&["availability", sku], None);

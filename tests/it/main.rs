@@ -26,6 +26,7 @@ mod import;
 mod messages;
 mod openapi;
 mod pool_cache;
+mod pool_reads;
 mod postgres;
 mod scale_out;
 mod secrets;

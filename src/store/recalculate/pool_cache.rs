@@ -264,6 +264,22 @@ impl PoolCache {
         }
     }
 
+    /// A copy of the group's cached pool for a read path
+    /// (store/pool_reads.rs): its orders and stock, the versions it is
+    /// current at, and the orders to read again whatever the log says
+    /// (those a batch wrote whose commit is not confirmed, and those whose
+    /// totals drifted). `None` when the group is not cached, or a batch
+    /// has it in hand.
+    pub(crate) fn copy_for_read(
+        &self,
+        skus: &[String],
+    ) -> Option<(Snapshot, Versions, FxHashSet<String>)> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pools.pools.iter().find(|p| p.skus == skus)?;
+        let again = pool.written.union(&pool.reload).cloned().collect();
+        Some((pool.snapshot.clone(), pool.versions.clone(), again))
+    }
+
     /// Forgets every pool (an import replaced the state).
     pub fn clear(&self) {
         self.pools

@@ -78,6 +78,65 @@ fn book(db: &rusqlite::Connection, prefilter: Prefilter) -> rusqlite::Result<Vec
     Ok(out)
 }
 
+/// The current stamps whose stored backordered units lie within `?1` and
+/// `?2`, with their entries: a range of `feed_stamps_by_backordered`.
+const IN_RANGE: &str = "SELECT s.sku, f.entry, s.waiting_orders, s.oldest_waiting
+     FROM feed_stamps s LEFT JOIN availability_figures f ON f.sku = s.sku
+     WHERE s.backordered >= ?1 AND (?2 IS NULL OR s.backordered <= ?2)
+       AND s.epoch = (SELECT epoch FROM feed_epoch WHERE id = 1)
+       AND s.version = coalesce((SELECT version FROM pool_versions v WHERE v.sku = s.sku), 0)";
+
+/// Every SKU with a pool version row (every SKU with lines has one: the
+/// triggers add it, an import and the migration add it for the lines they
+/// load) whose stamp is missing or not current; at most `?1`.
+const STALE_WITH_LINES: &str = "SELECT v.sku FROM pool_versions v
+     WHERE NOT EXISTS (SELECT 1 FROM feed_stamps s WHERE s.sku = v.sku
+         AND s.epoch = (SELECT epoch FROM feed_epoch WHERE id = 1) AND s.version = v.version)
+     LIMIT ?1";
+
+/// Adds a version row (0: as if none) for every SKU with lines that lacks
+/// one, after a load that ran without the triggers (an import).
+pub(super) const REGISTER_LINE_SKUS: &str = "WITH RECURSIVE line_skus(sku) AS (
+         SELECT (SELECT min(sku) FROM order_lines)
+         UNION ALL
+         SELECT (SELECT l.sku FROM order_lines l WHERE l.sku > line_skus.sku
+                 ORDER BY l.sku LIMIT 1)
+         FROM line_skus WHERE line_skus.sku IS NOT NULL
+     )
+     INSERT INTO pool_versions (sku, version)
+     SELECT sku, 0 FROM line_skus WHERE sku IS NOT NULL
+     ON CONFLICT (sku) DO NOTHING";
+
+/// The stamps a search with a minimum of at least 1 reads
+/// ([`feed_stamps::split_ranged`]): those within the bounds, and the
+/// stale SKUs with lines (at most `MOST_STALE` + 1 of them).
+fn ranged(
+    db: &rusqlite::Connection,
+    prefilter: Prefilter,
+) -> rusqlite::Result<(Vec<BookSku>, Vec<String>)> {
+    let mut statement = db.prepare(IN_RANGE)?;
+    let mut rows = statement.query(rusqlite::params![prefilter.min, prefilter.max])?;
+    let mut in_range = Vec::new();
+    let mut stale = Vec::new();
+    while let Some(row) = rows.next()? {
+        let sku: String = row.get(0)?;
+        match row.get::<_, Option<String>>(1)? {
+            Some(entry) => in_range.push(BookSku {
+                stamp: Stamp::Stored(entry, row.get(2)?, row.get(3)?),
+                sku,
+            }),
+            // A stamp without its entry cannot be written; compute it.
+            None => stale.push(sku),
+        }
+    }
+    let mut statement = db.prepare(STALE_WITH_LINES)?;
+    let mut rows = statement.query([MOST_STALE as i64 + 1])?;
+    while let Some(row) = rows.next()? {
+        stale.push(row.get(0)?);
+    }
+    Ok((in_range, stale))
+}
+
 /// The whole source, as the feed was always computed.
 async fn whole_source(
     conn: &mut SqliteConnection,
@@ -114,13 +173,24 @@ pub(super) async fn feed_parts(
             source: whole_source(conn, settings, warehouses, as_of).await?,
         });
     }
-    let rows = with_rusqlite(conn, |db| book(db, prefilter).map_err(db_error)).await?;
     let edges = if settings.consider_replacement_sku {
         Some(crate::store::recalculate::portable::replacement_edges::<Sqlite>(conn).await?)
     } else {
         None
     };
-    let (stored, stale) = feed_stamps::split(rows, edges.as_deref())?;
+    // A search that needs backordered units reads only the stamps within
+    // its bounds and the stale SKUs, not every SKU of the book.
+    let (stored, stale) = if feed_stamps::needs_backordered(prefilter) {
+        let (in_range, stale) =
+            with_rusqlite(conn, |db| ranged(db, prefilter).map_err(db_error)).await?;
+        match stale.len() > MOST_STALE {
+            true => (Vec::new(), stale),
+            false => feed_stamps::split_ranged(in_range, stale, edges.as_deref())?,
+        }
+    } else {
+        let rows = with_rusqlite(conn, |db| book(db, prefilter).map_err(db_error)).await?;
+        feed_stamps::split(rows, edges.as_deref())?
+    };
     if stale.len() > MOST_STALE {
         return Ok(FeedParts {
             stored: Vec::new(),

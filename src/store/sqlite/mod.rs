@@ -524,7 +524,14 @@ impl Store for SqliteStore {
         with_replacements: bool,
     ) -> Result<super::PoolState, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let state = queries::pool_state(&mut tx, skus, with_replacements, &self.pool_reads).await?;
+        let state = queries::pool_state(
+            &mut tx,
+            skus,
+            with_replacements,
+            &self.pool_reads,
+            &self.pools,
+        )
+        .await?;
         tx.commit().await?;
         Ok(state)
     }
@@ -563,6 +570,11 @@ async fn import_in(
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     recalculate::pool_cache::pause_log::<Sqlite>(&mut tx).await?;
     let marked = import::replace_state(&mut tx, snapshot, cause, progress).await?;
+    // The triggers did not see the lines loaded: give their SKUs the
+    // version rows the feed's search finds stale stamps by.
+    sqlx::query(feed_stamps::REGISTER_LINE_SKUS)
+        .execute(&mut *tx)
+        .await?;
     ingest::push_job(
         &mut tx,
         &crate::queue::RecalcJob::new(vec![cause.into()], &[], true),

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::super::codec::{HeaderRow, from_json_text};
 use super::{ORDER_HEADER_JSON, load_settings};
-use crate::store::pool_reads::PoolReads;
+use crate::engine::snapshot::Snapshot;
+use crate::store::pool_reads::{self, PoolReads};
+use crate::store::recalculate::PoolCache;
+use crate::store::recalculate::pool_cache::{Plan, Versions, plan};
 use crate::store::views::{
     BackorderQuery, BackorderedOrder, OrderView, PoolState, Readiness, date_key,
 };
@@ -45,12 +48,15 @@ pub(super) async fn order_view(
 }
 
 /// The pools' stored state; a large group's from `kept` when its versions
-/// say nothing changed since it was read (store/pool_reads.rs).
+/// say nothing changed since it was read, else patched from a kept state
+/// (this reader's or the worker's pool cache's) by the pool log where it
+/// allows (store/pool_reads.rs).
 pub(super) async fn pool_state(
     conn: &mut SqliteConnection,
     skus: &[String],
     with_replacements: bool,
     kept: &PoolReads,
+    cache: &PoolCache,
 ) -> Result<PoolState, StoreError> {
     use crate::store::recalculate::RecalcDialect;
     let settings = load_settings(conn).await?;
@@ -62,13 +68,22 @@ pub(super) async fn pool_state(
     let list = serde_json::to_string(&skus).expect("skus serialize");
     let versions = conn.pool_versions(&skus).await?;
     let snapshot = match kept.get(&skus, &versions) {
-        Some(snapshot) => (*snapshot).clone(),
+        Some(snapshot) => snapshot,
         None => {
-            let group = conn
-                .load_group(&skus, 0, settings, FxHashMap::default())
-                .await?;
-            let snapshot = assemble::pool_state(group, Vec::new(), Vec::new()).snapshot;
-            kept.put(&skus, versions, Arc::new(snapshot.clone()));
+            let snapshot = match patched(conn, &skus, &versions, kept, cache).await? {
+                Some(mut snapshot) => {
+                    snapshot.settings = settings;
+                    Arc::new(snapshot)
+                }
+                None => {
+                    tracing::debug!(skus = ?skus, "pool reads: the group read whole");
+                    let group = conn
+                        .load_group(&skus, 0, settings, FxHashMap::default())
+                        .await?;
+                    assemble::pool_state(group, Vec::new(), Vec::new()).snapshot
+                }
+            };
+            kept.put(&skus, versions, snapshot.clone());
             snapshot
         }
     };
@@ -83,6 +98,89 @@ pub(super) async fn pool_state(
         skus,
         dirty_skus,
     })
+}
+
+/// The group `skus` at `now` from a kept state brought up to date by the
+/// pool log: this reader's own first (no copy of the worker's pool
+/// needed), then the worker's; `None` when neither can be.
+async fn patched(
+    conn: &mut SqliteConnection,
+    skus: &[String],
+    now: &Versions,
+    kept: &PoolReads,
+    cache: &PoolCache,
+) -> Result<Option<Snapshot>, StoreError> {
+    if let Some((base, at)) = kept.base(skus)
+        && let Some(read) = to_read(
+            conn,
+            skus,
+            &at,
+            now,
+            FxHashSet::default(),
+            base.orders.len(),
+        )
+        .await?
+    {
+        tracing::debug!(skus = ?skus, orders = read.0.len(), stock = read.1, "pool reads: patched a kept state");
+        return Ok(Some(patch(conn, skus, (*base).clone(), read).await?));
+    }
+    if let Some((base, at, again)) = cache.copy_for_read(skus)
+        && let Some(read) = to_read(conn, skus, &at, now, again, base.orders.len()).await?
+    {
+        tracing::debug!(skus = ?skus, orders = read.0.len(), stock = read.1, "pool reads: patched the worker's pool");
+        return Ok(Some(patch(conn, skus, base, read).await?));
+    }
+    Ok(None)
+}
+
+/// What a state of `skus` read at `at` must read again to be at `now`:
+/// the orders the log names (and `again`), and whether the stock; `None`
+/// when the log cannot tell (another epoch, a gap) or so much changed that
+/// reading the group is cheaper.
+async fn to_read(
+    conn: &mut SqliteConnection,
+    skus: &[String],
+    at: &Versions,
+    now: &Versions,
+    again: FxHashSet<String>,
+    orders_kept: usize,
+) -> Result<Option<(FxHashSet<String>, bool)>, StoreError> {
+    use crate::store::recalculate::RecalcDialect;
+    if at.epoch != now.epoch {
+        return Ok(None);
+    }
+    let log = match at == now {
+        true => Vec::new(),
+        false => conn.pool_log(skus, at).await?,
+    };
+    let Plan::Patch { mut orders, stock } = plan(skus, at, now, &log) else {
+        return Ok(None);
+    };
+    orders.extend(again);
+    Ok(pool_reads::worth_patching(orders.len(), orders_kept).then_some((orders, stock)))
+}
+
+/// `base` with the orders `read.0` read again (and the stock if `read.1`).
+async fn patch(
+    conn: &mut SqliteConnection,
+    skus: &[String],
+    mut base: Snapshot,
+    (orders, stock): (FxHashSet<String>, bool),
+) -> Result<Snapshot, StoreError> {
+    use crate::store::recalculate::RecalcDialect;
+    if !orders.is_empty() {
+        let ids: Vec<String> = orders.iter().cloned().collect();
+        let fresh = conn.load_orders(skus, &ids).await?;
+        let fresh = fresh.into_iter().map(|o| o.order).collect();
+        pool_reads::patch_orders(&mut base.orders, &orders, fresh);
+    }
+    if stock {
+        let (products, inventory, purchase_orders) = conn.load_stock(skus).await?;
+        base.products = products;
+        base.inventory = inventory;
+        base.purchase_orders = purchase_orders;
+    }
+    Ok(base)
 }
 
 /// The stored order date with its final `Z` left out sorts as the instant
