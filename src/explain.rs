@@ -346,6 +346,31 @@ pub fn explain_order(
     }
 }
 
+/// [`explain_order`] from the stored state of each group of the order's
+/// SKUs read on its own (each SKU with its replacement closure: `first`
+/// and `others`, see [`crate::store::order_groups`]). A pool's answer
+/// depends only on its group, so each line explained from the group
+/// holding its SKU is what one state of them all gives. Read apart, a hot
+/// SKU's group is the one its product page and the worker keep
+/// (store/pool_reads.rs), whatever else the order holds.
+pub fn explain_order_by_group(
+    view: &OrderView,
+    first: &PoolState,
+    others: &[PoolState],
+    as_of: DateTime<Utc>,
+) -> OrderExplanation {
+    let mut explained = explain_order(view, first, as_of);
+    for group in others {
+        let lines = explain_order(view, group, as_of).lines;
+        for (line, theirs) in explained.lines.iter_mut().zip(lines) {
+            if group.skus.contains(&line.sku) && !first.skus.contains(&line.sku) {
+                *line = theirs;
+            }
+        }
+    }
+    explained
+}
+
 /// A SKU's stock and what it is promised to, per warehouse.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StockFigures {

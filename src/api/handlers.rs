@@ -325,10 +325,10 @@ pub async fn order<S: Store + Send + Sync + 'static>(
     let mut skus: Vec<String> = view.order.lines.iter().map(|l| l.sku.clone()).collect();
     skus.sort_unstable();
     skus.dedup();
-    let pools = state.store.pool_state(&skus, true).await?;
+    let (first, others) = crate::store::order_groups(&*state.store, &skus).await?;
     // The engine runs on whole pools: off the async threads.
     let explained = tokio::task::spawn_blocking(move || {
-        crate::explain::explain_order(&view, &pools, Utc::now())
+        crate::explain::explain_order_by_group(&view, &first, &others, Utc::now())
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

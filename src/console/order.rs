@@ -59,11 +59,11 @@ pub async fn page<S: ConsoleStore + Send + Sync + 'static>(
             .ok_or_else(|| PageError::not_found(format!("There is no order {id:?}.")))?,
         _ => view,
     };
-    let pools = state.store.pool_state(&skus, true).await?;
+    let (first, others) = crate::store::order_groups(&*state.store, &skus).await?;
     let history = state.store.order_history(&id, HISTORY_ROWS).await?;
     // The engine runs on whole pools: off the async threads.
     let order = tokio::task::spawn_blocking(move || {
-        crate::explain::explain_order(&view, &pools, Utc::now())
+        crate::explain::explain_order_by_group(&view, &first, &others, Utc::now())
     })
     .await
     .map_err(|e| PageError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

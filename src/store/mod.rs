@@ -194,6 +194,28 @@ pub fn redact_url(url: &str) -> String {
     location::redact(url)
 }
 
+/// The stored state of each group of `skus` (an order's SKUs), each read
+/// on its own with its replacement closure, the first always (for an order
+/// without lines, the empty group): what
+/// [`crate::explain::explain_order_by_group`] explains an order from.
+pub async fn order_groups<S: Store + ?Sized>(
+    store: &S,
+    skus: &[String],
+) -> Result<(PoolState, Vec<PoolState>), StoreError> {
+    let Some((sku, rest)) = skus.split_first() else {
+        return Ok((store.pool_state(&[], true).await?, Vec::new()));
+    };
+    let first = store.pool_state(std::slice::from_ref(sku), true).await?;
+    let mut others: Vec<PoolState> = Vec::new();
+    for sku in rest {
+        let read = first.skus.contains(sku) || others.iter().any(|g| g.skus.contains(sku));
+        if !read {
+            others.push(store.pool_state(std::slice::from_ref(sku), true).await?);
+        }
+    }
+    Ok((first, others))
+}
+
 /// How a database is opened, beyond what its URL says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {
