@@ -176,3 +176,24 @@ fn a_current_stamp_serves_the_stored_entry_and_a_change_retires_it() {
         "computed once the stock changed"
     );
 }
+
+/// A search by backordered units finds the stale stamps from
+/// `pool_versions`, so every SKU with lines needs a version row, also
+/// those an import loaded without its triggers: right after the import,
+/// a settings change retires every stamp, and the search must still list
+/// the imported SKUs (computed).
+#[test]
+fn a_search_finds_the_imported_skus_once_every_stamp_is_retired() {
+    let db = TempDatabase::of(Backend::Sqlite);
+    import(&db, &book());
+    event(
+        &db,
+        json!({"id": "c1", "type": "settings_changed", "settings": {"exclude_dropship": false}}),
+    );
+    let (entries, _) = expected(&db);
+    assert!(
+        entries.iter().any(|e| e["backordered"].as_i64() > Some(0)),
+        "the book has backordered SKUs"
+    );
+    assert_served_is_the_stored_states(&db, "a settings change right after the import");
+}
