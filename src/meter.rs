@@ -31,12 +31,20 @@ pub const DIRTY_SKUS: &str = "backorderd_dirty_skus";
 pub const OLDEST_MARK_AGE: &str = "backorderd_oldest_dirty_mark_age_seconds";
 pub const SET_ASIDE_TOTAL: &str = "backorderd_skus_set_aside_total";
 pub const SET_ASIDE_NOW: &str = "backorderd_set_aside_skus";
+pub const BATCH_SECONDS: &str = "backorderd_batch_duration_seconds";
+pub const FEED_SECONDS: &str = "backorderd_availability_recording_seconds";
 
 /// Histogram buckets, in seconds, from a millisecond to ten minutes.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0, 600.0,
 ];
+
+/// One written-back batch: its time (`took`) and the feed's share of it.
+pub fn batch_written(batch: &BatchReport, took: Duration) {
+    histogram!(BATCH_SECONDS).record(took.as_secs_f64());
+    histogram!(FEED_SECONDS).record(batch.feed_time.as_secs_f64());
+}
 
 /// At most this many event ids per job are looked up for the lag.
 const LAG_SAMPLE: usize = 1000;
@@ -95,6 +103,16 @@ fn describe() {
         RECALC_SECONDS,
         metrics::Unit::Seconds,
         "Time a job took to drain the dirty SKUs."
+    );
+    describe_histogram!(
+        BATCH_SECONDS,
+        metrics::Unit::Seconds,
+        "Time each recalculation batch took, from its claim to its commit."
+    );
+    describe_histogram!(
+        FEED_SECONDS,
+        metrics::Unit::Seconds,
+        "Of each batch's time, what computing and recording the availability feed's figures took (its stamps and product.availability_changed messages)."
     );
     describe_counter!(SKUS_RECALCULATED, "SKUs recalculated.");
     describe_counter!(

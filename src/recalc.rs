@@ -123,6 +123,9 @@ pub struct Changes {
     /// are written, with the SKU's cause: what `store::figures` compares
     /// with the entry it last emitted, and records for the feed's reads.
     pub feed: Vec<(SkuFigures, String)>,
+    /// How long computing `feed` took: the feed's share of a batch's cost
+    /// is measured (`backorderd_availability_recording_seconds`).
+    pub feed_time: std::time::Duration,
 }
 
 /// Runs the engine on the group and returns only what differs from the
@@ -188,14 +191,17 @@ pub fn changes_of(
     let allocation = engine::allocate(snapshot, as_of);
     let cause_of = |sku: &str| causes.get(sku).cloned().unwrap_or_default();
 
+    let feed_started = std::time::Instant::now();
+    let feed = feed::figures(&FeedSource::from_allocation(snapshot, &allocation))
+        .into_iter()
+        .map(|figures| {
+            let cause = cause_of(&figures.entry.sku);
+            (figures, cause)
+        })
+        .collect();
     let mut out = Changes {
-        feed: feed::figures(&FeedSource::from_allocation(snapshot, &allocation))
-            .into_iter()
-            .map(|figures| {
-                let cause = cause_of(&figures.entry.sku);
-                (figures, cause)
-            })
-            .collect(),
+        feed,
+        feed_time: feed_started.elapsed(),
         ..Changes::default()
     };
     for ((order, outcomes), stored) in snapshot
@@ -420,6 +426,7 @@ mod tests {
         let mut out = changes(group(4, vec![a]), Utc::now());
         // The group's feed entry is always there, for `store::figures`.
         let feed = std::mem::take(&mut out.feed);
+        std::mem::take(&mut out.feed_time);
         assert_eq!(
             out,
             Changes {

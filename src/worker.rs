@@ -163,13 +163,16 @@ pub async fn drain(
                     pacer.record(started);
                 }
                 paced = crate::pacing::is_hot(batch.skus.len(), batch.lines_seen);
+                let took = started.elapsed();
+                crate::meter::batch_written(&batch, took);
                 tracing::debug!(
                     skus = batch.skus.len(),
                     causes = batch.causes.len(),
                     lines_seen = batch.lines_seen,
                     lines_changed = batch.lines_changed,
                     orders_changed = batch.orders_changed,
-                    micros = started.elapsed().as_micros() as u64,
+                    micros = took.as_micros() as u64,
+                    feed_micros = batch.feed_time.as_micros() as u64,
                     "batch written back"
                 );
                 if earlier_failures {

@@ -146,6 +146,37 @@ fn print_log(label: &str, log: &Path) {
     }
 }
 
+/// The sums of serve's batch-time histograms (`GET /metrics`): seconds of
+/// written-back batches, the availability feed's part of them, and the
+/// number of batches.
+fn batch_seconds(addr: SocketAddr) -> [f64; 3] {
+    let text = ureq::get(format!("http://{addr}/metrics"))
+        .call()
+        .and_then(|mut answer| answer.body_mut().read_to_string())
+        .unwrap_or_default();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    [
+        value("backorderd_batch_duration_seconds_sum "),
+        value("backorderd_availability_recording_seconds_sum "),
+        value("backorderd_batch_duration_seconds_count "),
+    ]
+}
+
+/// What the availability feed's recording cost the write-back between two
+/// [`batch_seconds`] readings.
+fn print_feed_share(label: &str, before: [f64; 3], after: [f64; 3]) {
+    let [batches, feed, count] = [0, 1, 2].map(|i| after[i] - before[i]);
+    let share = if batches > 0.0 { feed / batches } else { 0.0 };
+    println!(
+        "{label}: write-back    {count:.0} batches, {batches:.2} s; availability feed recording {feed:.3} s of it = {:.1}% (computing each SKU's figures, comparing them, stamps and messages)",
+        share * 100.0
+    );
+}
+
 /// The skewed runs on `url` (already recalculated) with one `serve`:
 /// `BENCH_SENDERS` (or `default_senders`) runs, then, with `full`, 4
 /// senders during `recalc --all --wait`; then, `serve` stopped, one
@@ -199,6 +230,7 @@ pub fn skewed_runs(
             let label = format!("{name}, {senders:2} senders");
             let shape = shape(senders.max(1));
             let stop = Arc::new(AtomicBool::new(false));
+            let before = batch_seconds(addr);
             let mut tally = skewed::run(
                 addr,
                 plan.clone(),
@@ -209,6 +241,7 @@ pub fn skewed_runs(
             .await;
             skewed::print(&label, &shape, &mut tally);
             print_drain(&label, drained(&store).await);
+            print_feed_share(&label, before, batch_seconds(addr));
         }
         if full && env_or("BENCH_DURING_FULL", 1) != 0 {
             during_full_recompute(url, addr, plan.clone(), name, &store).await;
@@ -278,6 +311,7 @@ async fn hot_recalculation(store: &AnyStore, hot: &str, hot_lines: i64, name: &s
         ("after a recalculate event, nothing changed", false),
     ] {
         let mut ms = Vec::new();
+        let mut feed_ms = Vec::new();
         let mut seen = 0;
         for rep in 0..warm_up + reps {
             let kind = if changes {
@@ -312,9 +346,15 @@ async fn hot_recalculation(store: &AnyStore, hot: &str, hot_lines: i64, name: &s
             seen = report.lines_seen;
             if rep >= warm_up {
                 ms.push(elapsed);
+                feed_ms.push(report.feed_time.as_secs_f64() * 1000.0);
             }
         }
         ms.sort_by(f64::total_cmp);
+        feed_ms.sort_by(f64::total_cmp);
+        println!(
+            "{name}: hottest SKU recalculation, {what}: availability feed recording p50 {:7.2} ms of it",
+            percentile(&feed_ms, 0.5)
+        );
         println!(
             "{name}: hottest SKU recalculation, {what}: p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms  ({reps} after {warm_up} warm-up; {seen} lines seen of {hot_lines}; timed: Store::recalculate_dirty in this process on one opened store, serve stopped)",
             percentile(&ms, 0.5),

@@ -407,6 +407,10 @@ pub struct BatchReport {
     pub lines_seen: usize,
     pub lines_changed: usize,
     pub orders_changed: usize,
+    /// Of the batch's time, what computing and recording the availability
+    /// feed's figures took (store/figures.rs).
+    #[serde(skip)]
+    pub feed_time: std::time::Duration,
 }
 
 /// The queue as `status` shows it.

@@ -256,6 +256,7 @@ fn the_http_api_takes_events_and_answers_reads(backend: Backend) {
     let lines_before = api.metric("backorderd_lines_changed_total");
     let lag_before = api.metric("backorderd_event_to_result_lag_seconds_count");
     let durations_before = api.metric("backorderd_recalculation_duration_seconds_count");
+    let batches_before = api.metric("backorderd_batch_duration_seconds_count");
     assert!(jobs_before >= 1.0 && lines_before >= 1.0);
 
     // Paging: oldest first (instants, not text), ties by id.
@@ -454,7 +455,18 @@ fn the_http_api_takes_events_and_answers_reads(backend: Backend) {
             "backorderd_recalculation_duration_seconds_count",
             durations_before + 1.0,
         ),
+        (
+            "backorderd_batch_duration_seconds_count",
+            batches_before + 1.0,
+        ),
     ]);
+    // Every batch's time, and the availability feed's part of it.
+    let batch_secs = api.metric("backorderd_batch_duration_seconds_sum");
+    let feed_secs = api.metric("backorderd_availability_recording_seconds_sum");
+    assert!(
+        feed_secs > 0.0 && feed_secs < batch_secs,
+        "feed {feed_secs} s of {batch_secs} s"
+    );
     assert!(api.metric("backorderd_events_total{outcome=\"accepted\"}") >= 4.0);
     assert!(api.metric("backorderd_events_total{outcome=\"duplicate\"}") >= 2.0);
     assert!(api.metric("backorderd_events_total{outcome=\"refused\"}") >= 10.0);

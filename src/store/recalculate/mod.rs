@@ -325,7 +325,9 @@ pub async fn batch<D: RecalcDialect>(
     db.record_tick(&skus, tick).await?;
     let (lines_changed, orders_changed) = (written.lines.len(), written.orders.len());
     append_messages(db, &written).await?;
+    let appending = std::time::Instant::now();
     figures::append(db, &changes.feed).await?;
+    let feed_time = changes.feed_time + appending.elapsed();
 
     let mut cause_list: Vec<String> = marks.into_iter().map(|m| m.cause).collect();
     cause_list.sort_unstable();
@@ -336,6 +338,7 @@ pub async fn batch<D: RecalcDialect>(
         lines_seen,
         lines_changed,
         orders_changed,
+        feed_time,
     })))
 }
 
