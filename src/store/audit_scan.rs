@@ -565,6 +565,35 @@ mod tests {
     }
 
     #[test]
+    fn skus_in_another_order_than_bytes_find_their_own_stock() {
+        // A backend whose collation sorts "tea" before "CUP" (PostgreSQL
+        // with a locale): each SKU's lines together, not in byte order.
+        // Each SKU of a chunk finds its own stock whatever came before.
+        let now = "2026-11-22T00:00:00Z".parse().unwrap();
+        let book = stock(&[("CUP", 1), ("MUG", 5), ("tea", 1)], vec![], false);
+        let mut scan = AuditScan::new(book, 3, now, "audit");
+        scan.add_order(header("A", 1, counts(&[(2, 0)])));
+        scan.add_order(header("B", 2, counts(&[(2, 0)])));
+        scan.add_order(header("C", 3, counts(&[(1, 1)])));
+        scan.add_line("A", 0, line("A-1", "tea", 2, 0), None)
+            .unwrap();
+        scan.add_line("B", 0, line("B-1", "CUP", 2, 0), None)
+            .unwrap();
+        scan.run_chunk(false);
+        scan.add_line("C", 0, line("C-1", "MUG", 1, 1), None)
+            .unwrap();
+        let found = scan.finish();
+        let mut got: Vec<(&str, i64)> = found
+            .lines
+            .iter()
+            .map(|c| (c.line_id.as_str(), c.new_backorder_qty))
+            .collect();
+        got.sort();
+        // 1 of 2 short for A and B; C's line is served by MUG's 5.
+        assert_eq!(got, [("A-1", 1), ("B-1", 1), ("C-1", 0)]);
+    }
+
+    #[test]
     fn a_line_of_a_missing_order_is_named() {
         let now = "2026-11-22T00:00:00Z".parse().unwrap();
         let mut scan = AuditScan::new(Stock::default(), 1, now, "audit");
