@@ -9,12 +9,15 @@
 //! bench's own when PostgreSQL is installed): the book is imported and
 //! recalculated, then `audit` runs on the consistent store (wall time and
 //! max RSS of the process; the target is under 2 s and 300 MB), then on
-//! one with 1,000 lines and 1,000 orders tampered by plain SQL, then
-//! `audit --repair` on that.
+//! one with 1,000 lines and 1,000 orders tampered by plain SQL (the bench
+//! checks that the report names exactly those), then `audit --repair` on
+//! that.
 
 #[path = "support/pg_server.rs"]
 mod pg_server;
 mod support;
+use std::collections::BTreeSet;
+
 use support::measure as run;
 
 fn main() {
@@ -49,6 +52,7 @@ fn main() {
 }
 
 fn figures(rt: &tokio::runtime::Runtime, url: &str, book: &std::path::Path) {
+    let report = book.with_file_name("audit.json");
     assert_eq!(run(url, &["import", book.to_str().unwrap()]).0, 0);
     assert_eq!(run(url, &["recalc", "--all", "--inline"]).0, 0);
 
@@ -58,9 +62,10 @@ fn figures(rt: &tokio::runtime::Runtime, url: &str, book: &std::path::Path) {
         "audit, no drift                      {secs:8.2} s   max RSS {rss:6.0} MiB  (target: 2 s, 300 MB)"
     );
 
-    tamper(rt, url);
-    let (code, secs, rss) = run(url, &["audit"]);
+    let (lines, orders) = tamper(rt, url);
+    let (code, secs, rss) = support::measure_into(url, &["audit"], Some(&report));
     assert_eq!(code, 3, "the tampered book has drift");
+    assert_reports_exactly(&report, &lines, &orders);
     println!("audit, 1,000 lines + 1,000 orders off {secs:8.2} s   max RSS {rss:6.0} MiB");
     let (code, secs, rss) = run(url, &["audit", "--repair"]);
     assert_eq!(code, 3);
@@ -68,20 +73,63 @@ fn figures(rt: &tokio::runtime::Runtime, url: &str, book: &std::path::Path) {
     assert_eq!(run(url, &["audit"]).0, 0, "repaired");
 }
 
-/// 1,000 lines' and 1,000 orders' stored values changed by plain SQL.
-fn tamper(rt: &tokio::runtime::Runtime, url: &str) {
+/// 1,000 lines' and 1,000 orders' stored values changed by plain SQL:
+/// the ids of those lines and orders.
+fn tamper(rt: &tokio::runtime::Runtime, url: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     use sqlx::Connection;
-    const SQL: &str = "UPDATE order_lines SET backorder_qty = backorder_qty + 1
-           WHERE id IN (SELECT id FROM order_lines ORDER BY id LIMIT 1000);
-         UPDATE orders SET backorder_qty = backorder_qty + 5
-           WHERE id IN (SELECT id FROM orders ORDER BY id DESC LIMIT 1000);";
+    const LINES: &str = r#"SELECT id FROM order_lines ORDER BY id COLLATE "C" LIMIT 1000"#;
+    const ORDERS: &str = r#"SELECT id FROM orders ORDER BY id COLLATE "C" DESC LIMIT 1000"#;
+    let sql = format!(
+        "UPDATE order_lines SET backorder_qty = backorder_qty + 1 WHERE id IN ({LINES});
+         UPDATE orders SET backorder_qty = backorder_qty + 5 WHERE id IN ({ORDERS});"
+    );
+    // SQLite names the byte-order collation BINARY.
+    let sqlite = url.starts_with("sqlite:");
+    let (sql, lines, orders) = if sqlite {
+        let binary = |s: &str| s.replace(r#"COLLATE "C""#, "COLLATE BINARY");
+        (binary(&sql), binary(LINES), binary(ORDERS))
+    } else {
+        (sql, LINES.to_owned(), ORDERS.to_owned())
+    };
     rt.block_on(async {
-        if url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-            sqlx::raw_sql(SQL).execute(&mut conn).await.unwrap();
-        } else {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::raw_sql(SQL).execute(&mut conn).await.unwrap();
+        macro_rules! on {
+            ($conn:ty) => {{
+                let mut conn = <$conn>::connect(url).await.unwrap();
+                let ids = |q: String| sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(q));
+                let lines = ids(lines).fetch_all(&mut conn).await.unwrap();
+                let orders = ids(orders).fetch_all(&mut conn).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                (lines.into_iter().collect(), orders.into_iter().collect())
+            }};
         }
-    });
+        if sqlite {
+            on!(sqlx::SqliteConnection)
+        } else {
+            on!(sqlx::PgConnection)
+        }
+    })
+}
+
+/// The audit's report (`path`) names exactly the tampered lines and
+/// orders, with their stored values off by what the tampering added.
+fn assert_reports_exactly(
+    path: &std::path::Path,
+    lines: &BTreeSet<String>,
+    orders: &BTreeSet<String>,
+) {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).expect("the audit prints JSON");
+    let listed = |key: &str, field: &str| -> BTreeSet<String> {
+        report[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is listed"))
+            .iter()
+            .map(|r| r[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(&listed("lines", "line_id"), lines, "the tampered lines");
+    assert_eq!(&listed("orders", "order_id"), orders, "the tampered orders");
 }

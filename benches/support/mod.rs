@@ -49,13 +49,23 @@ pub fn generated_book(dir: &Path, default_skew: f64) -> (PathBuf, usize, usize) 
 
 /// Runs `backorderd ARGS` on `url`: (exit code, wall seconds, max RSS in MiB).
 pub fn measure(url: &str, args: &[&str]) -> (i32, f64, f64) {
+    measure_into(url, args, None)
+}
+
+/// [`measure`], with the command's standard output written to `out`.
+#[allow(dead_code)] // not every bench reads what it ran printed
+pub fn measure_into(url: &str, args: &[&str], out: Option<&Path>) -> (i32, f64, f64) {
+    let stdout = match out {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     let started = Instant::now();
     // Reaped by wait4 below, which also reports the child's peak memory.
     #[allow(clippy::zombie_processes)]
     let child = Command::new(BIN)
         .args(["--database-url", url])
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .spawn()
         .expect("backorderd runs");
     let mut status = 0;

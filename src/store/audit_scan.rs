@@ -21,7 +21,8 @@ use rustc_hash::FxHashSet;
 use super::StoreError;
 use super::group::HeaderWithTotals;
 use crate::engine::snapshot::{
-    InventoryRow, Line, Order, Product, PurchaseOrder, Settings, Snapshot, Warehouse,
+    InventoryRow, Line, Order, OrderStatus, PaymentStatus, Product, PurchaseOrder, Settings,
+    Snapshot, Warehouse,
 };
 use crate::engine::{self, LineCounts};
 use crate::recalc::{LineChange, OrderChange};
@@ -52,6 +53,51 @@ pub struct Differences {
     pub orders: Vec<OrderChange>,
 }
 
+/// An order's header as the scan keeps it between chunks: the engine's
+/// [`Order`] without its lines and customer (stored headers carry none;
+/// the allocation never reads it), half its size: the headers of every
+/// order are most of the scan's memory.
+struct Header {
+    id: String,
+    ship_from: Option<String>,
+    order_date: DateTime<Utc>,
+    payment_date: Option<DateTime<Utc>>,
+    payment_status: PaymentStatus,
+    status: OrderStatus,
+    rush: bool,
+    picked: bool,
+}
+
+impl Header {
+    fn of(order: Order) -> Self {
+        Header {
+            id: order.id,
+            ship_from: order.ship_from,
+            order_date: order.order_date,
+            payment_date: order.payment_date,
+            payment_status: order.payment_status,
+            status: order.status,
+            rush: order.rush,
+            picked: order.picked,
+        }
+    }
+
+    fn into_order(self) -> Order {
+        Order {
+            id: self.id,
+            order_date: self.order_date,
+            payment_date: self.payment_date,
+            payment_status: self.payment_status,
+            status: self.status,
+            rush: self.rush,
+            picked: self.picked,
+            ship_from: self.ship_from,
+            customer: None,
+            lines: Vec::new(),
+        }
+    }
+}
+
 /// A line read, waiting in a chunk (or held back with its order's index).
 struct Pending {
     order: u32,
@@ -72,7 +118,7 @@ pub struct AuditScan {
     held: Vec<Pending>,
     /// Every order's header (`None` while it is in the chunk) and its
     /// stored and recalculated totals.
-    headers: Vec<Option<Order>>,
+    headers: Vec<Option<Header>>,
     stored: Vec<(i64, LineCounts)>,
     summed: Vec<(i64, LineCounts)>,
     /// `(hash of the id, index)` of every order. A line finds its order
@@ -82,9 +128,16 @@ pub struct AuditScan {
     /// line's order is always stored (a foreign key).
     by_id: HashTable<(u64, u32)>,
     compare_ids: bool,
-    /// The chunk being filled: its lines, and the SKU of the last one.
+    /// The chunk being filled: its lines, and its SKUs in the order they
+    /// came (the last is the current one's).
     chunk: Vec<Pending>,
-    chunk_sku: Option<String>,
+    chunk_skus: Vec<String>,
+    /// Room kept from one chunk to the next, so that each chunk's
+    /// engine input reuses pages already in use instead of fresh ones the
+    /// kernel must zero.
+    orders: Vec<Order>,
+    order_index: Vec<u32>,
+    etas: Vec<Option<NaiveDate>>,
     found: Differences,
 }
 
@@ -126,8 +179,11 @@ impl AuditScan {
             summed: Vec::with_capacity(orders),
             by_id: HashTable::with_capacity(orders),
             compare_ids: false,
-            chunk: Vec::new(),
-            chunk_sku: None,
+            chunk: Vec::with_capacity(CHUNK_LINES + CHUNK_LINES / 4),
+            chunk_skus: Vec::new(),
+            orders: Vec::new(),
+            order_index: Vec::new(),
+            etas: Vec::new(),
             found: Differences::default(),
         }
     }
@@ -140,7 +196,7 @@ impl AuditScan {
             self.compare_ids = true;
         }
         self.by_id.insert_unique(hash, (hash, at), |&(h, _)| h);
-        self.headers.push(Some(order));
+        self.headers.push(Some(Header::of(order)));
         self.stored.push((backorder_qty, counts));
         self.summed.push((0, LineCounts::default()));
     }
@@ -186,11 +242,11 @@ impl AuditScan {
             self.held.push(pending);
             return Ok(());
         }
-        if self.chunk_sku.as_deref() != Some(pending.line.sku.as_str()) {
+        if self.chunk_skus.last().map(String::as_str) != Some(pending.line.sku.as_str()) {
             if self.chunk.len() >= CHUNK_LINES {
                 self.run_chunk(false);
             }
-            self.chunk_sku = Some(pending.line.sku.clone());
+            self.chunk_skus.push(pending.line.sku.clone());
         }
         self.chunk.push(pending);
         Ok(())
@@ -235,19 +291,21 @@ impl AuditScan {
         let (inventory, purchase_orders, products) = if held {
             self.held_stock()
         } else {
-            let first = lines.iter().map(|p| &p.line.sku).min().cloned();
-            let last = lines.iter().map(|p| &p.line.sku).max().cloned();
-            let (first, last) = (first.unwrap_or_default(), last.unwrap_or_default());
-            let (inventory, purchase_orders) = self.stock_between(&first, &last);
+            let mut skus = std::mem::take(&mut self.chunk_skus);
+            let (inventory, purchase_orders) = self.stock_of(&mut skus);
+            skus.clear();
+            self.chunk_skus = skus;
             (inventory, purchase_orders, Vec::new())
         };
-        let mut orders: Vec<Order> = Vec::new();
-        let mut order_index: Vec<u32> = Vec::new();
-        let mut etas: Vec<Option<NaiveDate>> = Vec::with_capacity(lines.len());
+        let mut orders = std::mem::take(&mut self.orders);
+        let mut order_index = std::mem::take(&mut self.order_index);
+        let mut etas = std::mem::take(&mut self.etas);
+        etas.reserve(lines.len());
         for p in lines.drain(..) {
             if order_index.last() != Some(&p.order) {
                 let header = self.headers[p.order as usize].take();
-                orders.push(header.expect("an order is in one chunk at a time"));
+                let header = header.expect("an order is in one chunk at a time");
+                orders.push(header.into_order());
                 order_index.push(p.order);
             }
             orders.last_mut().expect("pushed").lines.push(p.line);
@@ -263,7 +321,7 @@ impl AuditScan {
             orders,
         };
         let allocation = engine::allocate(&snapshot, self.as_of);
-        let mut old_etas = etas.into_iter();
+        let mut old_etas = etas.iter().copied();
         for ((order, outcomes), &at) in snapshot
             .orders
             .iter()
@@ -292,25 +350,38 @@ impl AuditScan {
         }
         self.chunk = lines;
         drop(allocation);
-        for (mut order, at) in snapshot.orders.into_iter().zip(order_index) {
-            order.lines = Vec::new();
-            self.headers[at as usize] = Some(order);
+        let mut orders = snapshot.orders;
+        for (order, &at) in orders.drain(..).zip(&order_index) {
+            self.headers[at as usize] = Some(Header::of(order));
         }
+        order_index.clear();
+        etas.clear();
+        (self.orders, self.order_index, self.etas) = (orders, order_index, etas);
     }
 
-    /// The inventory and purchase orders of the SKUs from `first` to `last`.
-    fn stock_between(&self, first: &str, last: &str) -> (Vec<InventoryRow>, Vec<PurchaseOrder>) {
+    /// The inventory and purchase orders of `skus` (sorted here): each
+    /// SKU's rows found by its own search, so the backend's order of SKUs
+    /// (a collation other than byte order) needs only keep each SKU's
+    /// lines together.
+    fn stock_of(&self, skus: &mut [String]) -> (Vec<InventoryRow>, Vec<PurchaseOrder>) {
+        skus.sort_unstable();
         let inventory = &self.stock.inventory;
-        let from = inventory.partition_point(|r| r.sku.as_str() < first);
-        let to = inventory.partition_point(|r| r.sku.as_str() <= last);
         let pos = &self.stock.purchase_orders;
         let sku_of = |i: &u32| pos[*i as usize].sku.as_str();
-        let po_from = self.po_by_sku.partition_point(|i| sku_of(i) < first);
-        let po_to = self.po_by_sku.partition_point(|i| sku_of(i) <= last);
-        let mut picked: Vec<u32> = self.po_by_sku[po_from..po_to].to_vec();
+        let mut rows = Vec::new();
+        let mut picked: Vec<u32> = Vec::new();
+        for sku in skus.iter() {
+            let sku = sku.as_str();
+            let from = inventory.partition_point(|r| r.sku.as_str() < sku);
+            let to = from + inventory[from..].partition_point(|r| r.sku.as_str() <= sku);
+            rows.extend_from_slice(&inventory[from..to]);
+            let po_from = self.po_by_sku.partition_point(|i| sku_of(i) < sku);
+            let po_to = po_from + self.po_by_sku[po_from..].partition_point(|i| sku_of(i) <= sku);
+            picked.extend_from_slice(&self.po_by_sku[po_from..po_to]);
+        }
         picked.sort_unstable();
         (
-            inventory[from..to].to_vec(),
+            rows,
             picked.iter().map(|&i| pos[i as usize].clone()).collect(),
         )
     }
@@ -491,6 +562,35 @@ mod tests {
         let a = found.orders.iter().find(|o| o.order_id == "A").unwrap();
         assert_eq!(a.old_backorder_qty, 9);
         assert_eq!(a.new_counts.open, 2);
+    }
+
+    #[test]
+    fn skus_in_another_order_than_bytes_find_their_own_stock() {
+        // A backend whose collation sorts "tea" before "CUP" (PostgreSQL
+        // with a locale): each SKU's lines together, not in byte order.
+        // Each SKU of a chunk finds its own stock whatever came before.
+        let now = "2026-11-22T00:00:00Z".parse().unwrap();
+        let book = stock(&[("CUP", 1), ("MUG", 5), ("tea", 1)], vec![], false);
+        let mut scan = AuditScan::new(book, 3, now, "audit");
+        scan.add_order(header("A", 1, counts(&[(2, 0)])));
+        scan.add_order(header("B", 2, counts(&[(2, 0)])));
+        scan.add_order(header("C", 3, counts(&[(1, 1)])));
+        scan.add_line("A", 0, line("A-1", "tea", 2, 0), None)
+            .unwrap();
+        scan.add_line("B", 0, line("B-1", "CUP", 2, 0), None)
+            .unwrap();
+        scan.run_chunk(false);
+        scan.add_line("C", 0, line("C-1", "MUG", 1, 1), None)
+            .unwrap();
+        let found = scan.finish();
+        let mut got: Vec<(&str, i64)> = found
+            .lines
+            .iter()
+            .map(|c| (c.line_id.as_str(), c.new_backorder_qty))
+            .collect();
+        got.sort();
+        // 1 of 2 short for A and B; C's line is served by MUG's 5.
+        assert_eq!(got, [("A-1", 1), ("B-1", 1), ("C-1", 0)]);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres};
 
+mod audit;
 mod ingest;
 mod locks;
 mod messages;
@@ -268,7 +269,7 @@ impl Store for PgStore {
         repair: bool,
         as_of: DateTime<Utc>,
     ) -> Result<crate::audit::AuditReport, StoreError> {
-        recalculate::audit(self, repair, as_of).await
+        self.audit_book(repair, as_of).await
     }
 
     async fn dirty_count(&self, skus: Option<&[String]>) -> Result<i64, StoreError> {

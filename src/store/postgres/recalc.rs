@@ -171,24 +171,6 @@ impl RecalcDialect for PgConnection {
         Ok(())
     }
 
-    async fn sku_line_counts(&mut self) -> Result<Vec<(String, usize)>, StoreError> {
-        portable::sku_line_counts::<sqlx::Postgres>(self).await
-    }
-
-    async fn lock_everything(&mut self) -> Result<(), StoreError> {
-        // In ascending order, as nobody else waits for a stripe: no deadlock.
-        sqlx::query("SELECT pg_advisory_xact_lock($1, s) FROM generate_series(0, $2 - 1) s")
-            .bind(LOCK_SPACE)
-            .bind(SKU_LOCK_STRIPES)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
-    }
-
-    async fn audit_counts(&mut self) -> Result<(i64, usize), StoreError> {
-        portable::audit_counts::<sqlx::Postgres>(self).await
-    }
-
     async fn load_orders(
         &mut self,
         skus: &[String],

@@ -1,12 +1,12 @@
 //! The what-if preview on PostgreSQL: the batch applied and every SKU
 //! recalculated inside one transaction that is rolled back (src/whatif.rs
 //! says why that is exactly what a real change writes). It holds every
-//! event lock and lock stripe meanwhile, as an audit and an import do.
+//! event lock and lock stripe meanwhile, as a repairing audit does.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use super::{PgStore, locks, recalc};
+use super::{PgStore, audit, recalc};
 use crate::events::Event;
 use crate::store::{IngestOptions, StoreError, codec};
 use crate::whatif::{PreviewFindings, listed_line_ids, sort_findings};
@@ -48,11 +48,11 @@ async fn preview_in(
     as_of: DateTime<Utc>,
     limit: usize,
 ) -> Result<PreviewFindings, StoreError> {
-    locks::take(&mut *conn, &locks::EventLocks::everything()).await?;
+    audit::lock_everything(&mut *conn).await?;
     // The events' own messages are never appended: the preview rolls back.
     let (ingest, _messages) =
         crate::store::ingest::apply_batch(&mut *conn, events, options).await?;
-    let mut findings = crate::store::recalculate::audit_in(&mut *conn, as_of).await?;
+    let mut findings = audit::audit_in(&mut *conn, false, as_of).await?;
     sort_findings(&mut findings);
     let ids = listed_line_ids(&findings, limit);
     let rows = sqlx::query(

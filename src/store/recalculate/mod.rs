@@ -9,9 +9,10 @@
 //! here begins or commits: the caller hands [`batch`] a connection inside
 //! its own transaction, so a writer task can run it beside other work.
 //!
-//! The full run and the audit ([`full_run`]) are the same batches with a
-//! tally of the orders they saw, so that orders whose lines span several
-//! batches are still compared with their stored totals at the end.
+//! The full run ([`full_run`]) is the same batches with a tally of the
+//! orders they saw, so that orders whose lines span several batches are
+//! still compared with their stored totals at the end. (The audit reads
+//! the whole book in one pass instead: `store/audit_scan.rs`.)
 
 pub mod full_run;
 pub mod pool_cache;
@@ -35,7 +36,7 @@ use crate::store::{BatchReport, StoreError};
 
 pub use full_run::FullRun;
 pub use pool_cache::PoolCache;
-pub use run::{FULL_RUN_LINES, RecalcStore, audit, audit_in, recalculate_bulk, recalculate_dirty};
+pub use run::{FULL_RUN_LINES, RecalcStore, recalculate_bulk, recalculate_dirty};
 
 /// At most this many lines per drain transaction, unless one SKU has more.
 pub const LINES_PER_BATCH: usize = 50_000;
@@ -164,15 +165,6 @@ pub trait RecalcDialect: MessageLog + FiguresLog + IngestBackend + Send + Sized 
     ) -> impl Future<Output = Result<Vec<OrderChange>, StoreError>> + Send {
         crate::store::ingest::refresh_orders(self, orders, at)
     }
-    /// Every SKU that has lines, with how many: what an audit goes through.
-    fn sku_line_counts(
-        &mut self,
-    ) -> impl Future<Output = Result<Vec<(String, usize)>, StoreError>> + Send;
-    /// An audit: wait for every other recalculation to end and keep them
-    /// out until this transaction ends (SQLite's write lock does already).
-    fn lock_everything(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// How many SKUs are dirty and how many orders are stored.
-    fn audit_counts(&mut self) -> impl Future<Output = Result<(i64, usize), StoreError>> + Send;
     /// The orders `ids` (header, stored totals) with their lines of the
     /// group `skus`; an order without such lines is left out.
     fn load_orders(
@@ -243,27 +235,11 @@ pub async fn batch<D: RecalcDialect>(
 ) -> Result<Attempt, StoreError> {
     let tick = db.begin_tick().await?;
     let after = run.as_deref().and_then(|r| r.cursor.clone());
-    let listed = run.as_deref_mut().and_then(|r| r.queue.as_mut());
-    let mut marks = match listed {
-        None => db.claim(max_skus, line_budget, after.as_deref()).await?,
-        Some(queue) => {
-            let next = queue.next_skus();
-            if next.is_empty() {
-                return Ok(Attempt::Done(None));
-            }
-            let skus: Vec<String> = next.iter().map(|n| n.0.clone()).collect();
-            let Some(found) = db.take(&skus).await? else {
-                return Ok(Attempt::Busy);
-            };
-            listed_marks(next, found)
-        }
-    };
+    let mut marks = db.claim(max_skus, line_budget, after.as_deref()).await?;
     if marks.is_empty() {
         return Ok(Attempt::Done(None));
     }
-    if let Some(run) = run.as_deref_mut()
-        && run.queue.is_none()
-    {
+    if let Some(run) = run.as_deref_mut() {
         // Claimed in key order: the next batch starts after the last.
         run.cursor = marks.iter().map(|m| m.sku.clone()).max();
     }
@@ -289,23 +265,15 @@ pub async fn batch<D: RecalcDialect>(
     }
     skus.sort_unstable();
     skus.dedup();
-    if let Some(queue) = run.as_deref_mut().and_then(|r| r.queue.as_mut()) {
-        queue.loaded(&skus);
-    }
 
     let mut causes: FxHashMap<String, String> = marks
         .iter()
         .map(|m| (m.sku.clone(), m.cause.clone()))
         .collect();
-    let audit = run.as_deref().is_some_and(|r| r.queue.is_some());
     for sku in &skus {
-        if audit {
-            causes.insert(sku.clone(), crate::audit::CAUSE.to_owned());
-        } else {
-            causes
-                .entry(sku.clone())
-                .or_insert_with(|| "replacement group".to_owned());
-        }
+        causes
+            .entry(sku.clone())
+            .or_insert_with(|| "replacement group".to_owned());
     }
     let expected_lines = marks.iter().map(|m| m.lines).sum();
     let compare = Compare {
@@ -396,29 +364,6 @@ fn written_orders(written: &Written) -> Vec<String> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// The marks of listed SKUs: their dirty marks where they have one, else
-/// a mark no event can have raised (-1), whose clearing clears nothing.
-fn listed_marks(listed: Vec<(String, usize)>, found: Vec<Mark>) -> Vec<Mark> {
-    let mut found: FxHashMap<String, Mark> =
-        found.into_iter().map(|m| (m.sku.clone(), m)).collect();
-    listed
-        .into_iter()
-        .map(|(sku, lines)| match found.remove(&sku) {
-            Some(mark) => Mark {
-                lines,
-                cause: crate::audit::CAUSE.to_owned(),
-                ..mark
-            },
-            None => Mark {
-                sku,
-                cause: crate::audit::CAUSE.to_owned(),
-                seq: -1,
-                lines,
-            },
-        })
-        .collect()
 }
 
 #[cfg(test)]

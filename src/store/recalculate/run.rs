@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::full_run::{FullRun, SkuQueue};
+use super::full_run::FullRun;
 use super::{Attempt, LINES_PER_BATCH, PoolCache, RecalcDialect, Written, append_messages, batch};
 use crate::engine::time_format::format_timestamp;
 use crate::store::{BatchReport, StoreError};
@@ -25,9 +25,6 @@ pub const FULL_RUN_LINES: usize = 5_000;
 /// serialization failure or a replacement group another worker holds
 /// part of.
 const ATTEMPTS: u32 = 20;
-
-/// An audit's batches hold at most this many SKUs.
-const AUDIT_SKUS: usize = 2_000;
 
 /// Orders set from their lines per transaction at the end of a bulk run.
 const REFRESH_CHUNK: usize = 1_000;
@@ -201,84 +198,4 @@ where
         }
     }
     Ok(())
-}
-
-/// Every SKU through the engine in one transaction that holds every lock
-/// (so no recalculation writes meanwhile), batch by batch, every order
-/// compared whole at the end; with `repair` the answer is written (cause
-/// `audit`) and committed, else everything is rolled back.
-pub async fn audit<S: RecalcStore>(
-    store: &S,
-    repair: bool,
-    as_of: DateTime<Utc>,
-) -> Result<crate::audit::AuditReport, StoreError>
-where
-    <S::Db as sqlx::Database>::Connection: RecalcDialect,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut conn = store.connection().await?;
-        let mut tx =
-            sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(S::BEGIN.to_owned()))
-                .await?;
-        match audit_in(&mut *tx, as_of).await {
-            Ok(findings) => {
-                if repair {
-                    tx.commit().await?;
-                } else {
-                    tx.rollback().await?;
-                }
-                return Ok(crate::audit::AuditReport::new(findings, as_of, repair));
-            }
-            Err(e) if store.is_transient(&e) && attempt < ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "audit meets another writer; trying again");
-            }
-            Err(e) => return Err(e),
-        }
-        drop(tx);
-        drop(conn);
-        backoff(attempt).await;
-    }
-}
-
-/// The audit's run inside the caller's transaction: every SKU, every
-/// difference found (and written; the caller commits or rolls back).
-pub async fn audit_in<D: RecalcDialect>(
-    db: &mut D,
-    as_of: DateTime<Utc>,
-) -> Result<crate::audit::Findings, StoreError> {
-    db.lock_everything().await?;
-    let (dirty_skus, orders_checked) = db.audit_counts().await?;
-    let queue = SkuQueue::new(db.sku_line_counts().await?, AUDIT_SKUS, FULL_RUN_LINES);
-    let mut run = FullRun::audit(queue);
-    loop {
-        match batch(db, AUDIT_SKUS, FULL_RUN_LINES, as_of, None, Some(&mut run)).await? {
-            Attempt::Done(Some(_)) => {}
-            Attempt::Done(None) => break,
-            Attempt::Busy => {
-                return Err(StoreError::Queue(
-                    "the audit holds every lock, yet a SKU was busy".into(),
-                ));
-            }
-        }
-    }
-    let off = run.off_their_lines();
-    let orders = db.refresh_orders(&off, &format_timestamp(&as_of)).await?;
-    append_messages(
-        db,
-        &Written {
-            lines: Vec::new(),
-            orders,
-        },
-    )
-    .await?;
-    let (lines, orders) = run.take_findings();
-    Ok(crate::audit::Findings {
-        dirty_skus,
-        lines_checked: run.lines_seen,
-        orders_checked,
-        lines,
-        orders,
-    })
 }

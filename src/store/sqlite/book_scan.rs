@@ -28,21 +28,59 @@ pub(super) async fn audit(
     let settings = super::load_settings(conn).await?;
     let warehouses = super::load_warehouses(conn).await?;
     with_rusqlite(conn, |db| {
-        let stock = stock(db, settings, warehouses)?;
-        let count: i64 = db
-            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
-            .map_err(db_error)?;
-        let mut scan = AuditScan::new(stock, count as usize, as_of, cause);
-        each_header(db, |header| {
-            scan.add_order(header);
-            Ok(())
-        })?;
-        each_line(db, |order_id, position, line, eta| {
-            scan.add_line(order_id, position, line, eta)
-        })?;
-        Ok(scan.finish())
+        with_small_cache(db, |db| {
+            let stock = stock(db, settings, warehouses)?;
+            let count: i64 = db
+                .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
+                .map_err(db_error)?;
+            let mut scan = AuditScan::new(stock, count as usize, as_of, cause);
+            each_header(db, |header| {
+                scan.add_order(header);
+                Ok(())
+            })?;
+            each_line(db, |order_id, position, line, eta| {
+                scan.add_line(order_id, position, line, eta)
+            })?;
+            Ok(scan.finish())
+        })
     })
     .await
+}
+
+/// The scan's page cache while it reads (KiB): it reads each page once, in
+/// table order, so a few MiB serve it as well as the connection's own.
+const SCAN_CACHE_KIB: i64 = 4096;
+
+/// Runs `read` with the file unmapped and a small page cache, then puts
+/// the connection's own settings back (whatever `read` returned).
+///
+/// Why: the scan reads every page of the book once. Mapped, each page it
+/// touches stays in the process's resident memory until the map goes
+/// (212 MB of the 1,000,000-line book, beside 250 MB of the scan's own);
+/// read with `pread` through a small cache, they stay in the OS's cache,
+/// which is not the process's, and the scan is no slower.
+fn with_small_cache<T>(
+    db: &Connection,
+    read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let get = |pragma: &str| -> Result<i64, StoreError> {
+        db.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .map_err(db_error)
+    };
+    let (mmap, cache) = (get("mmap_size")?, get("cache_size")?);
+    db.execute_batch(&format!(
+        "PRAGMA mmap_size = 0; PRAGMA cache_size = -{SCAN_CACHE_KIB}"
+    ))
+    .map_err(db_error)?;
+    let result = read(db);
+    let restored = db
+        .execute_batch(&format!(
+            "PRAGMA mmap_size = {mmap}; PRAGMA cache_size = {cache}"
+        ))
+        .map_err(db_error);
+    let value = result?;
+    restored?;
+    Ok(value)
 }
 
 /// The products, inventory (by SKU and warehouse) and purchase orders (in

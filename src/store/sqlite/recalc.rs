@@ -141,19 +141,6 @@ impl RecalcDialect for SqliteConnection {
         .await
     }
 
-    async fn sku_line_counts(&mut self) -> Result<Vec<(String, usize)>, StoreError> {
-        portable::sku_line_counts::<sqlx::Sqlite>(self).await
-    }
-
-    async fn lock_everything(&mut self) -> Result<(), StoreError> {
-        // The caller's BEGIN IMMEDIATE holds the only write lock.
-        Ok(())
-    }
-
-    async fn audit_counts(&mut self) -> Result<(i64, usize), StoreError> {
-        portable::audit_counts::<sqlx::Sqlite>(self).await
-    }
-
     async fn load_orders(
         &mut self,
         skus: &[String],
