@@ -157,24 +157,7 @@ async fn stock(conn: &mut PgConnection) -> Result<Stock, StoreError> {
         assemble::product,
     )
     .await?;
-    let inventory = queries::map_rows(
-        conn,
-        sqlx::query_as(
-            r#"SELECT sku, warehouse, on_hand FROM inventory
-               ORDER BY sku COLLATE "C", warehouse COLLATE "C""#,
-        ),
-        assemble::inventory_row,
-    )
-    .await?;
-    let purchase_orders = queries::map_rows(
-        conn,
-        sqlx::query_as(
-            "SELECT id, sku, warehouse, qty_ordered, qty_received, expected_date
-             FROM purchase_orders ORDER BY position",
-        ),
-        assemble::purchase_order,
-    )
-    .await?;
+    let (inventory, purchase_orders) = super::snapshot_io::stock_rows(conn).await?;
     Ok(Stock {
         settings,
         warehouses,

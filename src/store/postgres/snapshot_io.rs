@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 
 use super::queries::{HEADER_COLUMNS, header, map_rows};
 use crate::engine::Snapshot;
-use crate::engine::snapshot::Order;
+use crate::engine::snapshot::{InventoryRow, Order, PurchaseOrder};
 use crate::engine::time_format::{format_date, format_timestamp};
 use crate::store::{ImportStep, ImportSummary, StoreError, assemble};
 
@@ -223,19 +223,12 @@ pub(super) async fn import(
     })
 }
 
-/// The stored state as a snapshot, `as_of` left for the caller.
-pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreError> {
-    let settings = super::load_settings(conn).await?;
-    let warehouses = super::load_warehouses(conn).await?;
-    let products = map_rows(
-        conn,
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM products ORDER BY position",
-            assemble::PRODUCT_COLUMNS
-        ))),
-        assemble::product,
-    )
-    .await?;
+/// The inventory by SKU and warehouse in byte order, and the purchase
+/// orders in their stored order (which decides the PO an ETA comes from):
+/// what the export and the audit read alike.
+pub(super) async fn stock_rows(
+    conn: &mut PgConnection,
+) -> Result<(Vec<InventoryRow>, Vec<PurchaseOrder>), StoreError> {
     let inventory = map_rows(
         conn,
         sqlx::query_as(
@@ -253,6 +246,23 @@ pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreErr
         assemble::purchase_order,
     )
     .await?;
+    Ok((inventory, purchase_orders))
+}
+
+/// The stored state as a snapshot, `as_of` left for the caller.
+pub(super) async fn export(conn: &mut PgConnection) -> Result<Snapshot, StoreError> {
+    let settings = super::load_settings(conn).await?;
+    let warehouses = super::load_warehouses(conn).await?;
+    let products = map_rows(
+        conn,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM products ORDER BY position",
+            assemble::PRODUCT_COLUMNS
+        ))),
+        assemble::product,
+    )
+    .await?;
+    let (inventory, purchase_orders) = stock_rows(conn).await?;
 
     let mut orders: Vec<Order> = Vec::new();
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
